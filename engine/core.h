@@ -1,0 +1,62 @@
+/*
+ * What the partnership, plan and apply modules share. Engine-private.
+ */
+#ifndef SBFS_CORE_H
+#define SBFS_CORE_H
+
+#include "internal.h"
+
+struct sb_pship {
+	char *root[2];		/* canonical paths */
+	int rootfd[2];
+	char id[33];		/* hex prefix of SHA-256(source NUL target) */
+	char *dir;		/* this partnership's state directory */
+	struct sb_state *state;
+	struct sb_log *log;
+	int lockfd;
+};
+
+/* Temporary files are created under this prefix in the destination
+ * directory; scans never show them and the next run removes stale ones. */
+#define SB_TMP_PREFIX ".sbfs-tmp."
+
+/* Internal plan ops, beyond enum sb_op; sb_plan_next() never shows them. */
+enum { SB_OP_CLEANUP = 100 };
+
+/* Plan item flags */
+enum {
+	SB_IF_REC = 1,		/* rec holds the state's record */
+	SB_IF_HASH0 = 2,	/* sha[0] is the source's content hash */
+	SB_IF_HASH1 = 4,	/* sha[1] is the target's */
+	SB_IF_RMTREE = 8,	/* the user chose: the loser's tree may go whole */
+};
+
+/* What one side held at scan time. */
+struct sb_scan {
+	struct sb_sideinfo info;
+	struct sb_fp fp;
+	int64_t atime_ns;
+	uint32_t uid, gid;
+};
+
+/* A plan item as stored: this header, then len path bytes. */
+struct sb_pitem {
+	uint8_t op, to, resolved, flags;
+	int32_t err;
+	uint32_t len;
+	struct sb_scan s[2];
+	struct sb_rec rec;
+	uint8_t sha[2][SB_SHA_LEN];
+	struct sb_conflict conflict;
+};
+
+void sb_fp_from_stat(struct sb_fp *fp, const struct stat *st);
+void sb_scan_from_stat(struct sb_scan *s, const struct stat *st);
+int sb_fp_equal(const struct sb_fp *a, const struct sb_fp *b);
+int sb_type_of_mode(mode_t m);
+
+/* plan.c, for apply.c */
+int sb_plan_next_raw(struct sb_plan *plan, struct sb_pitem *it, const char **path);
+int sb_plan_is_full(const struct sb_plan *plan);
+
+#endif

@@ -1,0 +1,144 @@
+/*
+ * Internal interfaces shared by the engine's modules. Not installed, not
+ * used by fs/ (which sees only sbfs.h). Every function returns 0 or a
+ * negative errno unless documented otherwise; none prints.
+ */
+#ifndef SBFS_INTERNAL_H
+#define SBFS_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+#include "sbfs.h"
+
+/* ---------------------------------------------------------------- hash.c */
+
+#define SB_SHA_LEN 32
+
+struct sb_sha;	/* incremental SHA-256 through OpenSSL EVP */
+
+int sb_sha_new(struct sb_sha **out);
+void sb_sha_free(struct sb_sha *h);		/* NULL-safe */
+int sb_sha_reset(struct sb_sha *h);
+int sb_sha_update(struct sb_sha *h, const void *buf, size_t len);
+int sb_sha_final(struct sb_sha *h, uint8_t out[SB_SHA_LEN]);
+/* Hash everything readable from fd's current offset to EOF. *nbytes may be NULL. */
+int sb_hash_fd(int fd, uint8_t out[SB_SHA_LEN], uint64_t *nbytes);
+int sb_hash_buf(const void *buf, size_t len, uint8_t out[SB_SHA_LEN]);
+/* out gets 64 lowercase hex digits and a NUL. */
+void sb_sha_hex(const uint8_t sha[SB_SHA_LEN], char out[2 * SB_SHA_LEN + 1]);
+
+/* ---------------------------------------------------------------- path.c */
+
+/*
+ * Relative paths inside a partner are byte strings with a length (they may
+ * be longer than PATH_MAX), components separated by single '/', no leading
+ * or trailing '/', no "." or ".." components, no NUL. The empty path is the
+ * root itself.
+ *
+ * Opens the directory that contains rel (O_RDONLY|O_DIRECTORY|O_CLOEXEC)
+ * beneath rootfd without ever following a symlink (openat2 with
+ * RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS|RESOLVE_NO_MAGICLINKS where the kernel
+ * has it, a component-by-component O_NOFOLLOW walk otherwise or when the
+ * path is too long for one call). *base points into rel at the last
+ * component. If mkdir_mode is not 0, missing intermediate directories are
+ * created with that mode. Errors: -ENOENT, -ENOTDIR, -ELOOP (a symlink on
+ * the way), -EINVAL (rel is malformed or empty), others from the syscalls.
+ */
+int sb_open_parent(int rootfd, const char *rel, size_t len, mode_t mkdir_mode,
+		   int *dirfd, const char **base);
+/* Opens the directory rel itself (the root when len == 0), same rules. */
+int sb_open_dir(int rootfd, const char *rel, size_t len, int *dirfd);
+/* 1 if rel is well formed as above, 0 if not. */
+int sb_path_valid(const char *rel, size_t len);
+
+/* ---------------------------------------------------------------- state.c */
+
+enum sb_side { SB_SRC = 0, SB_TGT = 1 };
+
+/* stat fingerprint of one side's copy: unchanged fingerprint => unchanged file */
+struct sb_fp {
+	uint64_t dev, ino, size;
+	int64_t mtime_ns, ctime_ns;
+};
+
+/* What the state knows of one synced path. */
+struct sb_rec {
+	uint8_t type;		/* enum sb_type */
+	uint32_t mode;		/* st_mode & 07777 */
+	uint64_t size;		/* content size (symlink: target length) */
+	int64_t mtime_ns;
+	uint64_t dir_id;	/* directories: key prefix of their children */
+	uint8_t sha[SB_SHA_LEN];/* files: content; symlinks: target string */
+	struct sb_fp fp[2];	/* indexed by enum sb_side */
+};
+
+#define SB_ROOT_ID 1ULL
+
+struct sb_state;	/* one LMDB environment: a partnership's state */
+struct sb_txn;
+struct sb_cursor;
+
+/* Creates dir (mode 0700, parents too) if needed and opens the env in it. */
+int sb_state_open(const char *dir, struct sb_state **out);
+void sb_state_close(struct sb_state *st);	/* NULL-safe */
+int sb_state_begin(struct sb_state *st, int rdonly, struct sb_txn **out);
+int sb_txn_commit(struct sb_txn *t);		/* frees t, even on error */
+void sb_txn_abort(struct sb_txn *t);		/* frees t, NULL-safe */
+
+/* Entries are keyed by (parent directory id, name). -ENOENT if absent. */
+int sb_state_get(struct sb_txn *t, uint64_t parent, const char *name,
+		 size_t nlen, struct sb_rec *out);
+/* A directory record whose dir_id is 0 gets a fresh id, written back to *rec. */
+int sb_state_put(struct sb_txn *t, uint64_t parent, const char *name,
+		 size_t nlen, struct sb_rec *rec);
+/* Removes the entry; for a directory also every entry beneath it. */
+int sb_state_del(struct sb_txn *t, uint64_t parent, const char *name,
+		 size_t nlen);
+/* Id of directory rel (SB_ROOT_ID for ""), -ENOENT if not recorded as a dir. */
+int sb_state_dir_id(struct sb_txn *t, const char *rel, size_t len,
+		    uint64_t *id);
+/* Number of entry records. */
+int sb_state_count(struct sb_txn *t, uint64_t *n);
+
+/* Children of a directory in name order (memcmp, shorter first). */
+int sb_state_children(struct sb_txn *t, uint64_t dir_id, struct sb_cursor **out);
+/* 1 and fills *name (valid until the next call), *nlen, *rec; 0 at end. */
+int sb_cursor_next(struct sb_cursor *c, const char **name, size_t *nlen,
+		   struct sb_rec *rec);
+void sb_cursor_close(struct sb_cursor *c);	/* NULL-safe */
+
+/* Conflicts left by the last reconcile, keyed by full relative path. */
+int sb_state_conflict_put(struct sb_txn *t, const char *rel, size_t len,
+			  const struct sb_conflict *c);
+int sb_state_conflict_del(struct sb_txn *t, const char *rel, size_t len);
+int sb_state_conflict_get(struct sb_txn *t, const char *rel, size_t len,
+			  struct sb_conflict *out);
+int sb_state_conflict_clear(struct sb_txn *t);
+/* Calls fn for each conflict (any order); a non-zero return stops and is returned. */
+int sb_state_conflict_each(struct sb_txn *t,
+			   int (*fn)(void *arg, const char *rel, size_t len,
+				     const struct sb_conflict *c),
+			   void *arg);
+
+/* ---------------------------------------------------------------- log.c */
+
+struct sb_log;	/* JSON Lines operation log, opened O_APPEND */
+
+int sb_log_open(const char *path, struct sb_log **out);
+void sb_log_close(struct sb_log *l);		/* NULL-safe */
+/*
+ * Appends one line:
+ * {"time":"2026-11-21T18:30:00.123Z","partnership":"<id>","action":"copy-to-target",
+ *  "path":"a/b","size":123,"sha256":"<hex>","result":"ok"}
+ * with "result":"error","error":"<strerror>","errno":N when err < 0, and
+ * "path_b64" beside "path" when the path is not valid UTF-8. sha may be NULL.
+ * One write(2) per line so concurrent appenders never interleave.
+ */
+int sb_log_op(struct sb_log *l, const char *partnership, const char *action,
+	      const char *rel, size_t len, uint64_t size, const uint8_t *sha,
+	      int err);
+
+#endif

@@ -1,0 +1,889 @@
+/*
+ * Scan and decide: a three-way merge, directory by directory, of the
+ * source listing, the target listing and the state's records (AutoSync).
+ * Nothing on disk or in the state changes here. The plan is streamed to an
+ * unlinked temporary file, so memory stays flat however large the tree.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core.h"
+
+struct sb_plan {
+	FILE *f;
+	uint64_t count;
+	int full;
+	struct sb_plan_stats st;
+	char *path;		/* iteration buffer */
+	size_t cap;
+};
+
+struct walk {
+	struct sb_pship *p;
+	struct sb_plan *plan;
+	const struct sb_hooks *h;
+	struct sb_txn *txn;
+	char *path;
+	size_t len, cap;
+	uint64_t seen;
+};
+
+/* What one side's change since the record amounts to. */
+enum { CH_SAME, CH_FP, CH_META, CH_CONTENT, CH_DELETED };
+
+/* One entry being decided. */
+struct ent {
+	int pfd[2];		/* parent directories, -1 where absent */
+	const char *name;
+	struct sb_scan s[2];
+	const struct sb_rec *rec;
+	uint8_t sha[2][SB_SHA_LEN];
+	uint8_t flags;
+	int under_deleted;	/* side that deleted an enclosing directory, or -1 */
+};
+
+static int walk_dir(struct walk *w, const int fd[2], uint64_t dir_id,
+		    int under_deleted, uint64_t *kept);
+
+/* ------------------------------------------------------------ emitting */
+
+static int emit(struct walk *w, int op, int to, const struct ent *e,
+		int err, const struct sb_conflict *c, int resolved, int extra)
+{
+	struct sb_pitem it;
+	struct sb_plan_stats *st = &w->plan->st;
+
+	memset(&it, 0, sizeof(it));
+	it.op = op;
+	it.to = to;
+	it.err = err;
+	it.resolved = resolved;
+	it.len = w->len;
+	if (e) {
+		it.s[0] = e->s[0];
+		it.s[1] = e->s[1];
+		it.flags = e->flags | extra;
+		if (e->rec) {
+			it.rec = *e->rec;
+			it.flags |= SB_IF_REC;
+		}
+		memcpy(it.sha, e->sha, sizeof(it.sha));
+	}
+	if (c)
+		it.conflict = *c;
+	if (fwrite(&it, sizeof(it), 1, w->plan->f) != 1 ||
+	    fwrite(w->path, 1, w->len, w->plan->f) != w->len)
+		return -EIO;
+	w->plan->count++;
+	switch (op) {
+	case SB_OP_COPY: st->copy[to]++; break;
+	case SB_OP_UPDATE: case SB_OP_META: st->update[to]++; break;
+	case SB_OP_DELETE: st->del[to]++; break;
+	case SB_OP_RECORD: case SB_OP_FORGET: st->recorded++; break;
+	case SB_OP_KEEP_BOTH: st->keep_both++; break;
+	case SB_OP_CONFLICT: st->conflicts++; break;
+	case SB_OP_SKIP: st->skipped++; break;
+	}
+	return 0;
+}
+
+static int skip(struct walk *w, const struct ent *e, int err, const char *what)
+{
+	if (w->h && w->h->warn)
+		w->h->warn(w->h->arg, w->path, w->len, err, what);
+	return emit(w, SB_OP_SKIP, 0, e, err, NULL, 0, 0);
+}
+
+/* ------------------------------------------------------------ paths */
+
+static int path_push(struct walk *w, const char *name, size_t *saved)
+{
+	size_t n = strlen(name), need = w->len + 1 + n + 1;
+	if (need > w->cap) {
+		size_t cap = w->cap ? w->cap : 256;
+		while (cap < need)
+			cap *= 2;
+		char *np = realloc(w->path, cap);
+		if (!np)
+			return -ENOMEM;
+		w->path = np;
+		w->cap = cap;
+	}
+	*saved = w->len;
+	if (w->len)
+		w->path[w->len++] = '/';
+	memcpy(w->path + w->len, name, n);
+	w->len += n;
+	return 0;
+}
+
+/* ------------------------------------------------------------ hashing */
+
+/* Hashes one side's file or symlink target; -EAGAIN if it changed since its stat. */
+static int hash_side(struct ent *e, int side)
+{
+	uint8_t bit = side ? SB_IF_HASH1 : SB_IF_HASH0;
+	struct sb_scan *s = &e->s[side];
+	struct stat st;
+	int fd = -1, ret;
+
+	if (e->flags & bit)
+		return 0;
+	if (s->info.type == SB_LINK) {
+		char *buf = malloc(s->info.size + 1);
+		if (!buf)
+			return -ENOMEM;
+		ssize_t n = readlinkat(e->pfd[side], e->name, buf, s->info.size + 1);
+		ret = n < 0 ? -errno : (uint64_t)n != s->info.size ? -EAGAIN
+			: sb_hash_buf(buf, n, e->sha[side]);
+		free(buf);
+		if (ret == 0)
+			e->flags |= bit;
+		return ret;
+	}
+	fd = openat(e->pfd[side], e->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return -errno;
+	struct sb_fp fp;
+	ret = -EAGAIN;
+	if (fstat(fd, &st) < 0)
+		goto errno_out;
+	sb_fp_from_stat(&fp, &st);
+	if (!sb_fp_equal(&fp, &s->fp))
+		goto out;
+	ret = sb_hash_fd(fd, e->sha[side], NULL);
+	if (ret < 0)
+		goto out;
+	if (fstat(fd, &st) < 0)
+		goto errno_out;
+	sb_fp_from_stat(&fp, &st);
+	ret = sb_fp_equal(&fp, &s->fp) ? 0 : -EAGAIN;
+	if (ret == 0)
+		e->flags |= bit;
+	goto out;
+errno_out:
+	ret = -errno;
+out:
+	close(fd);
+	return ret;
+}
+
+static int same_content(struct ent *e, int *same)
+{
+	int ret;
+	*same = 0;
+	if (e->s[0].info.type != e->s[1].info.type)
+		return 0;
+	if (e->s[0].info.type == SB_DIR) {
+		*same = 1;
+		return 0;
+	}
+	if (e->s[0].info.size != e->s[1].info.size)
+		return 0;
+	if ((ret = hash_side(e, 0)) < 0 || (ret = hash_side(e, 1)) < 0)
+		return ret;
+	*same = memcmp(e->sha[0], e->sha[1], SB_SHA_LEN) == 0;
+	return 0;
+}
+
+/* How side i changed since the record (which must exist). */
+static int classify(struct ent *e, int i, int *ch)
+{
+	const struct sb_rec *r = e->rec;
+	const struct sb_sideinfo *in = &e->s[i].info;
+	int ret;
+
+	if (in->type == SB_NONE) {
+		*ch = CH_DELETED;
+	} else if (in->type != r->type) {
+		*ch = CH_CONTENT;
+	} else if (in->type == SB_DIR) {
+		/* A directory's mtime moves with its entries: only its mode counts. */
+		*ch = in->mode != r->mode ? CH_META : CH_SAME;
+	} else if (sb_fp_equal(&e->s[i].fp, &r->fp[i]) &&
+		   (in->type == SB_LINK || in->mode == r->mode)) {
+		*ch = CH_SAME;
+	} else if (in->size != r->size) {
+		*ch = CH_CONTENT;
+	} else {
+		if ((ret = hash_side(e, i)) < 0)
+			return ret;
+		if (memcmp(e->sha[i], r->sha, SB_SHA_LEN))
+			*ch = CH_CONTENT;
+		else if (in->type == SB_FILE &&
+			 (in->mode != r->mode || in->mtime_ns != r->mtime_ns))
+			*ch = CH_META;
+		else
+			*ch = CH_FP;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------ deciding */
+
+static void fill_conflict(const struct ent *e, int kind, struct sb_conflict *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->kind = kind;
+	c->side[0] = e->s[0].info;
+	c->side[1] = e->s[1].info;
+	c->suggest = sb_suggest(&c->side[0], &c->side[1]);
+}
+
+static void item_view(struct sb_item *it, const struct sb_pitem *pi,
+		      const char *path)
+{
+	memset(it, 0, sizeof(*it));
+	it->op = pi->op;
+	it->to = pi->to;
+	it->resolved = pi->resolved;
+	it->err = pi->err;
+	it->path = path;
+	it->len = pi->len;
+	it->side[0] = pi->s[0].info;
+	it->side[1] = pi->s[1].info;
+	it->conflict = pi->conflict;
+}
+
+/* Opens side i's directory `name` for descent; -1 where that side has none. */
+static int open_child(const struct ent *e, int i, int *fd)
+{
+	*fd = -1;
+	if (e->s[i].info.type != SB_DIR)
+		return 0;
+	*fd = openat(e->pfd[i], e->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	return *fd < 0 ? -errno : 0;
+}
+
+/* Descends into the entry's directories: into side `only` alone when >= 0. */
+static int descend(struct walk *w, struct ent *e, int only, uint64_t dir_id,
+		   int under_deleted, uint64_t *kept)
+{
+	int fd[2] = { -1, -1 }, ret = 0;
+	for (int i = 0; i < 2; i++) {
+		if (only >= 0 && i != only)
+			continue;
+		if ((ret = open_child(e, i, &fd[i])) < 0) {
+			ret = skip(w, e, ret, "cannot open directory");
+			++*kept;
+			goto out;
+		}
+	}
+	ret = walk_dir(w, fd, dir_id, under_deleted, kept);
+out:
+	for (int i = 0; i < 2; i++)
+		if (fd[i] >= 0)
+			close(fd[i]);
+	return ret;
+}
+
+/* Makes side `to` match side `from` for an entry that has no record there. */
+static int copy_over(struct walk *w, struct ent *e, int from, int resolved,
+		     const struct sb_conflict *c, uint64_t *kept)
+{
+	int to = !from, ret;
+	int op = e->s[to].info.type == SB_NONE ? SB_OP_COPY : SB_OP_UPDATE;
+	int extra = e->s[to].info.type == SB_DIR ? SB_IF_RMTREE : 0;
+	if ((ret = emit(w, op, to, e, 0, c, resolved, extra)) < 0)
+		return ret;
+	++*kept;
+	if (e->s[from].info.type == SB_DIR) {
+		uint64_t k = 0;
+		return descend(w, e, from, 0, -1, &k);
+	}
+	return 0;
+}
+
+static int conflict(struct walk *w, struct ent *e, int kind, uint64_t *kept)
+{
+	struct sb_conflict c;
+	struct sb_item view;
+	struct sb_pitem pi;
+	int choice = SB_CHOOSE_SKIP;
+
+	if (e->under_deleted >= 0)
+		kind = SB_CK_UNDER_DELETED;
+	fill_conflict(e, kind, &c);
+	if (w->h && w->h->choose) {
+		memset(&pi, 0, sizeof(pi));
+		pi.op = SB_OP_CONFLICT;
+		pi.len = w->len;
+		pi.s[0] = e->s[0];
+		pi.s[1] = e->s[1];
+		pi.conflict = c;
+		item_view(&view, &pi, w->path);
+		choice = w->h->choose(w->h->arg, &view);
+	}
+	int present0 = e->s[0].info.type != SB_NONE;
+	int present1 = e->s[1].info.type != SB_NONE;
+	if (choice == SB_CHOOSE_KEEP_BOTH && !(present0 && present1))
+		choice = present0 ? SB_CHOOSE_SOURCE : SB_CHOOSE_TARGET;
+	switch (choice) {
+	case SB_CHOOSE_KEEP_BOTH:
+		++*kept;
+		return emit(w, SB_OP_KEEP_BOTH, SB_TGT, e, 0, &c, 1, 0);
+	case SB_CHOOSE_SOURCE:
+	case SB_CHOOSE_TARGET: {
+		int win = choice == SB_CHOOSE_SOURCE ? SB_SRC : SB_TGT;
+		if (e->s[win].info.type == SB_NONE)
+			return emit(w, SB_OP_DELETE, !win, e, 0, &c, 1, SB_IF_RMTREE);
+		return copy_over(w, e, win, 1, &c, kept);
+	}
+	}
+	++*kept;
+	return emit(w, SB_OP_CONFLICT, 0, e, 0, &c, 0, 0);
+}
+
+/* Both sides hold the same content: record it, evening out metadata. */
+static int agree(struct walk *w, struct ent *e, uint64_t *kept)
+{
+	struct sb_sideinfo *a = &e->s[0].info, *b = &e->s[1].info;
+	++*kept;
+	if (a->type == SB_FILE && (a->mode != b->mode || a->mtime_ns != b->mtime_ns)) {
+		int newer = b->mtime_ns > a->mtime_ns ? SB_TGT : SB_SRC;
+		return emit(w, SB_OP_META, !newer, e, 0, NULL, 0, 0);
+	}
+	if (a->type == SB_DIR && a->mode != b->mode)
+		return emit(w, SB_OP_META, SB_TGT, e, 0, NULL, 0, 0);
+	return emit(w, SB_OP_RECORD, 0, e, 0, NULL, 0, 0);
+}
+
+/* Entry without a record: nothing is known of its history. */
+static int decide_new(struct walk *w, struct ent *e, uint64_t *kept)
+{
+	int t0 = e->s[0].info.type, t1 = e->s[1].info.type, same, ret;
+
+	if (t0 == SB_NONE && t1 == SB_NONE)
+		return 0;
+	if (t0 == SB_NONE || t1 == SB_NONE) {
+		int from = t0 == SB_NONE ? SB_TGT : SB_SRC;
+		/* Created where the other side deleted the enclosing directory. */
+		if (e->under_deleted == !from)
+			return conflict(w, e, SB_CK_UNDER_DELETED, kept);
+		return copy_over(w, e, from, 0, NULL, kept);
+	}
+	if ((ret = same_content(e, &same)) < 0)
+		return skip(w, e, ret, "changed while being compared");
+	if (!same)
+		return conflict(w, e, t0 == t1 ? SB_CK_CONTENT : SB_CK_TYPE, kept);
+	if ((ret = agree(w, e, kept)) < 0)
+		return ret;
+	if (t0 == SB_DIR)
+		return descend(w, e, -1, 0, -1, kept);
+	return 0;
+}
+
+/* One side (`from`) changed, the other is as recorded. */
+static int carry(struct walk *w, struct ent *e, int from, int ch, uint64_t *kept)
+{
+	int to = !from, ret;
+	int tf = e->s[from].info.type, tt = e->s[to].info.type;
+	uint64_t k = 0;
+
+	if (ch == CH_DELETED) {
+		if (tt == SB_DIR) {
+			/* Delete beneath only what did not change; keep the rest. */
+			if ((ret = descend(w, e, to, e->rec->dir_id, from, &k)) < 0)
+				return ret;
+			*kept += k;
+			if (k)
+				return 0;
+		}
+		return emit(w, SB_OP_DELETE, to, e, 0, NULL, 0, 0);
+	}
+	if (ch == CH_META) {
+		++*kept;
+		if ((ret = emit(w, SB_OP_META, to, e, 0, NULL, 0, 0)) < 0)
+			return ret;
+		return tf == SB_DIR ? descend(w, e, -1, e->rec->dir_id, -1, kept) : 0;
+	}
+	/* Content, or the kind of entry, changed. */
+	if (tt == SB_DIR && tf != SB_DIR) {
+		/* A directory replaced by a file: its tree goes as if deleted. */
+		if ((ret = descend(w, e, to, e->rec->dir_id, from, &k)) < 0)
+			return ret;
+		if (k) {
+			*kept += k;
+			return conflict(w, e, SB_CK_TYPE, kept);
+		}
+	}
+	++*kept;
+	if ((ret = emit(w, SB_OP_UPDATE, to, e, 0, NULL, 0, 0)) < 0)
+		return ret;
+	if (tf == SB_DIR)
+		return descend(w, e, from, 0, -1, &k);
+	return 0;
+}
+
+static int decide(struct walk *w, struct ent *e, uint64_t *kept)
+{
+	const struct sb_rec *r = e->rec;
+	int ch[2], ret;
+
+	if (!r)
+		return decide_new(w, e, kept);
+	for (int i = 0; i < 2; i++) {
+		if ((ret = classify(e, i, &ch[i])) < 0)
+			return skip(w, e, ret, "changed while being scanned");
+		if (e->s[i].info.type == SB_NONE)
+			w->plan->st.missing[i]++;
+	}
+	if (ch[0] <= CH_FP && ch[1] <= CH_FP) {
+		++*kept;
+		if ((ch[0] == CH_FP || ch[1] == CH_FP) &&
+		    (ret = emit(w, SB_OP_RECORD, 0, e, 0, NULL, 0, 0)) < 0)
+			return ret;
+		return r->type == SB_DIR ? descend(w, e, -1, r->dir_id, -1, kept) : 0;
+	}
+	if (ch[1] <= CH_FP)
+		return carry(w, e, SB_SRC, ch[0], kept);
+	if (ch[0] <= CH_FP)
+		return carry(w, e, SB_TGT, ch[1], kept);
+
+	/* Changed on both sides. */
+	if (ch[0] == CH_DELETED && ch[1] == CH_DELETED)
+		return emit(w, SB_OP_FORGET, 0, e, 0, NULL, 0, 0);
+	if (ch[0] == CH_DELETED || ch[1] == CH_DELETED) {
+		int del = ch[0] == CH_DELETED ? SB_SRC : SB_TGT;
+		if (r->type == SB_DIR && e->s[!del].info.type == SB_DIR)
+			return carry(w, e, del, CH_DELETED, kept);
+		return conflict(w, e, SB_CK_MODIFIED_DELETED, kept);
+	}
+	int same;
+	if ((ret = same_content(e, &same)) < 0)
+		return skip(w, e, ret, "changed while being compared");
+	if (!same) {
+		int t0 = e->s[0].info.type, t1 = e->s[1].info.type;
+		return conflict(w, e, t0 == t1 ? SB_CK_CONTENT : SB_CK_TYPE, kept);
+	}
+	if ((ret = agree(w, e, kept)) < 0)
+		return ret;
+	if (e->s[0].info.type == SB_DIR)
+		return descend(w, e, -1, r->type == SB_DIR ? r->dir_id : 0, -1, kept);
+	return 0;
+}
+
+/* Stats both sides of one entry and decides it. */
+static int do_entry(struct walk *w, const int pfd[2], const char *name,
+		    const struct sb_rec *rec, int under_deleted, uint64_t *kept)
+{
+	struct ent e;
+	struct stat st;
+	size_t saved;
+	int ret;
+
+	memset(&e, 0, sizeof(e));
+	e.pfd[0] = pfd[0];
+	e.pfd[1] = pfd[1];
+	e.name = name;
+	e.rec = rec;
+	e.under_deleted = under_deleted;
+	if ((ret = path_push(w, name, &saved)) < 0)
+		return ret;
+	for (int i = 0; i < 2; i++) {
+		if (pfd[i] < 0)
+			continue;
+		if (fstatat(pfd[i], name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			if (errno == ENOENT)
+				continue;
+			ret = skip(w, &e, -errno, "cannot examine");
+			++*kept;
+			goto out;
+		}
+		sb_scan_from_stat(&e.s[i], &st);
+		w->plan->st.seen[i]++;
+		if (e.s[i].info.type == SB_OTHER) {
+			ret = skip(w, &e, -EOPNOTSUPP, "not a file, directory or symlink");
+			++*kept;
+			goto out;
+		}
+	}
+	if (w->h && w->h->progress && (++w->seen & 1023) == 0)
+		w->h->progress(w->h->arg, 0, w->seen, 0);
+	ret = decide(w, &e, kept);
+out:
+	w->len = saved;
+	return ret;
+}
+
+/* ------------------------------------------------------------ listing */
+
+struct names {
+	char **v;
+	size_t n, cap;
+};
+
+static void names_free(struct names *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+	l->v = NULL;
+	l->n = l->cap = 0;
+}
+
+static int names_add(struct names *l, const char *s, size_t len)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 32;
+		char **nv = realloc(l->v, cap * sizeof(*nv));
+		if (!nv)
+			return -ENOMEM;
+		l->v = nv;
+		l->cap = cap;
+	}
+	if (!(l->v[l->n] = strndup(s, len)))
+		return -ENOMEM;
+	l->n++;
+	return 0;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Emits the removal of a temporary file left by a killed run. */
+static int cleanup_item(struct walk *w, const char *name, int side)
+{
+	size_t saved;
+	int ret = path_push(w, name, &saved);
+	if (ret == 0)
+		ret = emit(w, SB_OP_CLEANUP, side, NULL, 0, NULL, 0, 0);
+	w->len = saved;
+	return ret;
+}
+
+/* Lists one side's directory, sorted; stale temporaries become cleanup items. */
+static int list_dir(struct walk *w, int fd, int side, struct names *out)
+{
+	int dfd = dup(fd), ret = 0;
+	DIR *d;
+	struct dirent *de;
+
+	if (dfd < 0)
+		return -errno;
+	if (!(d = fdopendir(dfd))) {
+		close(dfd);
+		return -errno;
+	}
+	for (;;) {
+		errno = 0;
+		if (!(de = readdir(d))) {
+			ret = -errno;
+			break;
+		}
+		const char *n = de->d_name;
+		if (n[0] == '.' && (!n[1] || (n[1] == '.' && !n[2])))
+			continue;
+		if (!strncmp(n, SB_TMP_PREFIX, sizeof(SB_TMP_PREFIX) - 1))
+			ret = cleanup_item(w, n, side);
+		else
+			ret = names_add(out, n, strlen(n));
+		if (ret < 0)
+			break;
+	}
+	closedir(d);
+	if (ret == 0)
+		qsort(out->v, out->n, sizeof(*out->v), cmp_names);
+	return ret;
+}
+
+struct recs {
+	char **names;
+	struct sb_rec *v;
+	size_t n, cap;
+};
+
+static void recs_free(struct recs *r)
+{
+	for (size_t i = 0; i < r->n; i++)
+		free(r->names[i]);
+	free(r->names);
+	free(r->v);
+}
+
+static int load_recs(struct walk *w, uint64_t dir_id, struct recs *out)
+{
+	struct sb_cursor *c = NULL;
+	const char *name;
+	size_t nlen;
+	struct sb_rec rec;
+	int ret;
+
+	if ((ret = sb_state_children(w->txn, dir_id, &c)) < 0)
+		return ret;
+	while ((ret = sb_cursor_next(c, &name, &nlen, &rec)) > 0) {
+		if (out->n == out->cap) {
+			size_t cap = out->cap ? 2 * out->cap : 32;
+			char **nn = realloc(out->names, cap * sizeof(*nn));
+			if (!nn) {
+				ret = -ENOMEM;
+				break;
+			}
+			out->names = nn;
+			struct sb_rec *nv = realloc(out->v, cap * sizeof(*nv));
+			if (!nv) {
+				ret = -ENOMEM;
+				break;
+			}
+			out->v = nv;
+			out->cap = cap;
+		}
+		if (!(out->names[out->n] = strndup(name, nlen))) {
+			ret = -ENOMEM;
+			break;
+		}
+		out->v[out->n++] = rec;
+	}
+	sb_cursor_close(c);
+	return ret;
+}
+
+static int walk_dir(struct walk *w, const int fd[2], uint64_t dir_id,
+		    int under_deleted, uint64_t *kept)
+{
+	struct names l[2] = { { 0 }, { 0 } };
+	struct recs r = { 0 };
+	size_t i[2] = { 0, 0 }, k = 0;
+	int ret = 0;
+
+	for (int s = 0; s < 2; s++) {
+		if (fd[s] < 0)
+			continue;
+		if ((ret = list_dir(w, fd[s], s, &l[s])) < 0) {
+			if (ret == -ENOMEM || ret == -EIO)
+				goto out;
+			ret = skip(w, NULL, ret, "cannot list directory");
+			++*kept;
+			goto out;
+		}
+	}
+	if (dir_id && (ret = load_recs(w, dir_id, &r)) < 0)
+		goto out;
+
+	for (;;) {
+		const char *a = i[0] < l[0].n ? l[0].v[i[0]] : NULL;
+		const char *b = i[1] < l[1].n ? l[1].v[i[1]] : NULL;
+		const char *c = k < r.n ? r.names[k] : NULL;
+		const char *m = a;
+		if (!m || (b && strcmp(b, m) < 0))
+			m = b;
+		if (!m || (c && strcmp(c, m) < 0))
+			m = c;
+		if (!m)
+			break;
+		const struct sb_rec *rec = c && !strcmp(c, m) ? &r.v[k] : NULL;
+		if ((ret = do_entry(w, fd, m, rec, under_deleted, kept)) < 0)
+			goto out;
+		if (a && !strcmp(a, m))
+			i[0]++;
+		if (b && !strcmp(b, m))
+			i[1]++;
+		if (rec)
+			k++;
+	}
+out:
+	names_free(&l[0]);
+	names_free(&l[1]);
+	recs_free(&r);
+	return ret;
+}
+
+/* ------------------------------------------------------------ one path */
+
+static int path_set(struct walk *w, const char *rel, size_t len)
+{
+	if (len + 1 > w->cap) {
+		char *np = realloc(w->path, len + 256);
+		if (!np)
+			return -ENOMEM;
+		w->path = np;
+		w->cap = len + 256;
+	}
+	memcpy(w->path, rel, len);
+	w->len = len;
+	return 0;
+}
+
+static int plan_path(struct walk *w, const char *rel, size_t len)
+{
+	int pfd[2] = { -1, -1 }, ret = 0, under_deleted = -1;
+	const char *base = rel;
+	uint64_t pid = 0, kept = 0;
+	struct sb_rec rec;
+	int have_rec = 0;
+	char name[256];
+
+	w->len = 0;
+	if (len == 0) {
+		w->plan->full = 1;
+		return walk_dir(w, w->p->rootfd, SB_ROOT_ID, -1, &kept);
+	}
+	if (!sb_path_valid(rel, len))
+		return SB_E_BADPATH;
+	if ((ret = path_set(w, rel, len)) < 0)
+		return ret;
+	for (int i = 0; i < 2; i++) {
+		ret = sb_open_parent(w->p->rootfd[i], rel, len, 0, &pfd[i], &base);
+		if (ret == -ENOENT || ret == -ENOTDIR) {
+			pfd[i] = -1;
+		} else if (ret < 0) {
+			ret = skip(w, NULL, ret, "cannot open its directory");
+			goto out;
+		}
+	}
+	ret = 0;
+	size_t plen = base > rel ? (size_t)(base - rel - 1) : 0;
+	size_t nlen = len - (base - rel);
+	if (nlen >= sizeof(name)) {
+		ret = skip(w, NULL, -ENAMETOOLONG, "name too long");
+		goto out;
+	}
+	memcpy(name, base, nlen);
+	name[nlen] = '\0';
+	if (sb_state_dir_id(w->txn, rel, plen, &pid) == 0) {
+		if (sb_state_get(w->txn, pid, name, nlen, &rec) == 0)
+			have_rec = 1;
+		/* Inside a recorded directory that one side no longer has. */
+		if ((pfd[0] < 0) != (pfd[1] < 0))
+			under_deleted = pfd[0] < 0 ? SB_SRC : SB_TGT;
+	}
+	w->len = plen;		/* do_entry appends the name */
+	ret = do_entry(w, pfd, name, have_rec ? &rec : NULL, under_deleted, &kept);
+out:
+	for (int i = 0; i < 2; i++)
+		if (pfd[i] >= 0)
+			close(pfd[i]);
+	return ret;
+}
+
+/* ------------------------------------------------------------ public */
+
+int sb_plan_build(struct sb_pship *p, const char *const *paths, size_t npaths,
+		  const struct sb_hooks *hooks, struct sb_plan **out)
+{
+	struct walk w = { .p = p, .h = hooks };
+	struct sb_plan *plan = calloc(1, sizeof(*plan));
+	int ret = -ENOMEM;
+
+	*out = NULL;
+	if (!plan)
+		goto out;
+	w.plan = plan;
+	if (!(plan->f = tmpfile())) {
+		ret = -errno;
+		goto out;
+	}
+	if ((ret = sb_state_begin(p->state, 1, &w.txn)) < 0)
+		goto out;
+	if ((ret = sb_state_count(w.txn, &plan->st.state_entries)) < 0)
+		goto out;
+	if (!paths) {
+		ret = plan_path(&w, "", 0);
+	} else {
+		for (size_t i = 0; i < npaths && ret >= 0; i++)
+			ret = plan_path(&w, paths[i], strlen(paths[i]));
+	}
+	if (ret < 0)
+		goto out;
+	if (fflush(plan->f) != 0) {
+		ret = -EIO;
+		goto out;
+	}
+	*out = plan;
+	plan = NULL;
+out:
+	sb_txn_abort(w.txn);
+	free(w.path);
+	sb_plan_free(plan);
+	return ret;
+}
+
+void sb_plan_free(struct sb_plan *plan)
+{
+	if (!plan)
+		return;
+	if (plan->f)
+		fclose(plan->f);
+	free(plan->path);
+	free(plan);
+}
+
+const struct sb_plan_stats *sb_plan_stats(const struct sb_plan *plan)
+{
+	return &plan->st;
+}
+
+uint64_t sb_plan_changes(const struct sb_plan *plan)
+{
+	const struct sb_plan_stats *s = &plan->st;
+	return s->copy[0] + s->copy[1] + s->update[0] + s->update[1] +
+	       s->del[0] + s->del[1] + s->keep_both;
+}
+
+uint64_t sb_plan_count(const struct sb_plan *plan)
+{
+	return plan->count;
+}
+
+int sb_plan_is_full(const struct sb_plan *plan)
+{
+	return plan->full;
+}
+
+int sb_plan_rewind(struct sb_plan *plan)
+{
+	return fseeko(plan->f, 0, SEEK_SET) < 0 ? -errno : 0;
+}
+
+int sb_plan_next_raw(struct sb_plan *plan, struct sb_pitem *it, const char **path)
+{
+	if (fread(it, sizeof(*it), 1, plan->f) != 1)
+		return ferror(plan->f) ? -EIO : 0;
+	if ((size_t)it->len + 1 > plan->cap) {
+		char *np = realloc(plan->path, it->len + 1);
+		if (!np)
+			return -ENOMEM;
+		plan->path = np;
+		plan->cap = it->len + 1;
+	}
+	if (it->len && fread(plan->path, 1, it->len, plan->f) != it->len)
+		return -EIO;
+	plan->path[it->len] = '\0';
+	*path = plan->path;
+	return 1;
+}
+
+int sb_plan_next(struct sb_plan *plan, struct sb_item *it)
+{
+	struct sb_pitem pi;
+	const char *path;
+	int ret;
+
+	while ((ret = sb_plan_next_raw(plan, &pi, &path)) > 0) {
+		if (pi.op == SB_OP_CLEANUP)
+			continue;
+		item_view(it, &pi, path);
+		return 1;
+	}
+	return ret;
+}
+
+int sb_plan_check_mass(const struct sb_plan *plan, int *side)
+{
+	const struct sb_plan_stats *s = &plan->st;
+	if (!plan->full || s->state_entries == 0)
+		return 0;
+	for (int i = 0; i < 2; i++) {
+		if (s->seen[i] == 0 || s->missing[i] * 2 > s->state_entries) {
+			*side = i;
+			return SB_E_MASS;
+		}
+	}
+	return 0;
+}

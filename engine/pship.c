@@ -1,0 +1,315 @@
+/*
+ * A partnership: two validated roots, their state and their log.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "core.h"
+
+static void set_err(struct sb_error *err, int code, const char *path)
+{
+	if (!err)
+		return;
+	err->code = code;
+	snprintf(err->path, sizeof(err->path), "%s", path ? path : "");
+}
+
+/* 1 if canonical path `in` equals or lies beneath canonical `dir`. */
+static int path_within(const char *in, const char *dir)
+{
+	size_t n = strlen(dir);
+	if (n == 1 && dir[0] == '/')
+		return 1;
+	return strncmp(in, dir, n) == 0 && (in[n] == '/' || in[n] == '\0');
+}
+
+/* Canonical form of a path that may not exist yet: the deepest existing
+ * ancestor resolved, the rest appended. */
+static char *canon_maybe(const char *path)
+{
+	char *copy = strdup(path), *res = NULL, *tail = NULL;
+	if (!copy)
+		return NULL;
+	for (;;) {
+		char *r = realpath(copy, NULL);
+		if (r) {
+			if (!tail) {
+				res = r;
+			} else if (asprintf(&res, "%s/%s", strcmp(r, "/") ? r : "", tail) < 0) {
+				res = NULL;
+			}
+			if (tail)
+				free(r);
+			break;
+		}
+		char *slash = strrchr(copy, '/');
+		if (errno != ENOENT || !slash || slash == copy)
+			break;
+		char *nt = NULL;
+		if (asprintf(&nt, "%s%s%s", slash + 1, tail ? "/" : "", tail ? tail : "") < 0)
+			break;
+		free(tail);
+		tail = nt;
+		*slash = '\0';
+	}
+	free(tail);
+	free(copy);
+	return res;
+}
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+	char *p = strdup(path);
+	int ret = 0;
+	if (!p)
+		return -ENOMEM;
+	for (char *s = p + 1; ; s++) {
+		if (*s == '/' || *s == '\0') {
+			char c = *s;
+			*s = '\0';
+			if (mkdir(p, mode) < 0 && errno != EEXIST) {
+				ret = -errno;
+				goto out;
+			}
+			*s = c;
+			if (c == '\0')
+				break;
+		}
+	}
+out:
+	free(p);
+	return ret;
+}
+
+static char *default_state_root(void)
+{
+	const char *env = getenv("SBFS_STATE_DIR");
+	char *res = NULL;
+	if (env && *env)
+		return strdup(env);
+	env = getenv("XDG_STATE_HOME");
+	if (env && *env) {
+		if (asprintf(&res, "%s/sbfs", env) < 0)
+			return NULL;
+		return res;
+	}
+	env = getenv("HOME");
+	if (asprintf(&res, "%s/.local/state/sbfs", env && *env ? env : "/root") < 0)
+		return NULL;
+	return res;
+}
+
+static int open_root(const char *given, char **canon, int *fd, struct stat *st,
+		     struct sb_error *err)
+{
+	*canon = realpath(given, NULL);
+	if (!*canon) {
+		int e = -errno;
+		set_err(err, e, given);
+		return e;
+	}
+	*fd = open(*canon, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (*fd < 0 || fstat(*fd, st) < 0) {
+		int e = -errno;
+		set_err(err, e, given);
+		return e;
+	}
+	/* Listing needs read, descending needs search permission. */
+	if (faccessat(*fd, ".", R_OK | X_OK, AT_EACCESS) < 0) {
+		int e = -errno;
+		set_err(err, e, given);
+		return e;
+	}
+	return 0;
+}
+
+int sb_pship_open(const char *source, const char *target,
+		  const char *state_root, const char *log_path,
+		  struct sb_pship **out, struct sb_error *err)
+{
+	struct sb_pship *p = calloc(1, sizeof(*p));
+	struct stat st[2];
+	char *sroot = NULL, *scanon = NULL, *logp = NULL;
+	int ret = -ENOMEM;
+
+	if (!p)
+		goto out;
+	p->rootfd[0] = p->rootfd[1] = p->lockfd = -1;
+	const char *given[2] = { source, target };
+	for (int i = 0; i < 2; i++) {
+		ret = open_root(given[i], &p->root[i], &p->rootfd[i], &st[i], err);
+		if (ret < 0)
+			goto out;
+	}
+	if (st[0].st_dev == st[1].st_dev && st[0].st_ino == st[1].st_ino) {
+		ret = SB_E_SAME;
+		set_err(err, ret, target);
+		goto out;
+	}
+	if (path_within(p->root[0], p->root[1]) || path_within(p->root[1], p->root[0])) {
+		ret = SB_E_NESTED;
+		set_err(err, ret, path_within(p->root[0], p->root[1]) ? source : target);
+		goto out;
+	}
+
+	ret = -ENOMEM;
+	sroot = state_root ? strdup(state_root) : default_state_root();
+	if (!sroot || !(scanon = canon_maybe(sroot)))
+		goto out;
+	for (int i = 0; i < 2; i++) {
+		if (path_within(scanon, p->root[i])) {
+			ret = SB_E_STATE_INSIDE;
+			set_err(err, ret, sroot);
+			goto out;
+		}
+	}
+
+	uint8_t sha[SB_SHA_LEN];
+	char hex[2 * SB_SHA_LEN + 1];
+	size_t l0 = strlen(p->root[0]), l1 = strlen(p->root[1]);
+	char *pair = malloc(l0 + l1 + 1);
+	if (!pair)
+		goto out;
+	memcpy(pair, p->root[0], l0 + 1);
+	memcpy(pair + l0 + 1, p->root[1], l1);
+	ret = sb_hash_buf(pair, l0 + 1 + l1, sha);
+	free(pair);
+	if (ret < 0)
+		goto out;
+	sb_sha_hex(sha, hex);
+	memcpy(p->id, hex, 32);
+	p->id[32] = '\0';
+
+	ret = mkdir_p(scanon, 0700);
+	if (ret < 0) {
+		set_err(err, ret, sroot);
+		goto out;
+	}
+	ret = -ENOMEM;
+	if (asprintf(&p->dir, "%s/%s", scanon, p->id) < 0) {
+		p->dir = NULL;
+		goto out;
+	}
+	ret = sb_state_open(p->dir, &p->state);
+	if (ret < 0) {
+		set_err(err, ret, p->dir);
+		goto out;
+	}
+	/* For people browsing the state directory: which pair this is. */
+	char *rootsf = NULL;
+	if (asprintf(&rootsf, "%s/roots", p->dir) >= 0) {
+		FILE *f = fopen(rootsf, "we");
+		if (f) {
+			fprintf(f, "%s\n%s\n", p->root[0], p->root[1]);
+			fclose(f);
+		}
+		free(rootsf);
+	}
+	if (log_path) {
+		logp = strdup(log_path);
+	} else if (asprintf(&logp, "%s/log.jsonl", scanon) < 0) {
+		logp = NULL;
+	}
+	ret = -ENOMEM;
+	if (!logp)
+		goto out;
+	ret = sb_log_open(logp, &p->log);
+	if (ret < 0) {
+		set_err(err, ret, logp);
+		goto out;
+	}
+	ret = 0;
+out:
+	free(sroot);
+	free(scanon);
+	free(logp);
+	if (ret < 0) {
+		sb_pship_close(p);
+		p = NULL;
+	}
+	*out = p;
+	return ret;
+}
+
+void sb_pship_close(struct sb_pship *p)
+{
+	if (!p)
+		return;
+	for (int i = 0; i < 2; i++) {
+		if (p->rootfd[i] >= 0)
+			close(p->rootfd[i]);
+		free(p->root[i]);
+	}
+	if (p->lockfd >= 0)
+		close(p->lockfd);
+	sb_log_close(p->log);
+	sb_state_close(p->state);
+	free(p->dir);
+	free(p);
+}
+
+const char *sb_pship_root(const struct sb_pship *p, int side)
+{
+	return p->root[side ? 1 : 0];
+}
+
+const char *sb_pship_id(const struct sb_pship *p)
+{
+	return p->id;
+}
+
+int sb_pship_lock(struct sb_pship *p, int wait, long *holder)
+{
+	char *path = NULL, buf[32];
+	int ret = 0;
+
+	if (holder)
+		*holder = 0;
+	if (p->lockfd >= 0)
+		return 0;
+	if (asprintf(&path, "%s/lock", p->dir) < 0)
+		return -ENOMEM;
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		ret = -errno;
+		goto out;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno != EWOULDBLOCK) {
+			ret = -errno;
+			goto out;
+		}
+		ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+		if (holder && n > 0) {
+			buf[n] = '\0';
+			*holder = strtol(buf, NULL, 10);
+		}
+		if (!wait) {
+			ret = -EWOULDBLOCK;
+			goto out;
+		}
+		while (flock(fd, LOCK_EX) < 0) {
+			if (errno != EINTR) {
+				ret = -errno;
+				goto out;
+			}
+		}
+	}
+	int n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, n, 0) != n) {
+		/* the pid is only a courtesy for the waiter's message */
+	}
+	p->lockfd = fd;
+	fd = -1;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(path);
+	return ret;
+}

@@ -1,0 +1,212 @@
+/*
+ * sbfs engine: the public interface.
+ *
+ * A partnership is a pair of directory roots, SOURCE and TARGET, with a
+ * state (the last synchronised state, in LMDB) and an operation log. A
+ * reconcile is two steps: sb_plan_build() scans both roots against the
+ * state and decides, without changing anything; sb_plan_apply() carries the
+ * plan out. Nothing here prints: failures come back as a negative errno or
+ * an SB_E_* code, warnings and progress through the hooks.
+ */
+#ifndef SBFS_H
+#define SBFS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define SBFS_VERSION "0.1.0"
+
+/* Engine-specific error codes, beside negative errnos. */
+enum {
+	SB_E_SAME = -10001,	 /* source and target are the same directory */
+	SB_E_NESTED = -10002,	 /* one root lies inside the other */
+	SB_E_STATE_INSIDE = -10003, /* the state directory lies inside a root */
+	SB_E_MASS = -10004,	 /* a side looks emptied: refused */
+	SB_E_BADPATH = -10005,	 /* a path argument is not inside the roots */
+};
+
+/* Text for an errno or SB_E_* code (never NULL). */
+const char *sb_strerror(int code);
+
+enum sb_type { SB_NONE = 0, SB_FILE = 1, SB_DIR = 2, SB_LINK = 3, SB_OTHER = 4 };
+const char *sb_type_name(int type);
+
+/* 1 if rel is a well-formed path relative to the roots (no "..", ".", "//"). */
+int sb_rel_valid(const char *rel, size_t len);
+
+/* The state of one side's copy of a path, as the scan saw it. */
+struct sb_sideinfo {
+	uint8_t type;		/* enum sb_type; SB_NONE when absent */
+	uint32_t mode;		/* permission bits */
+	uint64_t size;
+	int64_t mtime_ns;
+};
+
+enum sb_conflict_kind {
+	SB_CK_NONE = 0,
+	SB_CK_CONTENT,		/* both sides have different content */
+	SB_CK_MODIFIED_DELETED,	/* changed on one side, deleted on the other */
+	SB_CK_TYPE,		/* e.g. a file on one side, a directory on the other */
+	SB_CK_UNDER_DELETED,	/* created or changed under a directory the other side deleted */
+};
+const char *sb_conflict_kind_name(int kind);
+
+#define SB_SUGGEST_NONE (-1)
+#define SB_SUGGEST_SOURCE 0
+#define SB_SUGGEST_TARGET 1
+/* Two mtimes closer than this are "about the same time" for a suggestion. */
+#define SB_SUGGEST_TOLERANCE_NS 2000000000LL
+
+struct sb_conflict {
+	uint8_t kind;		/* enum sb_conflict_kind */
+	int8_t suggest;		/* SB_SUGGEST_* */
+	struct sb_sideinfo side[2];
+};
+
+/* Sync Butler's SuggestAction for two sides' versions; SB_SUGGEST_*. */
+int sb_suggest(const struct sb_sideinfo *src, const struct sb_sideinfo *tgt);
+
+/* ---------------------------------------------------------- partnership */
+
+struct sb_pship;
+
+struct sb_error {
+	int code;		/* negative errno or SB_E_* */
+	char path[1024];	/* the path concerned, may be truncated */
+};
+
+/*
+ * Validates both roots (existing, readable directories, distinct, not
+ * nested), opens them and the partnership's state under state_root (NULL:
+ * $SBFS_STATE_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/sbfs), and the
+ * log at log_path (NULL: state_root/log.jsonl). On error *err says which
+ * path and why, and nothing has been created but the state root.
+ */
+int sb_pship_open(const char *source, const char *target,
+		  const char *state_root, const char *log_path,
+		  struct sb_pship **out, struct sb_error *err);
+void sb_pship_close(struct sb_pship *p);	/* NULL-safe; releases the lock */
+const char *sb_pship_root(const struct sb_pship *p, int side); /* canonical */
+const char *sb_pship_id(const struct sb_pship *p);
+/*
+ * Takes the partnership's exclusive lock. With wait == 0 returns
+ * -EWOULDBLOCK when another process holds it, and *holder gets its pid
+ * (0 if unknown). Released by sb_pship_close().
+ */
+int sb_pship_lock(struct sb_pship *p, int wait, long *holder);
+
+/* ---------------------------------------------------------- plan */
+
+enum sb_op {
+	SB_OP_COPY = 1,		/* new on side `to`: copy there */
+	SB_OP_UPDATE,		/* replace side `to`'s version */
+	SB_OP_META,		/* same content: carry mode and mtime to `to` */
+	SB_OP_DELETE,		/* delete on side `to` */
+	SB_OP_RECORD,		/* both sides agree: only the state learns it */
+	SB_OP_FORGET,		/* gone on both sides: the state forgets it */
+	SB_OP_KEEP_BOTH,	/* rename target's version aside, then sync both names */
+	SB_OP_CONFLICT,		/* left for the user */
+	SB_OP_SKIP,		/* could not be examined (err says why) */
+};
+
+enum sb_choice {
+	SB_CHOOSE_SKIP = 0,
+	SB_CHOOSE_SOURCE,
+	SB_CHOOSE_TARGET,
+	SB_CHOOSE_KEEP_BOTH,
+};
+
+struct sb_item {
+	int op;			/* enum sb_op */
+	int to;			/* side that changes: 0 source, 1 target */
+	int resolved;		/* 1: a conflict settled by a choice */
+	int err;		/* SB_OP_SKIP: the cause */
+	const char *path;	/* relative to the roots, not NUL-safe: use len */
+	size_t len;
+	struct sb_sideinfo side[2];
+	struct sb_conflict conflict;	/* SB_OP_CONFLICT, or resolved */
+};
+
+struct sb_hooks {
+	void *arg;
+	/* A path skipped, with the cause; the path is left for the next run. */
+	void (*warn)(void *arg, const char *rel, size_t len, int err,
+		     const char *what);
+	/* Called now and then while scanning (done = entries seen) and
+	 * applying (done of total). May be NULL. */
+	void (*progress)(void *arg, int applying, uint64_t done, uint64_t total);
+	/* Decides a conflict while planning; NULL leaves every conflict. */
+	int (*choose)(void *arg, const struct sb_item *conflict);
+};
+
+struct sb_plan_stats {
+	uint64_t copy[2], update[2], del[2];	/* indexed by the side that changes */
+	uint64_t conflicts, skipped, recorded, keep_both;
+	uint64_t state_entries;		/* records in the state before the run */
+	uint64_t missing[2];		/* recorded entries absent on that side */
+	uint64_t seen[2];		/* entries present on that side */
+};
+
+struct sb_plan;
+
+/*
+ * Scans and decides. paths (npaths of them, relative, NULL for the whole
+ * tree) limits the plan to those paths and what is beneath them. Changes
+ * nothing on disk or in the state.
+ */
+int sb_plan_build(struct sb_pship *p, const char *const *paths, size_t npaths,
+		  const struct sb_hooks *hooks, struct sb_plan **out);
+void sb_plan_free(struct sb_plan *plan);	/* NULL-safe */
+const struct sb_plan_stats *sb_plan_stats(const struct sb_plan *plan);
+/* Total changes to files on disk (copies, updates, deletes, keep-both). */
+uint64_t sb_plan_changes(const struct sb_plan *plan);
+/* Number of items, state-only ones included. */
+uint64_t sb_plan_count(const struct sb_plan *plan);
+/* Iteration in plan order: 1 and *it filled (valid until the next call), 0 at the end. */
+int sb_plan_rewind(struct sb_plan *plan);
+int sb_plan_next(struct sb_plan *plan, struct sb_item *it);
+/*
+ * SB_E_MASS when a side is empty, or has lost more than half of the entries
+ * the state records, while the state has records; *side says which.
+ */
+int sb_plan_check_mass(const struct sb_plan *plan, int *side);
+
+struct sb_apply_result {
+	uint64_t done, skipped, failed, conflicts;
+};
+
+/*
+ * Carries the plan out and records the outcome in the state and the log.
+ * Paths that changed since the scan are skipped with a warning. full says
+ * the plan covered the whole tree (its conflicts then replace the state's
+ * list). Returns 0 when the run finished (look at *res), a negative code
+ * when it could not go on.
+ */
+int sb_plan_apply(struct sb_pship *p, struct sb_plan *plan,
+		  const struct sb_hooks *hooks, int full,
+		  struct sb_apply_result *res);
+
+/* ---------------------------------------------------------- conflicts */
+
+/* Conflicts recorded by the last reconcile, sorted by path. */
+struct sb_conflict_list {
+	size_t n;
+	struct sb_conflict_entry {
+		char *path;
+		size_t len;
+		struct sb_conflict c;
+	} *v;
+};
+int sb_conflicts_list(struct sb_pship *p, struct sb_conflict_list *out);
+void sb_conflicts_free(struct sb_conflict_list *l);
+
+/* ---------------------------------------------------------- JSON */
+
+/* Writes s as a JSON string; invalid UTF-8 bytes become U+FFFD. */
+void sb_json_string(FILE *f, const char *s, size_t len);
+/* Writes "key":"..." and, when s is not valid UTF-8, ,"key_b64":"<base64 of the raw bytes>". */
+void sb_json_path(FILE *f, const char *key, const char *s, size_t len);
+int sb_utf8_valid(const char *s, size_t len);
+
+#endif

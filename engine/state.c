@@ -1,0 +1,993 @@
+/*
+ * The synchronised state of a partnership, in one LMDB environment.
+ *
+ * Three named databases:
+ *   entries    key: 8-byte big-endian parent directory id, then the name.
+ *              Big-endian ids make a directory's children one contiguous
+ *              key range, sorted by name under LMDB's default memcmp order.
+ *              value: encode_rec() below.
+ *   conflicts  key: SHA-256 of the relative path (paths may exceed LMDB's
+ *              511-byte key limit). value: encode_conflict(), then the
+ *              path bytes.
+ *   meta       "next_dir_id": u64 little-endian.
+ *
+ * Values are explicit little-endian encodings with a leading version byte,
+ * never raw structs: padding and layout must not leak into the file, and
+ * LMDB gives no alignment guarantee for values.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <lmdb.h>
+
+#include "internal.h"
+
+#define REC_VERSION 1
+#define REC_LEN (1 + 1 + 4 + 8 + 8 + 8 + SB_SHA_LEN + 2 * 5 * 8)
+#define CONFLICT_VERSION 1
+#define SIDE_LEN (1 + 4 + 8 + 8)
+#define CONFLICT_LEN (1 + 1 + 1 + 2 * SIDE_LEN)
+#define PREFIX_LEN 8
+#define NAME_MAX_LEN 255
+#define KEY_MAX_LEN (PREFIX_LEN + NAME_MAX_LEN)
+#define FIRST_DIR_ID 2
+
+static const char next_dir_id_key[] = "next_dir_id";
+
+/* Only address space: LMDB grows the file as pages are used. */
+#if SIZE_MAX > 0xffffffffu
+#define MAP_SIZE ((size_t)64 << 30)
+#else
+#define MAP_SIZE ((size_t)1 << 30)
+#endif
+
+struct sb_state {
+	MDB_env *env;
+	MDB_dbi entries, conflicts, meta;
+};
+
+struct sb_txn {
+	struct sb_state *st;
+	MDB_txn *txn;
+	/* Open cursors: LMDB frees write-txn cursors at txn end, so we close
+	 * them ourselves first and leave the wrappers inert. */
+	struct sb_cursor *cursors;
+};
+
+struct sb_cursor {
+	struct sb_txn *t;	/* NULL once the txn has ended */
+	MDB_cursor *cur;
+	struct sb_cursor *prev, *next;
+	uint8_t prefix[PREFIX_LEN];
+	int started, done;
+	char name[NAME_MAX_LEN + 1];
+};
+
+/* ------------------------------------------------------------ helpers */
+
+static int map_err(int rc)
+{
+	if (rc == MDB_SUCCESS)
+		return 0;
+	if (rc > 0)
+		return -rc;
+	switch (rc) {
+	case MDB_NOTFOUND:
+		return -ENOENT;
+	case MDB_MAP_FULL:
+		return -ENOSPC;
+	case MDB_KEYEXIST:
+		return -EEXIST;
+	default:
+		return -EIO;
+	}
+}
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+	uint32_t v = 0;
+
+	for (int i = 3; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 7; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+static void encode_rec(uint8_t *p, const struct sb_rec *r)
+{
+	*p++ = REC_VERSION;
+	*p++ = r->type;
+	put_u32(p, r->mode);
+	p += 4;
+	put_u64(p, r->size);
+	p += 8;
+	put_u64(p, (uint64_t)r->mtime_ns);
+	p += 8;
+	put_u64(p, r->dir_id);
+	p += 8;
+	memcpy(p, r->sha, SB_SHA_LEN);
+	p += SB_SHA_LEN;
+	for (int s = 0; s < 2; s++) {
+		put_u64(p, r->fp[s].dev);
+		put_u64(p + 8, r->fp[s].ino);
+		put_u64(p + 16, r->fp[s].size);
+		put_u64(p + 24, (uint64_t)r->fp[s].mtime_ns);
+		put_u64(p + 32, (uint64_t)r->fp[s].ctime_ns);
+		p += 40;
+	}
+}
+
+static int decode_rec(const MDB_val *v, struct sb_rec *r)
+{
+	const uint8_t *p = v->mv_data;
+	int ret = 0;
+
+	if (v->mv_size != REC_LEN || p[0] != REC_VERSION) {
+		ret = -EIO;
+		goto out;
+	}
+	memset(r, 0, sizeof(*r));
+	p++;
+	r->type = *p++;
+	r->mode = get_u32(p);
+	p += 4;
+	r->size = get_u64(p);
+	p += 8;
+	r->mtime_ns = (int64_t)get_u64(p);
+	p += 8;
+	r->dir_id = get_u64(p);
+	p += 8;
+	memcpy(r->sha, p, SB_SHA_LEN);
+	p += SB_SHA_LEN;
+	for (int s = 0; s < 2; s++) {
+		r->fp[s].dev = get_u64(p);
+		r->fp[s].ino = get_u64(p + 8);
+		r->fp[s].size = get_u64(p + 16);
+		r->fp[s].mtime_ns = (int64_t)get_u64(p + 24);
+		r->fp[s].ctime_ns = (int64_t)get_u64(p + 32);
+		p += 40;
+	}
+out:
+	return ret;
+}
+
+static void encode_conflict(uint8_t *p, const struct sb_conflict *c)
+{
+	*p++ = CONFLICT_VERSION;
+	*p++ = c->kind;
+	*p++ = (uint8_t)c->suggest;
+	for (int s = 0; s < 2; s++) {
+		p[0] = c->side[s].type;
+		put_u32(p + 1, c->side[s].mode);
+		put_u64(p + 5, c->side[s].size);
+		put_u64(p + 13, (uint64_t)c->side[s].mtime_ns);
+		p += SIDE_LEN;
+	}
+}
+
+/* Checks the header and points *path, *len at the stored path. */
+static int decode_conflict(const MDB_val *v, struct sb_conflict *c,
+			   const char **path, size_t *len)
+{
+	const uint8_t *p = v->mv_data;
+	int ret = 0;
+
+	if (v->mv_size < CONFLICT_LEN || p[0] != CONFLICT_VERSION) {
+		ret = -EIO;
+		goto out;
+	}
+	memset(c, 0, sizeof(*c));
+	c->kind = p[1];
+	c->suggest = (int8_t)p[2];
+	p += 3;
+	for (int s = 0; s < 2; s++) {
+		c->side[s].type = p[0];
+		c->side[s].mode = get_u32(p + 1);
+		c->side[s].size = get_u64(p + 5);
+		c->side[s].mtime_ns = (int64_t)get_u64(p + 13);
+		p += SIDE_LEN;
+	}
+	*path = (const char *)v->mv_data + CONFLICT_LEN;
+	*len = v->mv_size - CONFLICT_LEN;
+out:
+	return ret;
+}
+
+/* Names are single path components; anything else would corrupt the
+ * parent/name structure that sb_state_dir_id walks. */
+static int check_name(const char *name, size_t nlen)
+{
+	if (nlen == 0 || memchr(name, '/', nlen) || memchr(name, '\0', nlen))
+		return -EINVAL;
+	if (nlen > NAME_MAX_LEN)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+static int make_key(uint8_t key[KEY_MAX_LEN], uint64_t parent,
+		    const char *name, size_t nlen, MDB_val *k)
+{
+	int ret = check_name(name, nlen);
+
+	if (ret < 0)
+		goto out;
+	put_be64(key, parent);
+	memcpy(key + PREFIX_LEN, name, nlen);
+	k->mv_data = key;
+	k->mv_size = PREFIX_LEN + nlen;
+out:
+	return ret;
+}
+
+static int conflict_key(uint8_t sha[SB_SHA_LEN], const char *rel, size_t len,
+			MDB_val *k)
+{
+	int ret = sb_hash_buf(rel, len, sha);
+
+	if (ret < 0)
+		goto out;
+	k->mv_data = sha;
+	k->mv_size = SB_SHA_LEN;
+out:
+	return ret;
+}
+
+/* mkdir -p with mode 0700; an existing directory anywhere is fine. */
+static int mkdirs(const char *dir)
+{
+	struct stat sb;
+	char *p = NULL;
+	size_t len = strlen(dir);
+	int ret = 0;
+
+	if (len == 0) {
+		ret = -ENOENT;
+		goto out;
+	}
+	p = strdup(dir);
+	if (!p) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 1; i <= len; i++) {
+		if (p[i] != '/' && p[i] != '\0')
+			continue;
+		if (p[i - 1] == '/')
+			continue;	/* "//" or trailing '/' */
+		p[i] = '\0';
+		/* mkdir may report EACCES or EROFS for a directory that
+		 * exists, so judge by what is there rather than by errno. */
+		if (mkdir(p, 0700) < 0) {
+			int err = errno;
+
+			if (stat(p, &sb) < 0) {
+				ret = -err;
+				goto out;
+			}
+			if (!S_ISDIR(sb.st_mode)) {
+				ret = -ENOTDIR;
+				goto out;
+			}
+		}
+		if (i < len)
+			p[i] = '/';
+	}
+out:
+	free(p);
+	return ret;
+}
+
+static int txn_is_live(const struct sb_txn *t)
+{
+	return t && t->txn;
+}
+
+/* Closes every cursor of t; LMDB requires it before a read txn ends and
+ * frees write-txn cursors behind our back otherwise. */
+static void detach_cursors(struct sb_txn *t)
+{
+	struct sb_cursor *c = t->cursors;
+
+	while (c) {
+		struct sb_cursor *next = c->next;
+
+		mdb_cursor_close(c->cur);
+		c->cur = NULL;
+		c->t = NULL;
+		c->prev = c->next = NULL;
+		c = next;
+	}
+	t->cursors = NULL;
+}
+
+/* ------------------------------------------------------------ env, txn */
+
+int sb_state_open(const char *dir, struct sb_state **out)
+{
+	struct sb_state *st = NULL;
+	MDB_txn *txn = NULL;
+	int dead;
+	int ret;
+
+	*out = NULL;
+	ret = mkdirs(dir);
+	if (ret < 0)
+		goto out;
+	st = calloc(1, sizeof(*st));
+	if (!st) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	ret = map_err(mdb_env_create(&st->env));
+	if (ret < 0) {
+		st->env = NULL;
+		goto out;
+	}
+	ret = map_err(mdb_env_set_maxdbs(st->env, 4));
+	if (ret < 0)
+		goto out;
+	ret = map_err(mdb_env_set_mapsize(st->env, MAP_SIZE));
+	if (ret < 0)
+		goto out;
+	/* MDB_NOTLS: the daemon hands read txns between threads and may hold
+	 * several in one thread. */
+	ret = map_err(mdb_env_open(st->env, dir, MDB_NOTLS, 0600));
+	if (ret < 0)
+		goto out;
+	/* A crashed process leaves its reader slots pinning old pages. */
+	ret = map_err(mdb_reader_check(st->env, &dead));
+	if (ret < 0)
+		goto out;
+	ret = map_err(mdb_txn_begin(st->env, NULL, 0, &txn));
+	if (ret < 0)
+		goto out;
+	ret = map_err(mdb_dbi_open(txn, "entries", MDB_CREATE, &st->entries));
+	if (ret < 0)
+		goto out;
+	ret = map_err(mdb_dbi_open(txn, "conflicts", MDB_CREATE,
+				   &st->conflicts));
+	if (ret < 0)
+		goto out;
+	ret = map_err(mdb_dbi_open(txn, "meta", MDB_CREATE, &st->meta));
+	if (ret < 0)
+		goto out;
+	ret = map_err(mdb_txn_commit(txn));
+	txn = NULL;
+	if (ret < 0)
+		goto out;
+	*out = st;
+	st = NULL;
+out:
+	if (txn)
+		mdb_txn_abort(txn);
+	sb_state_close(st);
+	return ret;
+}
+
+void sb_state_close(struct sb_state *st)
+{
+	if (!st)
+		return;
+	if (st->env)
+		mdb_env_close(st->env);
+	free(st);
+}
+
+int sb_state_begin(struct sb_state *st, int rdonly, struct sb_txn **out)
+{
+	struct sb_txn *t = NULL;
+	int ret = 0;
+
+	*out = NULL;
+	t = calloc(1, sizeof(*t));
+	if (!t) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	t->st = st;
+	ret = map_err(mdb_txn_begin(st->env, NULL, rdonly ? MDB_RDONLY : 0,
+				    &t->txn));
+	if (ret < 0) {
+		t->txn = NULL;
+		goto out;
+	}
+	*out = t;
+	t = NULL;
+out:
+	free(t);
+	return ret;
+}
+
+int sb_txn_commit(struct sb_txn *t)
+{
+	int ret = 0;
+
+	if (!txn_is_live(t)) {
+		ret = -EINVAL;
+		goto out;
+	}
+	detach_cursors(t);
+	ret = map_err(mdb_txn_commit(t->txn));
+out:
+	free(t);
+	return ret;
+}
+
+void sb_txn_abort(struct sb_txn *t)
+{
+	if (!t)
+		return;
+	detach_cursors(t);
+	if (t->txn)
+		mdb_txn_abort(t->txn);
+	free(t);
+}
+
+/* ------------------------------------------------------------ entries */
+
+static int alloc_dir_id(struct sb_txn *t, uint64_t *id)
+{
+	MDB_val k = { sizeof(next_dir_id_key) - 1, (void *)next_dir_id_key };
+	MDB_val v;
+	uint8_t buf[8];
+	uint64_t next = FIRST_DIR_ID;
+	int ret;
+
+	ret = map_err(mdb_get(t->txn, t->st->meta, &k, &v));
+	if (ret == 0) {
+		if (v.mv_size != 8) {
+			ret = -EIO;
+			goto out;
+		}
+		next = get_u64(v.mv_data);
+	} else if (ret != -ENOENT) {
+		goto out;
+	}
+	if (next < FIRST_DIR_ID || next == UINT64_MAX) {
+		ret = -EOVERFLOW;
+		goto out;
+	}
+	put_u64(buf, next + 1);
+	v.mv_data = buf;
+	v.mv_size = sizeof(buf);
+	ret = map_err(mdb_put(t->txn, t->st->meta, &k, &v, 0));
+	if (ret < 0)
+		goto out;
+	*id = next;
+out:
+	return ret;
+}
+
+static int push_id(uint64_t **stack, size_t *n, size_t *cap, uint64_t id)
+{
+	int ret = 0;
+
+	if (*n == *cap) {
+		size_t ncap = *cap ? 2 * *cap : 16;
+		uint64_t *s = realloc(*stack, ncap * sizeof(*s));
+
+		if (!s) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		*stack = s;
+		*cap = ncap;
+	}
+	(*stack)[(*n)++] = id;
+out:
+	return ret;
+}
+
+/*
+ * Deletes every entry beneath directory id. Iterative with an explicit
+ * stack, since record depth follows the depth of real trees. Each step
+ * deletes one entry, so even a corrupt id cycle terminates.
+ */
+static int del_subtree(struct sb_txn *t, uint64_t id)
+{
+	MDB_cursor *cur = NULL;
+	uint64_t *stack = NULL;
+	size_t n = 0, cap = 0;
+	uint8_t prefix[PREFIX_LEN];
+	struct sb_rec rec;
+	MDB_val k, v;
+	int ret;
+
+	ret = push_id(&stack, &n, &cap, id);
+	if (ret < 0)
+		goto out;
+	ret = map_err(mdb_cursor_open(t->txn, t->st->entries, &cur));
+	if (ret < 0) {
+		cur = NULL;
+		goto out;
+	}
+	while (n > 0) {
+		put_be64(prefix, stack[--n]);
+		for (;;) {
+			/* Re-seek after each delete rather than trusting
+			 * cursor position after mdb_cursor_del. */
+			k.mv_data = prefix;
+			k.mv_size = PREFIX_LEN;
+			ret = map_err(mdb_cursor_get(cur, &k, &v,
+						     MDB_SET_RANGE));
+			if (ret == -ENOENT) {
+				ret = 0;
+				break;
+			}
+			if (ret < 0)
+				goto out;
+			if (k.mv_size < PREFIX_LEN ||
+			    memcmp(k.mv_data, prefix, PREFIX_LEN) != 0)
+				break;
+			ret = decode_rec(&v, &rec);
+			if (ret < 0)
+				goto out;
+			if (rec.type == SB_DIR && rec.dir_id != 0) {
+				ret = push_id(&stack, &n, &cap, rec.dir_id);
+				if (ret < 0)
+					goto out;
+			}
+			ret = map_err(mdb_cursor_del(cur, 0));
+			if (ret < 0)
+				goto out;
+		}
+	}
+out:
+	if (cur)
+		mdb_cursor_close(cur);
+	free(stack);
+	return ret;
+}
+
+int sb_state_get(struct sb_txn *t, uint64_t parent, const char *name,
+		 size_t nlen, struct sb_rec *out)
+{
+	uint8_t key[KEY_MAX_LEN];
+	MDB_val k, v;
+	int ret;
+
+	if (!txn_is_live(t)) {
+		ret = -EINVAL;
+		goto out;
+	}
+	ret = make_key(key, parent, name, nlen, &k);
+	if (ret < 0)
+		goto out;
+	ret = map_err(mdb_get(t->txn, t->st->entries, &k, &v));
+	if (ret < 0)
+		goto out;
+	ret = decode_rec(&v, out);
+out:
+	return ret;
+}
+
+int sb_state_put(struct sb_txn *t, uint64_t parent, const char *name,
+		 size_t nlen, struct sb_rec *rec)
+{
+	uint8_t key[KEY_MAX_LEN], val[REC_LEN];
+	struct sb_rec r = *rec, old;
+	uint64_t stale = 0;
+	MDB_val k, v;
+	int ret;
+
+	if (!txn_is_live(t)) {
+		ret = -EINVAL;
+		goto out;
+	}
+	ret = make_key(key, parent, name, nlen, &k);
+	if (ret < 0)
+		goto out;
+	if (r.type == SB_DIR && r.dir_id == SB_ROOT_ID) {
+		ret = -EINVAL;
+		goto out;
+	}
+	/* A directory replaced by anything but itself (same id) would leave
+	 * its children unreachable yet counted; remember them for deletion.
+	 * An undecodable old value is simply overwritten, so put can repair. */
+	ret = map_err(mdb_get(t->txn, t->st->entries, &k, &v));
+	if (ret == 0) {
+		if (decode_rec(&v, &old) == 0 && old.type == SB_DIR &&
+		    old.dir_id != 0 &&
+		    (r.type != SB_DIR || r.dir_id != old.dir_id))
+			stale = old.dir_id;
+	} else if (ret != -ENOENT) {
+		goto out;
+	}
+	if (r.type == SB_DIR && r.dir_id == 0) {
+		ret = alloc_dir_id(t, &r.dir_id);
+		if (ret < 0)
+			goto out;
+	}
+	encode_rec(val, &r);
+	v.mv_data = val;
+	v.mv_size = sizeof(val);
+	ret = map_err(mdb_put(t->txn, t->st->entries, &k, &v, 0));
+	if (ret < 0)
+		goto out;
+	if (stale) {
+		ret = del_subtree(t, stale);
+		if (ret < 0)
+			goto out;
+	}
+	rec->dir_id = r.dir_id;
+out:
+	return ret;
+}
+
+int sb_state_del(struct sb_txn *t, uint64_t parent, const char *name,
+		 size_t nlen)
+{
+	uint8_t key[KEY_MAX_LEN];
+	struct sb_rec rec;
+	MDB_val k, v;
+	int ret;
+
+	if (!txn_is_live(t)) {
+		ret = -EINVAL;
+		goto out;
+	}
+	ret = make_key(key, parent, name, nlen, &k);
+	if (ret < 0)
+		goto out;
+	ret = map_err(mdb_get(t->txn, t->st->entries, &k, &v));
+	if (ret < 0)
+		goto out;
+	/* Decode before deleting: v points into a page mdb_del may free. */
+	ret = decode_rec(&v, &rec);
+	if (ret < 0)
+		goto out;
+	ret = map_err(mdb_del(t->txn, t->st->entries, &k, NULL));
+	if (ret < 0)
+		goto out;
+	if (rec.type == SB_DIR && rec.dir_id != 0)
+		ret = del_subtree(t, rec.dir_id);
+out:
+	return ret;
+}
+
+int sb_state_dir_id(struct sb_txn *t, const char *rel, size_t len,
+		    uint64_t *id)
+{
+	uint64_t cur = SB_ROOT_ID;
+	struct sb_rec rec;
+	size_t i = 0;
+	int ret = 0;
+
+	if (!txn_is_live(t)) {
+		ret = -EINVAL;
+		goto out;
+	}
+	while (i < len) {
+		const char *slash = memchr(rel + i, '/', len - i);
+		size_t end = slash ? (size_t)(slash - rel) : len;
+
+		if (end == i || (slash && end + 1 == len)) {
+			ret = -EINVAL;	/* empty component */
+			goto out;
+		}
+		ret = sb_state_get(t, cur, rel + i, end - i, &rec);
+		if (ret == -ENAMETOOLONG)
+			ret = -ENOENT;	/* could never have been recorded */
+		if (ret < 0)
+			goto out;
+		if (rec.type != SB_DIR) {
+			ret = -ENOENT;
+			goto out;
+		}
+		if (rec.dir_id == 0 || rec.dir_id == SB_ROOT_ID) {
+			ret = -EIO;
+			goto out;
+		}
+		cur = rec.dir_id;
+		i = end + 1;
+	}
+	*id = cur;
+out:
+	return ret;
+}
+
+int sb_state_count(struct sb_txn *t, uint64_t *n)
+{
+	MDB_stat ms;
+	int ret;
+
+	if (!txn_is_live(t)) {
+		ret = -EINVAL;
+		goto out;
+	}
+	ret = map_err(mdb_stat(t->txn, t->st->entries, &ms));
+	if (ret < 0)
+		goto out;
+	*n = ms.ms_entries;
+out:
+	return ret;
+}
+
+/* ------------------------------------------------------------ cursors */
+
+int sb_state_children(struct sb_txn *t, uint64_t dir_id, struct sb_cursor **out)
+{
+	struct sb_cursor *c = NULL;
+	int ret = 0;
+
+	*out = NULL;
+	if (!txn_is_live(t)) {
+		ret = -EINVAL;
+		goto out;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	ret = map_err(mdb_cursor_open(t->txn, t->st->entries, &c->cur));
+	if (ret < 0)
+		goto out;
+	put_be64(c->prefix, dir_id);
+	c->t = t;
+	c->next = t->cursors;
+	if (t->cursors)
+		t->cursors->prev = c;
+	t->cursors = c;
+	*out = c;
+	c = NULL;
+out:
+	free(c);
+	return ret;
+}
+
+int sb_cursor_next(struct sb_cursor *c, const char **name, size_t *nlen,
+		   struct sb_rec *rec)
+{
+	MDB_val k, v;
+	size_t len;
+	int ret;
+
+	if (!c->t) {
+		ret = -EINVAL;	/* its transaction has ended */
+		goto out;
+	}
+	if (c->done) {
+		ret = 0;
+		goto out;
+	}
+	if (!c->started) {
+		k.mv_data = c->prefix;
+		k.mv_size = PREFIX_LEN;
+		ret = map_err(mdb_cursor_get(c->cur, &k, &v, MDB_SET_RANGE));
+		c->started = 1;
+	} else {
+		ret = map_err(mdb_cursor_get(c->cur, &k, &v, MDB_NEXT));
+	}
+	if (ret == -ENOENT ||
+	    (ret == 0 && (k.mv_size < PREFIX_LEN ||
+			  memcmp(k.mv_data, c->prefix, PREFIX_LEN) != 0))) {
+		c->done = 1;
+		ret = 0;
+		goto out;
+	}
+	if (ret < 0)
+		goto out;
+	len = k.mv_size - PREFIX_LEN;
+	if (len == 0 || len > NAME_MAX_LEN) {
+		ret = -EIO;
+		goto out;
+	}
+	ret = decode_rec(&v, rec);
+	if (ret < 0)
+		goto out;
+	/* A copy, NUL-terminated for convenience: a write txn may move the
+	 * page under the caller's feet. */
+	memcpy(c->name, (const char *)k.mv_data + PREFIX_LEN, len);
+	c->name[len] = '\0';
+	*name = c->name;
+	*nlen = len;
+	ret = 1;
+out:
+	return ret;
+}
+
+void sb_cursor_close(struct sb_cursor *c)
+{
+	if (!c)
+		return;
+	if (c->t) {
+		if (c->prev)
+			c->prev->next = c->next;
+		else
+			c->t->cursors = c->next;
+		if (c->next)
+			c->next->prev = c->prev;
+		mdb_cursor_close(c->cur);
+	}
+	free(c);
+}
+
+/* ------------------------------------------------------------ conflicts */
+
+int sb_state_conflict_put(struct sb_txn *t, const char *rel, size_t len,
+			  const struct sb_conflict *c)
+{
+	uint8_t sha[SB_SHA_LEN];
+	uint8_t *buf = NULL;
+	MDB_val k, v;
+	int ret;
+
+	if (!txn_is_live(t)) {
+		ret = -EINVAL;
+		goto out;
+	}
+	if (len > SIZE_MAX - CONFLICT_LEN) {
+		ret = -ENAMETOOLONG;
+		goto out;
+	}
+	ret = conflict_key(sha, rel, len, &k);
+	if (ret < 0)
+		goto out;
+	buf = malloc(CONFLICT_LEN + len);
+	if (!buf) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	encode_conflict(buf, c);
+	if (len)
+		memcpy(buf + CONFLICT_LEN, rel, len);
+	v.mv_data = buf;
+	v.mv_size = CONFLICT_LEN + len;
+	ret = map_err(mdb_put(t->txn, t->st->conflicts, &k, &v, 0));
+out:
+	free(buf);
+	return ret;
+}
+
+int sb_state_conflict_del(struct sb_txn *t, const char *rel, size_t len)
+{
+	uint8_t sha[SB_SHA_LEN];
+	MDB_val k;
+	int ret;
+
+	if (!txn_is_live(t)) {
+		ret = -EINVAL;
+		goto out;
+	}
+	ret = conflict_key(sha, rel, len, &k);
+	if (ret < 0)
+		goto out;
+	ret = map_err(mdb_del(t->txn, t->st->conflicts, &k, NULL));
+out:
+	return ret;
+}
+
+int sb_state_conflict_get(struct sb_txn *t, const char *rel, size_t len,
+			  struct sb_conflict *out)
+{
+	uint8_t sha[SB_SHA_LEN];
+	struct sb_conflict c;
+	const char *path;
+	size_t plen;
+	MDB_val k, v;
+	int ret;
+
+	if (!txn_is_live(t)) {
+		ret = -EINVAL;
+		goto out;
+	}
+	ret = conflict_key(sha, rel, len, &k);
+	if (ret < 0)
+		goto out;
+	ret = map_err(mdb_get(t->txn, t->st->conflicts, &k, &v));
+	if (ret < 0)
+		goto out;
+	ret = decode_conflict(&v, &c, &path, &plen);
+	if (ret < 0)
+		goto out;
+	/* The stored path is there anyway; comparing costs nothing and makes
+	 * the answer independent of the hash. */
+	if (plen != len || (len && memcmp(path, rel, len) != 0)) {
+		ret = -ENOENT;
+		goto out;
+	}
+	*out = c;
+out:
+	return ret;
+}
+
+int sb_state_conflict_clear(struct sb_txn *t)
+{
+	int ret;
+
+	if (!txn_is_live(t)) {
+		ret = -EINVAL;
+		goto out;
+	}
+	ret = map_err(mdb_drop(t->txn, t->st->conflicts, 0));
+out:
+	return ret;
+}
+
+int sb_state_conflict_each(struct sb_txn *t,
+			   int (*fn)(void *arg, const char *rel, size_t len,
+				     const struct sb_conflict *c),
+			   void *arg)
+{
+	MDB_cursor *cur = NULL;
+	struct sb_conflict c;
+	const char *path;
+	char *buf = NULL;
+	size_t plen, cap = 0;
+	MDB_val k, v;
+	MDB_cursor_op op = MDB_FIRST;
+	int ret;
+
+	if (!txn_is_live(t)) {
+		ret = -EINVAL;
+		goto out;
+	}
+	ret = map_err(mdb_cursor_open(t->txn, t->st->conflicts, &cur));
+	if (ret < 0) {
+		cur = NULL;
+		goto out;
+	}
+	for (;; op = MDB_NEXT) {
+		ret = map_err(mdb_cursor_get(cur, &k, &v, op));
+		if (ret == -ENOENT) {
+			ret = 0;
+			break;
+		}
+		if (ret < 0)
+			goto out;
+		ret = decode_conflict(&v, &c, &path, &plen);
+		if (ret < 0)
+			goto out;
+		/* Copied: fn may write to this txn, which can move pages. */
+		if (plen + 1 > cap) {
+			char *nb = realloc(buf, plen + 1);
+
+			if (!nb) {
+				ret = -ENOMEM;
+				goto out;
+			}
+			buf = nb;
+			cap = plen + 1;
+		}
+		memcpy(buf, path, plen);
+		buf[plen] = '\0';
+		ret = fn(arg, buf, plen, &c);
+		if (ret != 0)
+			goto out;
+	}
+out:
+	if (cur)
+		mdb_cursor_close(cur);
+	free(buf);
+	return ret;
+}

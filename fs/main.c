@@ -1,0 +1,536 @@
+/*
+ * sbfs: the command line. Each command opens the partnership, asks the
+ * engine, and reports; errors are reported here, once, with path and cause.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+struct ctx {
+	const char *cmd;
+	int dry_run, json, quiet, allow_mass;
+	int policy;		/* SB_CHOOSE_* for resolve flags; see auto_policy */
+	int auto_policy;	/* 0 none, 1 source, 2 target, 3 newer, 4 suggested */
+	const char *log_file, *state_dir;
+	int progress;		/* stderr is a terminal */
+	int progress_shown;
+	FILE *prompt_in;
+	size_t prompted;
+	int eof;
+};
+
+static const char usage_main[] =
+"Usage: sbfs COMMAND [OPTIONS] ...\n"
+"Keeps two directories, SOURCE and TARGET, identical (three-way sync).\n"
+"\n"
+"Commands:\n"
+"  reconcile SOURCE TARGET   sync both ways against the last synchronised state\n"
+"  status SOURCE TARGET      show what a reconcile would do (exit 1 if anything)\n"
+"  conflicts SOURCE TARGET   list the conflicts the last reconcile left\n"
+"  resolve SOURCE TARGET [PATH...]  settle conflicts, interactively or by flag\n"
+"\n"
+"  sbfs COMMAND --help   options of a command\n"
+"  sbfs --version\n"
+"\n"
+"Exit status: 0 in sync; 1 conflicts or skipped paths remain (status, --dry-run:\n"
+"changes pending); 2 bad usage or input, or a refusal (nothing changed);\n"
+"3 a failure during the run.\n";
+
+static const char usage_reconcile[] =
+"Usage: sbfs reconcile [OPTIONS] SOURCE TARGET\n"
+"Carries changes made on either side since the last sync to the other side.\n"
+"A change on both sides is a conflict: both versions stay untouched.\n"
+"\n"
+"  -n, --dry-run            show the plan only; change nothing\n"
+"      --auto-resolve POLICY  settle conflicts: source, target, newer (the later\n"
+"                           mtime wins; equal mtimes stay conflicts), suggested\n"
+"      --allow-mass-delete  go on even if a side looks emptied\n"
+"      --log-file FILE      append the JSON Lines operation log to FILE\n"
+"      --state-dir DIR      state directory (default $SBFS_STATE_DIR, else\n"
+"                           ${XDG_STATE_HOME:-$HOME/.local/state}/sbfs)\n"
+"  -q, --quiet              do not list each planned action\n"
+"  -h, --help\n";
+
+static const char usage_status[] =
+"Usage: sbfs status [--json] SOURCE TARGET\n"
+"Shows pending changes and conflicts; changes nothing.\n"
+"Exit 0 when nothing is pending, 1 when changes or conflicts are.\n";
+
+static const char usage_conflicts[] =
+"Usage: sbfs conflicts [--json] SOURCE TARGET\n"
+"Lists the conflicts recorded by the last reconcile, with each side's\n"
+"modification time and size and the suggested choice.\n";
+
+static const char usage_resolve[] =
+"Usage: sbfs resolve [--source|--target|--keep-both] SOURCE TARGET [PATH...]\n"
+"Settles conflicts (all recorded ones, or the PATHs given). Without a flag it\n"
+"asks for each: s = source wins, t = target wins, k = keep both (the target's\n"
+"version is kept as NAME.target-YYYYMMDD-HHMMSS.EXT on both sides), skip;\n"
+"Enter takes the suggestion. Answers are read from standard input.\n"
+"  --source, --target, --keep-both   apply that choice to every PATH\n";
+
+/* ------------------------------------------------------------ hooks */
+
+static void clear_progress(struct ctx *c)
+{
+	if (c->progress_shown) {
+		fputs("\r\033[K", stderr);
+		c->progress_shown = 0;
+	}
+}
+
+static void hook_warn(void *arg, const char *rel, size_t len, int err, const char *what)
+{
+	struct ctx *c = arg;
+	clear_progress(c);
+	fputs("sbfs: warning: ", stderr);
+	put_path(stderr, rel, len);
+	fprintf(stderr, ": %s (%s)\n", what, sb_strerror(err));
+}
+
+static void hook_progress(void *arg, int applying, uint64_t done, uint64_t total)
+{
+	struct ctx *c = arg;
+	if (!c->progress)
+		return;
+	if (applying)
+		fprintf(stderr, "\r\033[KApplying: %llu/%llu", (unsigned long long)done,
+			(unsigned long long)total);
+	else
+		fprintf(stderr, "\r\033[KScanning: %llu entries", (unsigned long long)done);
+	c->progress_shown = 1;
+}
+
+static int choose_auto(void *arg, const struct sb_item *it)
+{
+	struct ctx *c = arg;
+	const struct sb_sideinfo *s = &it->conflict.side[0], *t = &it->conflict.side[1];
+	switch (c->auto_policy) {
+	case 1: return SB_CHOOSE_SOURCE;
+	case 2: return SB_CHOOSE_TARGET;
+	case 3:
+		if (s->type == SB_NONE || t->type == SB_NONE || s->mtime_ns == t->mtime_ns)
+			return SB_CHOOSE_SKIP;
+		return s->mtime_ns > t->mtime_ns ? SB_CHOOSE_SOURCE : SB_CHOOSE_TARGET;
+	case 4:
+		if (it->conflict.suggest == SB_SUGGEST_SOURCE)
+			return SB_CHOOSE_SOURCE;
+		if (it->conflict.suggest == SB_SUGGEST_TARGET)
+			return SB_CHOOSE_TARGET;
+	}
+	return SB_CHOOSE_SKIP;
+}
+
+static int choose_prompt(void *arg, const struct sb_item *it)
+{
+	struct ctx *c = arg;
+	char line[64];
+	int sug = it->conflict.suggest;
+
+	if (c->policy)
+		return c->policy;
+	if (c->eof)
+		return SB_CHOOSE_SKIP;
+	clear_progress(c);
+	print_conflict(stdout, ++c->prompted, it);
+	for (;;) {
+		printf("   [s]ource wins, [t]arget wins, [k]eep both, skip%s%s%s: ",
+		       sug != SB_SUGGEST_NONE ? " (Enter = " : "",
+		       sug != SB_SUGGEST_NONE ? suggest_name(sug) : "",
+		       sug != SB_SUGGEST_NONE ? ")" : "");
+		fflush(stdout);
+		if (!fgets(line, sizeof(line), c->prompt_in)) {
+			c->eof = 1;
+			printf("\n   (no answer: skipped)\n");
+			return SB_CHOOSE_SKIP;
+		}
+		line[strcspn(line, "\r\n")] = '\0';
+		if (!isatty(fileno(c->prompt_in)))
+			printf("%s\n", line);
+		if (!strcmp(line, "") && sug != SB_SUGGEST_NONE)
+			return sug == SB_SUGGEST_SOURCE ? SB_CHOOSE_SOURCE : SB_CHOOSE_TARGET;
+		if (!strcmp(line, "s") || !strcmp(line, "source"))
+			return SB_CHOOSE_SOURCE;
+		if (!strcmp(line, "t") || !strcmp(line, "target"))
+			return SB_CHOOSE_TARGET;
+		if (!strcmp(line, "k") || !strcmp(line, "keep") || !strcmp(line, "keep both"))
+			return SB_CHOOSE_KEEP_BOTH;
+		if (!strcmp(line, "skip"))
+			return SB_CHOOSE_SKIP;
+		printf("   Please answer s, t, k or skip.\n");
+	}
+}
+
+/* ------------------------------------------------------------ helpers */
+
+static int open_pship(struct ctx *c, const char *src, const char *tgt, struct sb_pship **p)
+{
+	struct sb_error err = { 0 };
+	int ret = sb_pship_open(src, tgt, c->state_dir, c->log_file, p, &err);
+	if (ret < 0) {
+		error("%s: %s", err.path, sb_strerror(ret));
+		return EXIT_USAGE;
+	}
+	return 0;
+}
+
+static int lock_pship(struct sb_pship *p)
+{
+	long holder = 0;
+	int ret = sb_pship_lock(p, 0, &holder);
+	if (ret == -EWOULDBLOCK) {
+		fprintf(stderr, "sbfs: another sbfs (pid %ld) is working on this partnership; waiting...\n",
+			holder);
+		ret = sb_pship_lock(p, 1, &holder);
+	}
+	if (ret < 0) {
+		error("cannot lock the partnership's state: %s", sb_strerror(ret));
+		return EXIT_FAILED;
+	}
+	return 0;
+}
+
+static int run_plan(struct ctx *c, struct sb_pship *p, const char *const *paths,
+		    size_t n, struct sb_hooks *h, struct sb_plan **plan)
+{
+	int ret = sb_plan_build(p, paths, n, h, plan);
+	clear_progress(c);
+	if (ret < 0) {
+		error("scanning %s and %s failed: %s", sb_pship_root(p, 0),
+		      sb_pship_root(p, 1), sb_strerror(ret));
+		return ret == SB_E_BADPATH ? EXIT_USAGE : EXIT_FAILED;
+	}
+	return 0;
+}
+
+static int parse_policy(const char *s)
+{
+	static const char *const names[] = { "source", "target", "newer", "suggested" };
+	for (int i = 0; i < 4; i++)
+		if (!strcmp(s, names[i]))
+			return i + 1;
+	return 0;
+}
+
+enum { OPT_AUTO = 256, OPT_MASS, OPT_LOG, OPT_STATE, OPT_JSON, OPT_SRC, OPT_TGT, OPT_KEEP };
+
+/* Parses a command's options; returns the index of the first operand or -1. */
+static int parse(struct ctx *c, int argc, char **argv, const char *usage)
+{
+	static const struct option opts[] = {
+		{ "dry-run", no_argument, NULL, 'n' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "auto-resolve", required_argument, NULL, OPT_AUTO },
+		{ "allow-mass-delete", no_argument, NULL, OPT_MASS },
+		{ "log-file", required_argument, NULL, OPT_LOG },
+		{ "state-dir", required_argument, NULL, OPT_STATE },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "source", no_argument, NULL, OPT_SRC },
+		{ "target", no_argument, NULL, OPT_TGT },
+		{ "keep-both", no_argument, NULL, OPT_KEEP },
+		{ 0 }
+	};
+	int o;
+	optind = 1;
+	while ((o = getopt_long(argc, argv, "+nqh", opts, NULL)) != -1) {
+		switch (o) {
+		case 'n': c->dry_run = 1; break;
+		case 'q': c->quiet = 1; break;
+		case 'h': fputs(usage, stdout); exit(EXIT_SYNCED);
+		case OPT_AUTO:
+			if (!(c->auto_policy = parse_policy(optarg))) {
+				error("--auto-resolve: unknown policy '%s' (source, target, newer, suggested)", optarg);
+				return -1;
+			}
+			break;
+		case OPT_MASS: c->allow_mass = 1; break;
+		case OPT_LOG: c->log_file = optarg; break;
+		case OPT_STATE: c->state_dir = optarg; break;
+		case OPT_JSON: c->json = 1; break;
+		case OPT_SRC: c->policy = SB_CHOOSE_SOURCE; break;
+		case OPT_TGT: c->policy = SB_CHOOSE_TARGET; break;
+		case OPT_KEEP: c->policy = SB_CHOOSE_KEEP_BOTH; break;
+		default:
+			fputs(usage, stderr);
+			return -1;
+		}
+	}
+	return optind;
+}
+
+/* ------------------------------------------------------------ commands */
+
+static int cmd_reconcile(struct ctx *c, int argc, char **argv, int status_only)
+{
+	struct sb_pship *p = NULL;
+	struct sb_plan *plan = NULL;
+	struct sb_hooks h = { .arg = c, .warn = hook_warn, .progress = hook_progress };
+	struct sb_apply_result res;
+	int ret, side;
+
+	int i = parse(c, argc, argv, status_only ? usage_status : usage_reconcile);
+	if (i < 0)
+		return EXIT_USAGE;
+	if (argc - i != 2) {
+		fputs(status_only ? usage_status : usage_reconcile, stderr);
+		return EXIT_USAGE;
+	}
+	if (status_only)
+		c->dry_run = 1;
+	if (c->auto_policy)
+		h.choose = choose_auto;
+	if ((ret = open_pship(c, argv[i], argv[i + 1], &p)))
+		goto out;
+	if (!c->dry_run && (ret = lock_pship(p)))
+		goto out;
+	if (!c->json) {
+		printf("Scanning source directory...\nScanning target directory...\nAnalyzing differences...\n");
+		fflush(stdout);
+	}
+	if ((ret = run_plan(c, p, NULL, 0, &h, &plan)))
+		goto out;
+	const struct sb_plan_stats *st = sb_plan_stats(plan);
+	int pending = sb_plan_changes(plan) || st->conflicts || st->skipped;
+	if (c->json)
+		print_plan_json(stdout, p, plan);
+	else
+		print_plan(stdout, plan, !c->quiet);
+	if (sb_plan_check_mass(plan, &side) == SB_E_MASS && !c->allow_mass) {
+		const char *name = side ? "target" : "source";
+		fflush(stdout);
+		if (st->seen[side] == 0)
+			error("refusing to sync: the %s %s is empty, but the last sync recorded %llu entries.",
+			      name, sb_pship_root(p, side), (unsigned long long)st->state_entries);
+		else
+			error("refusing to sync: the %s %s has lost %llu of the %llu entries the last sync recorded.",
+			      name, sb_pship_root(p, side), (unsigned long long)st->missing[side],
+			      (unsigned long long)st->state_entries);
+		fprintf(stderr, "      Is a disk unplugged or unmounted? Nothing was changed.\n"
+			"      If the deletions are intended, run again with --allow-mass-delete.\n");
+		ret = EXIT_USAGE;
+		goto out;
+	}
+	if (c->dry_run) {
+		if (!c->json && !pending)
+			printf("\nNothing to do: source and target are in sync.\n");
+		ret = pending ? EXIT_PENDING : EXIT_SYNCED;
+		goto out;
+	}
+	if (!pending && sb_plan_count(plan) == 0) {
+		printf("\nNothing to do: source and target are in sync.\n");
+		ret = EXIT_SYNCED;
+		goto out;
+	}
+	ret = sb_plan_apply(p, plan, &h, 1, &res);
+	clear_progress(c);
+	if (ret < 0) {
+		error("sync of %s and %s stopped: %s", sb_pship_root(p, 0),
+		      sb_pship_root(p, 1), sb_strerror(ret));
+		ret = EXIT_FAILED;
+		goto out;
+	}
+	printf("\n=== RESULT ===\nDone: %llu, skipped: %llu, failed: %llu, conflicts left: %llu\n",
+	       (unsigned long long)res.done, (unsigned long long)res.skipped,
+	       (unsigned long long)res.failed, (unsigned long long)res.conflicts);
+	if (res.conflicts)
+		printf("Resolve with: sbfs resolve %s %s\n", sb_pship_root(p, 0), sb_pship_root(p, 1));
+	ret = res.failed ? EXIT_FAILED : res.conflicts || res.skipped ? EXIT_PENDING : EXIT_SYNCED;
+out:
+	sb_plan_free(plan);
+	sb_pship_close(p);
+	return ret;
+}
+
+static int cmd_conflicts(struct ctx *c, int argc, char **argv)
+{
+	struct sb_pship *p = NULL;
+	struct sb_conflict_list l = { 0 };
+	int ret;
+
+	int i = parse(c, argc, argv, usage_conflicts);
+	if (i < 0)
+		return EXIT_USAGE;
+	if (argc - i != 2) {
+		fputs(usage_conflicts, stderr);
+		return EXIT_USAGE;
+	}
+	if ((ret = open_pship(c, argv[i], argv[i + 1], &p)))
+		goto out;
+	if ((ret = sb_conflicts_list(p, &l)) < 0) {
+		error("cannot read the state of %s and %s: %s", sb_pship_root(p, 0),
+		      sb_pship_root(p, 1), sb_strerror(ret));
+		ret = EXIT_FAILED;
+		goto out;
+	}
+	if (c->json) {
+		print_conflicts_json(stdout, p, &l);
+	} else if (!l.n) {
+		printf("No conflicts.\n");
+	} else {
+		printf("=== CONFLICTS (manual resolution required) ===\n");
+		for (size_t k = 0; k < l.n; k++) {
+			struct sb_item it = { .op = SB_OP_CONFLICT, .path = l.v[k].path,
+					      .len = l.v[k].len, .conflict = l.v[k].c };
+			print_conflict(stdout, k + 1, &it);
+		}
+	}
+	ret = l.n ? EXIT_PENDING : EXIT_SYNCED;
+out:
+	sb_conflicts_free(&l);
+	sb_pship_close(p);
+	return ret;
+}
+
+/* A PATH operand: relative, or absolute inside one of the roots. */
+static char *rel_path(struct sb_pship *p, const char *arg)
+{
+	const char *r = arg;
+	for (int s = 0; s < 2 && arg[0] == '/'; s++) {
+		const char *root = sb_pship_root(p, s);
+		size_t n = strlen(root);
+		if (!strncmp(arg, root, n) && (arg[n] == '/' || !arg[n])) {
+			r = arg + n;
+			break;
+		}
+	}
+	while (*r == '/')
+		r++;
+	char *res = strdup(r);
+	if (!res)
+		return NULL;
+	size_t n = strlen(res);
+	while (n && res[n - 1] == '/')
+		res[--n] = '\0';
+	while (!strncmp(res, "./", 2))
+		memmove(res, res + 2, strlen(res + 2) + 1);
+	return res;
+}
+
+static int cmd_resolve(struct ctx *c, int argc, char **argv)
+{
+	struct sb_pship *p = NULL;
+	struct sb_plan *plan = NULL;
+	struct sb_conflict_list l = { 0 };
+	struct sb_hooks h = { .arg = c, .warn = hook_warn, .progress = hook_progress,
+			      .choose = choose_prompt };
+	struct sb_apply_result res;
+	char **paths = NULL;
+	size_t n = 0;
+	int ret;
+
+	int i = parse(c, argc, argv, usage_resolve);
+	if (i < 0)
+		return EXIT_USAGE;
+	if (argc - i < 2) {
+		fputs(usage_resolve, stderr);
+		return EXIT_USAGE;
+	}
+	c->prompt_in = stdin;
+	if ((ret = open_pship(c, argv[i], argv[i + 1], &p)))
+		goto out;
+	if ((ret = lock_pship(p)))
+		goto out;
+	if (argc - i > 2) {
+		n = argc - i - 2;
+		ret = EXIT_USAGE;
+		if (!(paths = calloc(n, sizeof(*paths))))
+			goto out;
+		for (size_t k = 0; k < n; k++) {
+			if (!(paths[k] = rel_path(p, argv[i + 2 + k])) || !*paths[k] ||
+			    !sb_rel_valid(paths[k], strlen(paths[k]))) {
+				error("%s: not a path inside the partners", argv[i + 2 + k]);
+				goto out;
+			}
+		}
+	} else {
+		if ((ret = sb_conflicts_list(p, &l)) < 0) {
+			error("cannot read the state: %s", sb_strerror(ret));
+			ret = EXIT_FAILED;
+			goto out;
+		}
+		if (!l.n) {
+			printf("No conflicts recorded. Run sbfs reconcile to look for changes.\n");
+			ret = EXIT_SYNCED;
+			goto out;
+		}
+		ret = EXIT_FAILED;
+		if (!(paths = calloc(l.n, sizeof(*paths))))
+			goto out;
+		for (n = 0; n < l.n; n++)
+			paths[n] = l.v[n].path, l.v[n].path = NULL;
+	}
+	if ((ret = run_plan(c, p, (const char *const *)paths, n, &h, &plan)))
+		goto out;
+	const struct sb_plan_stats *st = sb_plan_stats(plan);
+	if (!sb_plan_changes(plan) && !st->conflicts) {
+		printf("Nothing to resolve for the given paths.\n");
+	}
+	ret = sb_plan_apply(p, plan, &h, 0, &res);
+	clear_progress(c);
+	if (ret < 0) {
+		error("resolving stopped: %s", sb_strerror(ret));
+		ret = EXIT_FAILED;
+		goto out;
+	}
+	printf("Resolved: %llu, skipped: %llu, failed: %llu, conflicts left: %llu\n",
+	       (unsigned long long)(res.done), (unsigned long long)res.skipped,
+	       (unsigned long long)res.failed, (unsigned long long)res.conflicts);
+	ret = res.failed ? EXIT_FAILED : res.conflicts || res.skipped ? EXIT_PENDING : EXIT_SYNCED;
+out:
+	for (size_t k = 0; paths && k < n; k++)
+		free(paths[k]);
+	free(paths);
+	sb_conflicts_free(&l);
+	sb_plan_free(plan);
+	sb_pship_close(p);
+	return ret;
+}
+
+/* Deep trees hold a directory fd per level and side. */
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct ctx c = { 0 };
+
+	if (argc < 2) {
+		fputs(usage_main, stderr);
+		return EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		fputs(usage_main, stdout);
+		return EXIT_SYNCED;
+	}
+	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
+		printf("sbfs %s\n", SBFS_VERSION);
+		return EXIT_SYNCED;
+	}
+	raise_nofile();
+	c.cmd = argv[1];
+	c.progress = isatty(STDERR_FILENO);
+	argc--;
+	argv++;
+	if (!strcmp(c.cmd, "reconcile"))
+		return cmd_reconcile(&c, argc, argv, 0);
+	if (!strcmp(c.cmd, "status"))
+		return cmd_reconcile(&c, argc, argv, 1);
+	if (!strcmp(c.cmd, "conflicts"))
+		return cmd_conflicts(&c, argc, argv);
+	if (!strcmp(c.cmd, "resolve"))
+		return cmd_resolve(&c, argc, argv);
+	error("unknown command '%s' (see sbfs --help)", c.cmd);
+	return EXIT_USAGE;
+}
