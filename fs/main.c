@@ -467,10 +467,11 @@ static int cmd_resolve(struct ctx *c, int argc, char **argv)
 	}
 	if ((ret = run_plan(c, p, (const char *const *)paths, n, &h, &plan)))
 		goto out;
-	const struct sb_plan_stats *st = sb_plan_stats(plan);
-	if (!sb_plan_changes(plan) && !st->conflicts) {
-		printf("Nothing to resolve for the given paths.\n");
-	}
+	struct sb_item it;
+	size_t settled = 0;
+	sb_plan_rewind(plan);
+	while (sb_plan_next(plan, &it) > 0)
+		settled += it.resolved;
 	ret = sb_plan_apply(p, plan, &h, 0, &res);
 	clear_progress(c);
 	if (ret < 0) {
@@ -478,8 +479,8 @@ static int cmd_resolve(struct ctx *c, int argc, char **argv)
 		ret = EXIT_FAILED;
 		goto out;
 	}
-	printf("Resolved: %llu, skipped: %llu, failed: %llu, conflicts left: %llu\n",
-	       (unsigned long long)(res.done), (unsigned long long)res.skipped,
+	printf("Resolved: %zu, actions done: %llu, skipped: %llu, failed: %llu, conflicts left: %llu\n",
+	       settled, (unsigned long long)res.done, (unsigned long long)res.skipped,
 	       (unsigned long long)res.failed, (unsigned long long)res.conflicts);
 	ret = res.failed ? EXIT_FAILED : res.conflicts || res.skipped ? EXIT_PENDING : EXIT_SYNCED;
 out:

@@ -1,0 +1,381 @@
+/* Helpers for tests that drive the sbfs binary; see testlib.h. */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "testlib.h"
+
+static char *xasprintf(const char *fmt, const char *a, const char *b)
+{
+	char *s = NULL;
+	if (asprintf(&s, fmt, a, b) < 0)
+		cr_assert_fail("out of memory");
+	return s;
+}
+
+void tl_env_init(struct tl_env *e)
+{
+	char tmpl[] = "/tmp/sbfs-test.XXXXXX";
+	if (!mkdtemp(tmpl))
+		cr_assert_fail("mkdtemp: %s", strerror(errno));
+	e->base = strdup(tmpl);
+	e->src = xasprintf("%s/%s", tmpl, "src");
+	e->tgt = xasprintf("%s/%s", tmpl, "tgt");
+	e->state = xasprintf("%s/%s", tmpl, "state");
+	e->log = xasprintf("%s/%s", tmpl, "state/log.jsonl");
+	if (mkdir(e->src, 0755) < 0 || mkdir(e->tgt, 0755) < 0)
+		cr_assert_fail("mkdir: %s", strerror(errno));
+}
+
+static void rm_at(int dirfd, const char *name)
+{
+	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+	if (fd >= 0) {
+		fchmod(fd, 0700);
+		DIR *d = fdopendir(fd);
+		struct dirent *de;
+		while (d && (de = readdir(d))) {
+			if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+				continue;
+			rm_at(fd, de->d_name);
+		}
+		if (d)
+			closedir(d);
+		unlinkat(dirfd, name, AT_REMOVEDIR);
+	} else {
+		unlinkat(dirfd, name, 0);
+	}
+}
+
+void tl_env_fini(struct tl_env *e)
+{
+	if (e->base)
+		rm_at(AT_FDCWD, e->base);
+	free(e->base);
+	free(e->src);
+	free(e->tgt);
+	free(e->state);
+	free(e->log);
+	memset(e, 0, sizeof(*e));
+}
+
+const char *tl_sbfs(void)
+{
+	const char *b = getenv("SBFS_BIN");
+	return b && *b ? b : "build/sbfs";
+}
+
+static void slurp(int fd, char **buf, size_t *len)
+{
+	size_t cap = 4096;
+	*buf = malloc(cap);
+	*len = 0;
+	for (;;) {
+		if (*len + 1 >= cap)
+			*buf = realloc(*buf, cap *= 2);
+		ssize_t n = read(fd, *buf + *len, cap - *len - 1);
+		if (n <= 0)
+			break;
+		*len += n;
+	}
+	(*buf)[*len] = '\0';
+}
+
+struct tl_run tl_sbfs_run(const struct tl_env *e, const char *input, const char *const *argv)
+{
+	struct tl_run r = { 0 };
+	char outp[] = "/tmp/sbfs-out.XXXXXX", errp[] = "/tmp/sbfs-err.XXXXXX";
+	int of = mkstemp(outp), ef = mkstemp(errp), inpipe[2];
+	size_t n = 0;
+
+	while (argv[n])
+		n++;
+	if (of < 0 || ef < 0 || pipe(inpipe) < 0)
+		cr_assert_fail("mkstemp/pipe: %s", strerror(errno));
+	unlink(outp);
+	unlink(errp);
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid == 0) {
+		const char **av = calloc(n + 2, sizeof(*av));
+		av[0] = tl_sbfs();
+		memcpy(av + 1, argv, n * sizeof(*av));
+		dup2(inpipe[0], 0);
+		dup2(of, 1);
+		dup2(ef, 2);
+		close(inpipe[1]);
+		setenv("SBFS_STATE_DIR", e->state, 1);
+		execv(av[0], (char *const *)av);
+		_exit(127);
+	}
+	close(inpipe[0]);
+	if (input) {
+		size_t len = strlen(input), off = 0;
+		while (off < len) {
+			ssize_t w = write(inpipe[1], input + off, len - off);
+			if (w <= 0)
+				break;
+			off += w;
+		}
+	}
+	close(inpipe[1]);
+	int st;
+	waitpid(pid, &st, 0);
+	r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	lseek(of, 0, SEEK_SET);
+	lseek(ef, 0, SEEK_SET);
+	slurp(of, &r.out, &r.outlen);
+	slurp(ef, &r.err, &r.errlen);
+	close(of);
+	close(ef);
+	return r;
+}
+
+struct tl_run tl_cmd(const struct tl_env *e, const char *cmd, const char *const *opts)
+{
+	const char *av[32];
+	size_t n = 0;
+	av[n++] = cmd;
+	for (size_t i = 0; opts && opts[i] && n < 28; i++)
+		av[n++] = opts[i];
+	av[n++] = e->src;
+	av[n++] = e->tgt;
+	av[n] = NULL;
+	return tl_sbfs_run(e, NULL, av);
+}
+
+void tl_run_free(struct tl_run *r)
+{
+	free(r->out);
+	free(r->err);
+	r->out = r->err = NULL;
+}
+
+char *tl_join(const char *dir, const char *rel)
+{
+	return xasprintf("%s/%s", dir, rel);
+}
+
+static void mkparents(const char *path)
+{
+	char *p = strdup(path);
+	for (char *s = p + 1; *s; s++) {
+		if (*s != '/')
+			continue;
+		*s = '\0';
+		if (mkdir(p, 0755) < 0 && errno != EEXIST)
+			cr_assert_fail("mkdir %s: %s", p, strerror(errno));
+		*s = '/';
+	}
+	free(p);
+}
+
+void tl_write_n(const char *dir, const char *rel, const void *buf, size_t n)
+{
+	char *p = tl_join(dir, rel);
+	mkparents(p);
+	int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0 || write(fd, buf, n) != (ssize_t)n)
+		cr_assert_fail("write %s: %s", p, strerror(errno));
+	close(fd);
+	free(p);
+}
+
+void tl_write(const char *dir, const char *rel, const char *content)
+{
+	tl_write_n(dir, rel, content, strlen(content));
+}
+
+char *tl_read(const char *dir, const char *rel)
+{
+	char *p = tl_join(dir, rel), *buf;
+	size_t len;
+	int fd = open(p, O_RDONLY);
+	free(p);
+	if (fd < 0)
+		return NULL;
+	slurp(fd, &buf, &len);
+	close(fd);
+	return buf;
+}
+
+int tl_exists(const char *dir, const char *rel)
+{
+	struct stat st;
+	char *p = tl_join(dir, rel);
+	int r = lstat(p, &st) == 0;
+	free(p);
+	return r;
+}
+
+void tl_mkdir(const char *dir, const char *rel)
+{
+	char *p = tl_join(dir, rel);
+	mkparents(p);
+	if (mkdir(p, 0755) < 0 && errno != EEXIST)
+		cr_assert_fail("mkdir %s: %s", p, strerror(errno));
+	free(p);
+}
+
+void tl_rm(const char *dir, const char *rel)
+{
+	char *p = tl_join(dir, rel);
+	rm_at(AT_FDCWD, p);
+	free(p);
+}
+
+void tl_set_mtime(const char *dir, const char *rel, long sec)
+{
+	char *p = tl_join(dir, rel);
+	struct timespec t[2] = { { sec, 0 }, { sec, 0 } };
+	if (utimensat(AT_FDCWD, p, t, AT_SYMLINK_NOFOLLOW) < 0)
+		cr_assert_fail("utimensat %s: %s", p, strerror(errno));
+	free(p);
+}
+
+static int names_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static char **list(int fd, size_t *n)
+{
+	int d2 = dup(fd);
+	DIR *d = fdopendir(d2);
+	struct dirent *de;
+	char **v = NULL;
+	*n = 0;
+	while (d && (de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		v = realloc(v, (*n + 1) * sizeof(*v));
+		v[(*n)++] = strdup(de->d_name);
+	}
+	if (d)
+		closedir(d);
+	if (*n)
+		qsort(v, *n, sizeof(*v), names_cmp);
+	return v;
+}
+
+static int cmp_fd(int fa, int fb)
+{
+	char ba[65536], bb[65536];
+	for (;;) {
+		ssize_t na = read(fa, ba, sizeof(ba)), nb = read(fb, bb, sizeof(bb));
+		if (na != nb || (na > 0 && memcmp(ba, bb, na)))
+			return 0;
+		if (na <= 0)
+			return 1;
+	}
+}
+
+static int eq_at(int a, int b, const char *rel, char **why)
+{
+	size_t na, nb;
+	char **la = list(a, &na), **lb = list(b, &nb);
+	int ok = 1;
+
+	for (size_t i = 0, j = 0; ok && (i < na || j < nb);) {
+		int c = i >= na ? 1 : j >= nb ? -1 : strcmp(la[i], lb[j]);
+		if (c) {
+			if (why)
+				*why = xasprintf("%s/%s: only on one side", rel, c < 0 ? la[i] : lb[j]);
+			ok = 0;
+			break;
+		}
+		const char *n = la[i];
+		struct stat sa, sb;
+		fstatat(a, n, &sa, AT_SYMLINK_NOFOLLOW);
+		fstatat(b, n, &sb, AT_SYMLINK_NOFOLLOW);
+		char *sub = xasprintf("%s/%s", rel, n);
+		if ((sa.st_mode & S_IFMT) != (sb.st_mode & S_IFMT)) {
+			ok = 0;
+		} else if (!S_ISLNK(sa.st_mode) && (sa.st_mode & 07777) != (sb.st_mode & 07777)) {
+			ok = 0;
+		} else if (S_ISREG(sa.st_mode)) {
+			int fa = openat(a, n, O_RDONLY), fb = openat(b, n, O_RDONLY);
+			ok = fa >= 0 && fb >= 0 && sa.st_size == sb.st_size && cmp_fd(fa, fb) &&
+			     sa.st_mtim.tv_sec == sb.st_mtim.tv_sec &&
+			     sa.st_mtim.tv_nsec == sb.st_mtim.tv_nsec;
+			close(fa);
+			close(fb);
+		} else if (S_ISLNK(sa.st_mode)) {
+			char ta[4096] = "", tb[4096] = "";
+			ok = readlinkat(a, n, ta, sizeof(ta) - 1) >= 0 &&
+			     readlinkat(b, n, tb, sizeof(tb) - 1) >= 0 && !strcmp(ta, tb);
+		} else if (S_ISDIR(sa.st_mode)) {
+			int da = openat(a, n, O_RDONLY | O_DIRECTORY), db = openat(b, n, O_RDONLY | O_DIRECTORY);
+			ok = da >= 0 && db >= 0 && eq_at(da, db, sub, why);
+			close(da);
+			close(db);
+			if (!ok) {
+				free(sub);
+				break;
+			}
+		}
+		if (!ok && why)
+			*why = xasprintf("%s%s: differs", sub, "");
+		free(sub);
+		i++;
+		j++;
+	}
+	for (size_t i = 0; i < na; i++)
+		free(la[i]);
+	for (size_t i = 0; i < nb; i++)
+		free(lb[i]);
+	free(la);
+	free(lb);
+	return ok;
+}
+
+int tl_trees_equal(const char *a, const char *b, char **why)
+{
+	int fa = open(a, O_RDONLY | O_DIRECTORY), fb = open(b, O_RDONLY | O_DIRECTORY);
+	if (why)
+		*why = NULL;
+	if (fa < 0 || fb < 0)
+		cr_assert_fail("open %s or %s: %s", a, b, strerror(errno));
+	int r = eq_at(fa, fb, ".", why);
+	close(fa);
+	close(fb);
+	return r;
+}
+
+static size_t count_at(int fd)
+{
+	size_t n, total = 0;
+	char **l = list(fd, &n);
+	for (size_t i = 0; i < n; i++) {
+		struct stat st;
+		total++;
+		if (fstatat(fd, l[i], &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) {
+			int d = openat(fd, l[i], O_RDONLY | O_DIRECTORY);
+			if (d >= 0) {
+				total += count_at(d);
+				close(d);
+			}
+		}
+		free(l[i]);
+	}
+	free(l);
+	return total;
+}
+
+size_t tl_count(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY);
+	if (fd < 0)
+		return 0;
+	size_t n = count_at(fd);
+	close(fd);
+	return n;
+}
