@@ -39,6 +39,10 @@ struct apply {
 	size_t nfollow;
 	uint8_t *buf;
 	struct sb_sha *sha;
+	pid_t pid_self;
+	uid_t euid;
+	gid_t egid;
+	uint64_t nonce, ntemp;
 };
 
 static const char *const action_names[][2] = {
@@ -188,14 +192,11 @@ static int rmtree(int dirfd, const char *name)
 	return ret;
 }
 
-static int make_temp_name(char out[64])
+/* Unique per run and per file; O_EXCL catches the impossible clash. */
+static void make_temp_name(struct apply *a, char out[64])
 {
-	uint64_t r;
-	if (getrandom(&r, sizeof(r), 0) != sizeof(r))
-		r = (uint64_t)now_ns() ^ ((uint64_t)getpid() << 32);
-	snprintf(out, 64, SB_TMP_PREFIX "%ld.%016llx", (long)getpid(),
-		 (unsigned long long)r);
-	return 0;
+	snprintf(out, 64, SB_TMP_PREFIX "%ld.%08llx.%llu", (long)a->pid_self,
+		 (unsigned long long)a->nonce, (unsigned long long)++a->ntemp);
 }
 
 static int write_all(int fd, const uint8_t *b, size_t n)
@@ -214,10 +215,11 @@ static int write_all(int fd, const uint8_t *b, size_t n)
 }
 
 /* Ownership as the original where we may (as root); mode; times. */
-static int set_meta_fd(int fd, const struct sb_scan *s)
+static int set_meta_fd(const struct apply *a, int fd, const struct sb_scan *s)
 {
 	struct timespec t[2] = { ts_of(s->atime_ns), ts_of(s->info.mtime_ns) };
-	if (geteuid() == 0 && fchown(fd, s->uid, s->gid) < 0 && errno != EPERM)
+	if (a->euid == 0 && (s->uid != a->euid || s->gid != a->egid) &&
+	    fchown(fd, s->uid, s->gid) < 0 && errno != EPERM)
 		return -errno;
 	if (fchmod(fd, s->info.mode) < 0 || futimens(fd, t) < 0)
 		return -errno;
@@ -235,7 +237,7 @@ static int copy_file(struct apply *a, int sfd, const char *name,
 	uint64_t total = 0;
 
 	tmp[0] = '\0';
-	in = openat(sfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+	in = openat(sfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (in < 0)
 		return errno == ENOENT || errno == ELOOP ? -EAGAIN : -errno;
 	if (fstat(in, &st) < 0) {
@@ -246,7 +248,7 @@ static int copy_file(struct apply *a, int sfd, const char *name,
 	ret = -EAGAIN;
 	if (!sb_fp_equal(&fp, &s->fp))
 		goto out;
-	make_temp_name(tmp);
+	make_temp_name(a, tmp);
 	out = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (out < 0) {
 		ret = -errno;
@@ -255,8 +257,9 @@ static int copy_file(struct apply *a, int sfd, const char *name,
 	}
 	if ((ret = sb_sha_reset(a->sha)) < 0)
 		goto out;
-	for (;;) {
-		ssize_t n = read(in, a->buf, COPY_BUF);
+	while (total < s->info.size) {
+		uint64_t want = s->info.size - total;
+		ssize_t n = read(in, a->buf, want < COPY_BUF ? want : COPY_BUF);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -281,8 +284,12 @@ static int copy_file(struct apply *a, int sfd, const char *name,
 	ret = -EAGAIN;
 	if (!sb_fp_equal(&fp, &s->fp) || total != s->info.size)
 		goto out;
-	if ((ret = set_meta_fd(out, s)) < 0)
+	if ((ret = set_meta_fd(a, out, s)) < 0)
 		goto out;
+	/* Start writeback now, so the syncfs before the next commit finds
+	 * little left to write and the I/O overlaps the rest of the copy. */
+	if (total)
+		sync_file_range(out, 0, 0, SYNC_FILE_RANGE_WRITE);
 	ret = close(out) < 0 ? -errno : 0;
 	out = -1;
 out:
@@ -297,8 +304,9 @@ out:
 	return ret;
 }
 
-static int copy_link(int sfd, const char *name, const struct sb_scan *s,
-		     int dfd, char tmp[64], uint8_t sha[SB_SHA_LEN])
+static int copy_link(struct apply *a, int sfd, const char *name,
+		     const struct sb_scan *s, int dfd, char tmp[64],
+		     uint8_t sha[SB_SHA_LEN])
 {
 	char *target = malloc(s->info.size + 1);
 	int ret;
@@ -314,14 +322,14 @@ static int copy_link(int sfd, const char *name, const struct sb_scan *s,
 	target[n] = '\0';
 	if ((ret = sb_hash_buf(target, n, sha)) < 0)
 		goto out;
-	make_temp_name(tmp);
+	make_temp_name(a, tmp);
 	if (symlinkat(target, dfd, tmp) < 0) {
 		ret = -errno;
 		tmp[0] = '\0';
 		goto out;
 	}
 	struct timespec t[2] = { ts_of(s->atime_ns), ts_of(s->info.mtime_ns) };
-	if (geteuid() == 0)
+	if (a->euid == 0 && (s->uid != a->euid || s->gid != a->egid))
 		fchownat(dfd, tmp, s->uid, s->gid, AT_SYMLINK_NOFOLLOW);
 	utimensat(dfd, tmp, t, AT_SYMLINK_NOFOLLOW);
 out:
@@ -333,7 +341,8 @@ out:
 static int install(int dfd, const char *tmp, const char *name,
 		   const struct sb_scan *was, int rmtree_ok)
 {
-	int ret = unchanged(dfd, name, was);
+	/* An absent destination needs no look: RENAME_NOREPLACE refuses a newcomer. */
+	int ret = was->info.type == SB_NONE ? 0 : unchanged(dfd, name, was);
 	if (ret < 0)
 		return ret;
 	if (was->info.type == SB_DIR) {
@@ -412,6 +421,9 @@ static const uint8_t *known_sha(const struct sb_pitem *it)
 
 static int add_follow(struct apply *a, const char *path, size_t len)
 {
+	for (size_t i = 0; i < a->nfollow; i++)
+		if (strlen(a->follow[i]) == len && !memcmp(a->follow[i], path, len))
+			return 0;
 	char **nv = realloc(a->follow, (a->nfollow + 1) * sizeof(*nv));
 	if (!nv)
 		return -ENOMEM;
@@ -419,6 +431,27 @@ static int add_follow(struct apply *a, const char *path, size_t len)
 	if (!(nv[a->nfollow] = strndup(path, len)))
 		return -ENOMEM;
 	a->nfollow++;
+	return 0;
+}
+
+/*
+ * The deletion won a conflict under a directory that side `gone` deleted:
+ * once the kept entries are settled, the directories that held them can go
+ * too, so plan again from the topmost one that side lacks.
+ */
+static int follow_deleted_parent(struct apply *a, const char *path, size_t len,
+				 int gone)
+{
+	for (size_t i = 0; i < len; i++) {
+		if (path[i] != '/')
+			continue;
+		int fd, ret = sb_open_dir(a->p->rootfd[gone], path, i, &fd);
+		if (ret == 0) {
+			close(fd);
+			continue;
+		}
+		return ret == -ENOENT ? add_follow(a, path, i) : 0;
+	}
 	return 0;
 }
 
@@ -431,7 +464,8 @@ static int do_copy(struct apply *a, const struct sb_pitem *it, const char *name,
 	const struct sb_scan *src = &it->s[from], *dst = &it->s[to];
 	char tmp[64] = "";
 
-	if ((ret = unchanged(a->pfd[from], name, src)) < 0)
+	/* A file's source is checked on its open descriptor by copy_file. */
+	if (src->info.type != SB_FILE && (ret = unchanged(a->pfd[from], name, src)) < 0)
 		return ret;
 	if (a->pfd[to] < 0)
 		return -ENOENT;
@@ -448,7 +482,8 @@ static int do_copy(struct apply *a, const struct sb_pitem *it, const char *name,
 		if (fd < 0)
 			return -errno;
 		ret = 0;
-		if (geteuid() == 0 && fchown(fd, src->uid, src->gid) < 0 && errno != EPERM)
+		if (a->euid == 0 && (src->uid != a->euid || src->gid != a->egid) &&
+		    fchown(fd, src->uid, src->gid) < 0 && errno != EPERM)
 			ret = -errno;
 		if (ret == 0 && fchmod(fd, src->info.mode) < 0)
 			ret = -errno;
@@ -457,7 +492,7 @@ static int do_copy(struct apply *a, const struct sb_pitem *it, const char *name,
 		return ret;
 	}
 	ret = src->info.type == SB_LINK
-		? copy_link(a->pfd[from], name, src, a->pfd[to], tmp, sha)
+		? copy_link(a, a->pfd[from], name, src, a->pfd[to], tmp, sha)
 		: copy_file(a, a->pfd[from], name, src, a->pfd[to], tmp, sha);
 	if (ret < 0)
 		return ret;
@@ -624,6 +659,9 @@ static int apply_item(struct apply *a, const struct sb_pitem *it, const char *pa
 	case SB_OP_DELETE:
 		if ((ret = do_delete(a, it, name)) < 0)
 			return ret;
+		if (it->resolved && it->conflict.kind == SB_CK_UNDER_DELETED &&
+		    (ret = follow_deleted_parent(a, path, it->len, !to)) < 0)
+			return ret;
 		/* fall through */
 	case SB_OP_FORGET:
 		if (a->pid && (it->flags & SB_IF_REC)) {
@@ -664,6 +702,12 @@ int sb_plan_apply(struct sb_pship *p, struct sb_plan *plan,
 	int ret;
 
 	memset(res, 0, sizeof(*res));
+	a.pid_self = getpid();
+	a.euid = geteuid();
+	a.egid = getegid();
+	if (getrandom(&a.nonce, sizeof(a.nonce), 0) != sizeof(a.nonce))
+		a.nonce = (uint64_t)now_ns();
+	a.nonce &= 0xffffffff;
 	if (!(a.buf = malloc(COPY_BUF))) {
 		ret = -ENOMEM;
 		goto out;
@@ -701,7 +745,10 @@ int sb_plan_apply(struct sb_pship *p, struct sb_plan *plan,
 		log_item(&a, &it, path, err, err == 0 && logsha ? sha : NULL);
 		if (hooks && hooks->progress && (++n & 255) == 0)
 			hooks->progress(hooks->arg, 1, n, total);
-		if (++a.batch >= BATCH_ITEMS || now_ns() - a.batch_start > BATCH_NS) {
+		/* A keep-both renamed a user's file: make the state agree at once,
+		 * or a crash now would show the old name as deleted. */
+		if (++a.batch >= BATCH_ITEMS || now_ns() - a.batch_start > BATCH_NS ||
+		    (it.op == SB_OP_KEEP_BOTH && err == 0)) {
 			close_parent(&a);
 			if ((ret = commit(&a, 1)) < 0)
 				goto out;

@@ -145,7 +145,7 @@ static int hash_side(struct ent *e, int side)
 			e->flags |= bit;
 		return ret;
 	}
-	fd = openat(e->pfd[side], e->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+	fd = openat(e->pfd[side], e->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0)
 		return -errno;
 	struct sb_fp fp;
@@ -588,7 +588,7 @@ static int list_dir(struct walk *w, int fd, int side, struct names *out)
 			break;
 	}
 	closedir(d);
-	if (ret == 0)
+	if (ret == 0 && out->n > 1)
 		qsort(out->v, out->n, sizeof(*out->v), cmp_names);
 	return ret;
 }

@@ -55,7 +55,7 @@ const char *sb_conflict_kind_name(int kind);
 #define SB_SUGGEST_NONE (-1)
 #define SB_SUGGEST_SOURCE 0
 #define SB_SUGGEST_TARGET 1
-/* Two mtimes closer than this are "about the same time" for a suggestion. */
+/* Two mtimes at most this far apart are "about the same time" for a suggestion. */
 #define SB_SUGGEST_TOLERANCE_NS 2000000000LL
 
 struct sb_conflict {

@@ -238,7 +238,7 @@ static int parse(struct ctx *c, int argc, char **argv, const char *usage)
 	};
 	int o;
 	optind = 1;
-	while ((o = getopt_long(argc, argv, "+nqh", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "nqh", opts, NULL)) != -1) {
 		switch (o) {
 		case 'n': c->dry_run = 1; break;
 		case 'q': c->quiet = 1; break;
