@@ -122,7 +122,9 @@ static int open_parent(struct apply *a, const char *path, size_t len,
 		ret = plen ? (mk ? sb_open_parent(a->p->rootfd[i], path, len, mk, &a->pfd[i], &base)
 				 : sb_open_dir(a->p->rootfd[i], path, plen, &a->pfd[i]))
 			   : ((a->pfd[i] = dup(a->p->rootfd[i])) < 0 ? -errno : 0);
-		if (ret == -ENOENT || ret == -ENOTDIR) {
+		/* No real directory there (a symlink is not one): that side
+		 * lacks the parent, and only items needing it fail. */
+		if (ret == -ENOENT || ret == -ENOTDIR || ret == -ELOOP) {
 			a->pfd[i] = -1;
 		} else if (ret < 0) {
 			close_parent(a);

@@ -44,6 +44,7 @@ struct ent {
 	uint8_t sha[2][SB_SHA_LEN];
 	uint8_t flags;
 	int under_deleted;	/* side that deleted an enclosing directory, or -1 */
+	int cfd[2];		/* the entry's own directory on each side, or -1 */
 };
 
 static int walk_dir(struct walk *w, const int fd[2], uint64_t dir_id,
@@ -249,36 +250,15 @@ static void item_view(struct sb_item *it, const struct sb_pitem *pi,
 	it->conflict = pi->conflict;
 }
 
-/* Opens side i's directory `name` for descent; -1 where that side has none. */
-static int open_child(const struct ent *e, int i, int *fd)
-{
-	*fd = -1;
-	if (e->s[i].info.type != SB_DIR)
-		return 0;
-	*fd = openat(e->pfd[i], e->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	return *fd < 0 ? -errno : 0;
-}
-
 /* Descends into the entry's directories: into side `only` alone when >= 0. */
 static int descend(struct walk *w, struct ent *e, int only, uint64_t dir_id,
 		   int under_deleted, uint64_t *kept)
 {
-	int fd[2] = { -1, -1 }, ret = 0;
-	for (int i = 0; i < 2; i++) {
-		if (only >= 0 && i != only)
-			continue;
-		if ((ret = open_child(e, i, &fd[i])) < 0) {
-			ret = skip(w, e, ret, "cannot open directory");
-			++*kept;
-			goto out;
-		}
-	}
-	ret = walk_dir(w, fd, dir_id, under_deleted, kept);
-out:
+	int fd[2] = { -1, -1 };
 	for (int i = 0; i < 2; i++)
-		if (fd[i] >= 0)
-			close(fd[i]);
-	return ret;
+		if (only < 0 || i == only)
+			fd[i] = e->cfd[i];
+	return walk_dir(w, fd, dir_id, under_deleted, kept);
 }
 
 /* Makes side `to` match side `from` for an entry that has no record there. */
@@ -477,6 +457,7 @@ static int do_entry(struct walk *w, const int pfd[2], const char *name,
 	int ret;
 
 	memset(&e, 0, sizeof(e));
+	e.cfd[0] = e.cfd[1] = -1;
 	e.pfd[0] = pfd[0];
 	e.pfd[1] = pfd[1];
 	e.name = name;
@@ -502,10 +483,25 @@ static int do_entry(struct walk *w, const int pfd[2], const char *name,
 			goto out;
 		}
 	}
+	/* A directory that cannot be opened is skipped on both sides before
+	 * anything (its mode included) is decided about it. */
+	for (int i = 0; i < 2; i++) {
+		if (e.s[i].info.type != SB_DIR)
+			continue;
+		e.cfd[i] = openat(pfd[i], name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (e.cfd[i] < 0) {
+			ret = skip(w, &e, -errno, "cannot open directory");
+			++*kept;
+			goto out;
+		}
+	}
 	if (w->h && w->h->progress && (++w->seen & 1023) == 0)
 		w->h->progress(w->h->arg, 0, w->seen, 0);
 	ret = decide(w, &e, kept);
 out:
+	for (int i = 0; i < 2; i++)
+		if (e.cfd[i] >= 0)
+			close(e.cfd[i]);
 	w->len = saved;
 	return ret;
 }
@@ -571,6 +567,7 @@ static int list_dir(struct walk *w, int fd, int side, struct names *out)
 		close(dfd);
 		return -errno;
 	}
+	rewinddir(d);	/* the dup shares its offset with fd */
 	for (;;) {
 		errno = 0;
 		if (!(de = readdir(d))) {

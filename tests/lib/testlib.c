@@ -379,3 +379,162 @@ size_t tl_count(const char *dir)
 	close(fd);
 	return n;
 }
+
+/* ------------------------------------------------------------------
+ * Background runs and runs without DAC capabilities; see testlib.h.
+ */
+#include <linux/capability.h>
+#include <signal.h>
+#include <sys/prctl.h>
+
+void tl_spawn_ex(struct tl_proc *p, const struct tl_env *e, const char *prog,
+		 int flags, const char *const *args)
+{
+	char outp[] = "/tmp/sbfs-out.XXXXXX", errp[] = "/tmp/sbfs-err.XXXXXX";
+	size_t n = 0;
+
+	memset(p, 0, sizeof(*p));
+	while (args[n])
+		n++;
+	p->out = mkostemp(outp, O_CLOEXEC);
+	p->err = mkostemp(errp, O_CLOEXEC);
+	if (p->out < 0 || p->err < 0)
+		cr_assert_fail("mkstemp: %s", strerror(errno));
+	unlink(outp);
+	unlink(errp);
+	if (!prog)
+		prog = tl_sbfs();
+	fflush(NULL);
+	p->pid = fork();
+	if (p->pid < 0)
+		cr_assert_fail("fork: %s", strerror(errno));
+	if (p->pid == 0) {
+		const char **av = calloc(n + 2, sizeof(*av));
+		int nul = open("/dev/null", O_RDONLY);
+		av[0] = prog;
+		memcpy(av + 1, args, n * sizeof(*av));
+		dup2(nul, 0);
+		dup2(p->out, 1);
+		dup2(p->err, 2);
+		if (e)
+			setenv("SBFS_STATE_DIR", e->state, 1);
+		if ((flags & TL_NO_DAC) &&
+		    (prctl(PR_CAPBSET_DROP, CAP_DAC_OVERRIDE, 0, 0, 0) < 0 ||
+		     prctl(PR_CAPBSET_DROP, CAP_DAC_READ_SEARCH, 0, 0, 0) < 0)) {
+			dprintf(2, "testlib: prctl(PR_CAPBSET_DROP): %s\n", strerror(errno));
+			_exit(126);
+		}
+		if (strchr(prog, '/'))
+			execv(prog, (char *const *)av);
+		else
+			execvp(prog, (char *const *)av);
+		dprintf(2, "testlib: exec %s: %s\n", prog, strerror(errno));
+		_exit(127);
+	}
+}
+
+void tl_spawn_cmd(struct tl_proc *p, const struct tl_env *e, const char *cmd,
+		  const char *const *opts)
+{
+	const char *av[32];
+	size_t n = 0;
+	av[n++] = cmd;
+	for (size_t i = 0; opts && opts[i] && n < 28; i++)
+		av[n++] = opts[i];
+	av[n++] = e->src;
+	av[n++] = e->tgt;
+	av[n] = NULL;
+	tl_spawn_ex(p, e, NULL, 0, av);
+}
+
+/* Reads all of fd from offset 0 without moving the offset the child writes at. */
+static void pslurp(int fd, char **buf, size_t *len)
+{
+	size_t cap = 4096;
+	*buf = malloc(cap);
+	*len = 0;
+	for (;;) {
+		if (*len + 1 >= cap)
+			*buf = realloc(*buf, cap *= 2);
+		ssize_t n = pread(fd, *buf + *len, cap - *len - 1, *len);
+		if (n <= 0)
+			break;
+		*len += n;
+	}
+	(*buf)[*len] = '\0';
+}
+
+char *tl_proc_err(const struct tl_proc *p)
+{
+	char *buf;
+	size_t len;
+	pslurp(p->err, &buf, &len);
+	return buf;
+}
+
+int tl_proc_done(struct tl_proc *p)
+{
+	if (p->reaped)
+		return 1;
+	pid_t r = waitpid(p->pid, &p->wstatus, WNOHANG);
+	if (r == p->pid)
+		p->reaped = 1;
+	return p->reaped;
+}
+
+struct tl_run tl_proc_wait(struct tl_proc *p, int sig)
+{
+	struct tl_run r = { 0 };
+	if (!p->reaped) {
+		if (sig)
+			kill(p->pid, sig);
+		while (waitpid(p->pid, &p->wstatus, 0) < 0) {
+			if (errno != EINTR)
+				cr_assert_fail("waitpid: %s", strerror(errno));
+		}
+		p->reaped = 1;
+	}
+	int st = p->wstatus;
+	r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	pslurp(p->out, &r.out, &r.outlen);
+	pslurp(p->err, &r.err, &r.errlen);
+	close(p->out);
+	close(p->err);
+	p->out = p->err = -1;
+	return r;
+}
+
+struct tl_run tl_sbfs_run_nodac(const struct tl_env *e, const char *const *argv)
+{
+	struct tl_proc p;
+	tl_spawn_ex(&p, e, NULL, TL_NO_DAC, argv);
+	return tl_proc_wait(&p, 0);
+}
+
+struct tl_run tl_cmd_nodac(const struct tl_env *e, const char *cmd, const char *const *opts)
+{
+	const char *av[32];
+	size_t n = 0;
+	av[n++] = cmd;
+	for (size_t i = 0; opts && opts[i] && n < 28; i++)
+		av[n++] = opts[i];
+	av[n++] = e->src;
+	av[n++] = e->tgt;
+	av[n] = NULL;
+	return tl_sbfs_run_nodac(e, av);
+}
+
+void tl_assert_nodac_denied(const char *dir)
+{
+	struct tl_proc p;
+	tl_spawn_ex(&p, NULL, "ls", TL_NO_DAC, (const char *[]){ "-a", "--", dir, NULL });
+	struct tl_run r = tl_proc_wait(&p, 0);
+	if (r.status == 126)
+		cr_assert_fail("cannot drop CAP_DAC_OVERRIDE/CAP_DAC_READ_SEARCH "
+			       "(no CAP_SETPCAP?): %s", r.err);
+	if (r.status == 0 || !strstr(r.err, "Permission denied"))
+		cr_assert_fail("a child without CAP_DAC_OVERRIDE/CAP_DAC_READ_SEARCH "
+			       "could still list %s (ls exit %d: %s%s): the permission "
+			       "tests would prove nothing", dir, r.status, r.out, r.err);
+	tl_run_free(&r);
+}

@@ -53,4 +53,47 @@ int tl_trees_equal(const char *a, const char *b, char **why);
 /* Count of entries beneath dir (not counting dir itself). */
 size_t tl_count(const char *dir);
 
+/* ------------------------------------------------------------------
+ * Background runs and runs without DAC capabilities (safety and crash
+ * tests).
+ */
+
+/* tl_spawn_ex flags */
+#define TL_NO_DAC 1	/* drop CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH */
+
+/* A process started in the background; its stdout and stderr go to
+ * unlinked temporary files. */
+struct tl_proc {
+	pid_t pid;
+	int out, err;
+	int reaped, wstatus;
+};
+
+/*
+ * Starts prog (NULL: the sbfs binary; a name without '/' is looked up in
+ * PATH) with args (NULL-terminated, without argv[0]), stdin /dev/null, and
+ * SBFS_STATE_DIR set to e->state when e is not NULL. With TL_NO_DAC the
+ * child drops CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH from its bounding
+ * set before execv, so that even root's exec gets neither and permission
+ * bits apply (the child exits 126 if it cannot drop them).
+ */
+void tl_spawn_ex(struct tl_proc *p, const struct tl_env *e, const char *prog,
+		 int flags, const char *const *args);
+/* `sbfs CMD [OPTS...] SRC TGT` in the background. */
+void tl_spawn_cmd(struct tl_proc *p, const struct tl_env *e, const char *cmd,
+		  const char *const *opts);
+/* What the process wrote to stderr so far (malloc'd, NUL-terminated). */
+char *tl_proc_err(const struct tl_proc *p);
+/* 1 once the process has exited (reaps it without blocking), else 0. */
+int tl_proc_done(struct tl_proc *p);
+/* Sends sig unless 0 or already exited, waits, and returns its status and
+ * output as tl_sbfs_run does (status 128+signal when killed). */
+struct tl_run tl_proc_wait(struct tl_proc *p, int sig);
+
+/* Like tl_sbfs_run / tl_cmd, in a child started with TL_NO_DAC. */
+struct tl_run tl_sbfs_run_nodac(const struct tl_env *e, const char *const *argv);
+struct tl_run tl_cmd_nodac(const struct tl_env *e, const char *cmd, const char *const *opts);
+/* Fails the test loudly unless a TL_NO_DAC child really cannot list dir. */
+void tl_assert_nodac_denied(const char *dir);
+
 #endif
