@@ -201,6 +201,71 @@ struct sb_conflict_list {
 int sb_conflicts_list(struct sb_pship *p, struct sb_conflict_list *out);
 void sb_conflicts_free(struct sb_conflict_list *l);
 
+/* ---------------------------------------------------------- mirror */
+
+/*
+ * The mount's operations on a partnership (whose lock the caller holds):
+ * a union view of both roots, every change made on both sides before the
+ * call returns. Paths are relative to the roots ("" is the root), as the
+ * view shows them: a conflicted NAME appears as NAME.conflict-source and
+ * NAME.conflict-target, each one side's version; deleting one resolves the
+ * conflict for the other side, renaming one to NAME makes that side win,
+ * renaming it elsewhere keeps both. Each call returns 0 (or a count) or a
+ * negative errno; a change that failed on one side is not recorded, so the
+ * next reconcile takes it up.
+ */
+struct sb_mirror;
+struct sb_file;
+struct stat;
+struct statvfs;
+struct timespec;
+
+int sb_mirror_open(struct sb_pship *p, struct sb_mirror **out);
+/* Writes every queued state update, then frees. NULL-safe. */
+void sb_mirror_close(struct sb_mirror *m);
+/* Returns once every change made so far is in the state. */
+int sb_mirror_flush(struct sb_mirror *m);
+/* Re-reads the conflict list (after a reconcile). */
+int sb_mirror_reload_conflicts(struct sb_mirror *m);
+
+int sb_mirror_getattr(struct sb_mirror *m, const char *path, struct stat *st);
+int sb_mirror_readlink(struct sb_mirror *m, const char *path, char *buf, size_t size);
+/* Calls fill for each name (with its d_type); a non-zero return stops. */
+int sb_mirror_readdir(struct sb_mirror *m, const char *path,
+		      int (*fill)(void *arg, const char *name, unsigned char type),
+		      void *arg);
+int sb_mirror_mkdir(struct sb_mirror *m, const char *path, unsigned mode,
+		    unsigned uid, unsigned gid);
+int sb_mirror_symlink(struct sb_mirror *m, const char *target, const char *path,
+		      unsigned uid, unsigned gid);
+int sb_mirror_unlink(struct sb_mirror *m, const char *path);
+int sb_mirror_rmdir(struct sb_mirror *m, const char *path);
+int sb_mirror_rename(struct sb_mirror *m, const char *from, const char *to,
+		     unsigned int flags);
+int sb_mirror_link(struct sb_mirror *m, const char *from, const char *to);
+int sb_mirror_chmod(struct sb_mirror *m, const char *path, unsigned mode);
+int sb_mirror_chown(struct sb_mirror *m, const char *path, unsigned uid, unsigned gid);
+int sb_mirror_utimens(struct sb_mirror *m, const char *path, const struct timespec tv[2]);
+int sb_mirror_truncate(struct sb_mirror *m, const char *path, int64_t size);
+int sb_mirror_statfs(struct sb_mirror *m, struct statvfs *out);
+/* user.* attributes only; remove != 0 removes name. */
+int sb_mirror_setxattr(struct sb_mirror *m, const char *path, const char *name,
+		       const void *val, size_t size, int flags, int remove);
+/* list != 0 lists names instead of reading one value. */
+long sb_mirror_getxattr(struct sb_mirror *m, const char *path, const char *name,
+			void *val, size_t size, int list);
+
+/* An open file: both sides' descriptors. */
+int sb_file_open(struct sb_mirror *m, const char *path, int flags, int create,
+		 unsigned mode, unsigned uid, unsigned gid, struct sb_file **out);
+long sb_file_read(struct sb_file *f, void *buf, size_t size, int64_t off);
+long sb_file_write(struct sb_file *f, const void *buf, size_t size, int64_t off);
+int sb_file_truncate(struct sb_file *f, int64_t size);
+int sb_file_fallocate(struct sb_file *f, int mode, int64_t off, int64_t len);
+int sb_file_fsync(struct sb_file *f, int datasync);
+/* Closes both sides and queues the state update (hash and fingerprints). */
+int sb_file_release(struct sb_file *f);
+
 /* ---------------------------------------------------------- JSON */
 
 /* Writes s as a JSON string; invalid UTF-8 bytes become U+FFFD. */

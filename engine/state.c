@@ -991,3 +991,23 @@ out:
 	free(buf);
 	return ret;
 }
+
+int sb_state_move(struct sb_txn *t, uint64_t oparent, const char *oname,
+		  size_t olen, uint64_t nparent, const char *nname, size_t nlen)
+{
+	uint8_t key[KEY_MAX_LEN];
+	struct sb_rec rec;
+	MDB_val k;
+	int ret;
+
+	if ((ret = sb_state_get(t, oparent, oname, olen, &rec)) < 0)
+		return ret;
+	if (oparent == nparent && olen == nlen && !memcmp(oname, nname, nlen))
+		return 0;
+	/* The directory keeps its id, so its children move with it. */
+	if ((ret = sb_state_put(t, nparent, nname, nlen, &rec)) < 0)
+		return ret;
+	if ((ret = make_key(key, oparent, oname, olen, &k)) < 0)
+		return ret;
+	return map_err(mdb_del(t->txn, t->st->entries, &k, NULL));
+}

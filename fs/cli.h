@@ -24,6 +24,10 @@ void print_plan_json(FILE *f, struct sb_pship *p, struct sb_plan *plan);
 void print_conflicts_json(FILE *f, struct sb_pship *p, const struct sb_conflict_list *l);
 const char *suggest_name(int s);
 
+/* mount.c */
+int cmd_mount(int argc, char **argv, int (*reconcile)(int, char **));
+int cmd_umount(int argc, char **argv);
+
 /* error() returns -1, so callers can write `return error(...)`. */
 int error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void warning(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

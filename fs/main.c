@@ -33,6 +33,8 @@ static const char usage_main[] =
 "  status SOURCE TARGET      show what a reconcile would do (exit 1 if anything)\n"
 "  conflicts SOURCE TARGET   list the conflicts the last reconcile left\n"
 "  resolve SOURCE TARGET [PATH...]  settle conflicts, interactively or by flag\n"
+"  mount SOURCE TARGET MOUNTPOINT  the union of both, written through to both\n"
+"  umount MOUNTPOINT         unmount cleanly\n"
 "\n"
 "  sbfs COMMAND --help   options of a command\n"
 "  sbfs --version\n"
@@ -493,6 +495,13 @@ out:
 	return ret;
 }
 
+/* The reconcile a mount starts with. */
+static int reconcile_for_mount(int argc, char **argv)
+{
+	struct ctx c = { .cmd = "reconcile", .progress = isatty(STDERR_FILENO) };
+	return cmd_reconcile(&c, argc, argv, 0);
+}
+
 /* Deep trees hold a directory fd per level and side. */
 static void raise_nofile(void)
 {
@@ -532,6 +541,10 @@ int main(int argc, char **argv)
 		return cmd_conflicts(&c, argc, argv);
 	if (!strcmp(c.cmd, "resolve"))
 		return cmd_resolve(&c, argc, argv);
+	if (!strcmp(c.cmd, "mount"))
+		return cmd_mount(argc, argv, reconcile_for_mount);
+	if (!strcmp(c.cmd, "umount") || !strcmp(c.cmd, "unmount"))
+		return cmd_umount(argc, argv);
 	error("unknown command '%s' (see sbfs --help)", c.cmd);
 	return EXIT_USAGE;
 }

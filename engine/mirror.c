@@ -1,0 +1,1323 @@
+/*
+ * The mount's side of the engine: a union view of the two partners in which
+ * every change is made on both sides before the call returns, and a
+ * recorder thread that keeps the state current. Paths are relative to the
+ * roots (no leading '/'); a name NAME.conflict-source or NAME.conflict-target
+ * stands for one side's version of a conflicted NAME.
+ *
+ * State updates are queued and written by the recorder in batches, each
+ * committed after syncfs of both partners (the same rule as apply.c): the
+ * state never vouches for data a crash could still lose. A change that
+ * failed on one side is not recorded, so the next reconcile takes it.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <sys/xattr.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core.h"
+
+#define SUF_SRC ".conflict-source"
+#define SUF_TGT ".conflict-target"
+
+enum { ROP_REFRESH, ROP_DEL, ROP_MOVE };
+
+struct rop {
+	struct rop *next;
+	int kind, has_sha;
+	char *path, *path2;
+	uint8_t sha[SB_SHA_LEN];
+};
+
+struct sb_mirror {
+	struct sb_pship *p;
+	pthread_rwlock_t clock;		/* guards the conflict list */
+	char **conf;			/* sorted paths in conflict */
+	size_t nconf;
+	pthread_mutex_t mu;		/* guards the recorder queue */
+	pthread_cond_t cv, done_cv;
+	struct rop *head, **tail;
+	uint64_t queued, applied;
+	int stop, started;
+	pthread_t thr;
+	pthread_mutex_t resolve_mu;	/* one resolution at a time */
+};
+
+struct sb_file {
+	struct sb_mirror *m;
+	int fd[2];
+	char *rel;
+	pthread_mutex_t lock;
+	struct sb_sha *sha;
+	uint64_t hoff;			/* bytes hashed so far, in order */
+	int seq, written, failed;
+};
+
+/* ------------------------------------------------------------ conflicts */
+
+static int cmp_len(const char *a, size_t alen, const char *b)
+{
+	size_t blen = strlen(b), n = alen < blen ? alen : blen;
+	int c = memcmp(a, b, n);
+	return c ? c : (alen > blen) - (alen < blen);
+}
+
+static int in_conflict(struct sb_mirror *m, const char *rel, size_t len)
+{
+	size_t lo = 0, hi = m->nconf;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int c = cmp_len(rel, len, m->conf[mid]);
+		if (c == 0)
+			return 1;
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return 0;
+}
+
+int sb_mirror_reload_conflicts(struct sb_mirror *m)
+{
+	struct sb_conflict_list l;
+	int ret = sb_conflicts_list(m->p, &l);
+	if (ret < 0)
+		return ret;
+	char **v = calloc(l.n ? l.n : 1, sizeof(*v));
+	if (!v) {
+		sb_conflicts_free(&l);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < l.n; i++) {
+		v[i] = l.v[i].path;
+		l.v[i].path = NULL;
+	}
+	pthread_rwlock_wrlock(&m->clock);
+	for (size_t i = 0; i < m->nconf; i++)
+		free(m->conf[i]);
+	free(m->conf);
+	m->conf = v;
+	m->nconf = l.n;
+	pthread_rwlock_unlock(&m->clock);
+	sb_conflicts_free(&l);
+	return 0;
+}
+
+static int ends_with(const char *s, size_t len, const char *suf, size_t sl)
+{
+	return len > sl && !memcmp(s + len - sl, suf, sl);
+}
+
+/*
+ * View path -> real relative path (malloc'd) and the side it is limited
+ * to (-1: both). -ENOENT for the plain name of a conflicted path: the view
+ * shows only its .conflict-* entries.
+ */
+static int map(struct sb_mirror *m, const char *path, char **out, int *side)
+{
+	size_t len = strlen(path), o = 0;
+	char *buf = malloc(len + 1);
+	int ret = 0;
+
+	*side = -1;
+	*out = NULL;
+	if (!buf)
+		return -ENOMEM;
+	pthread_rwlock_rdlock(&m->clock);
+	if (!m->nconf) {
+		memcpy(buf, path, len + 1);
+		goto out;
+	}
+	for (size_t i = 0; i < len;) {
+		size_t j = i;
+		while (j < len && path[j] != '/')
+			j++;
+		if (o)
+			buf[o++] = '/';
+		memcpy(buf + o, path + i, j - i);
+		o += j - i;
+		size_t ls = sizeof(SUF_SRC) - 1, lt = sizeof(SUF_TGT) - 1;
+		if (ends_with(buf, o, SUF_SRC, ls) && in_conflict(m, buf, o - ls)) {
+			ret = *side == SB_TGT ? -ENOENT : 0;
+			*side = SB_SRC;
+			o -= ls;
+		} else if (ends_with(buf, o, SUF_TGT, lt) && in_conflict(m, buf, o - lt)) {
+			ret = *side == SB_SRC ? -ENOENT : 0;
+			*side = SB_TGT;
+			o -= lt;
+		} else if (*side < 0 && in_conflict(m, buf, o)) {
+			ret = -ENOENT;
+		}
+		if (ret < 0)
+			break;
+		i = j + 1;
+	}
+	buf[o] = '\0';
+out:
+	pthread_rwlock_unlock(&m->clock);
+	if (ret < 0)
+		free(buf);
+	else
+		*out = buf;
+	return ret;
+}
+
+/* ------------------------------------------------------------ recorder */
+
+static int enqueue(struct sb_mirror *m, int kind, const char *path,
+		   const char *path2, const uint8_t *sha)
+{
+	struct rop *r = calloc(1, sizeof(*r));
+	if (!r || !(r->path = strdup(path)) || (path2 && !(r->path2 = strdup(path2)))) {
+		if (r)
+			free(r->path);
+		free(r);
+		return -ENOMEM;
+	}
+	r->kind = kind;
+	if (sha) {
+		memcpy(r->sha, sha, SB_SHA_LEN);
+		r->has_sha = 1;
+	}
+	pthread_mutex_lock(&m->mu);
+	*m->tail = r;
+	m->tail = &r->next;
+	m->queued++;
+	pthread_cond_signal(&m->cv);
+	pthread_mutex_unlock(&m->mu);
+	return 0;
+}
+
+static int parent_id(struct sb_txn *t, const char *rel, uint64_t *id, const char **base)
+{
+	const char *slash = strrchr(rel, '/');
+	*base = slash ? slash + 1 : rel;
+	return sb_state_dir_id(t, rel, slash ? (size_t)(slash - rel) : 0, id);
+}
+
+/* Records what both sides now hold at rel, if they agree on its kind. */
+static int rec_refresh(struct sb_mirror *m, struct sb_txn *t, const struct rop *r)
+{
+	struct sb_pship *p = m->p;
+	size_t len = strlen(r->path);
+	int dfd[2] = { -1, -1 }, ret, fd = -1;
+	const char *base;
+	struct stat st[2];
+	struct sb_rec rec, old;
+	uint64_t pid;
+
+	if (!len)
+		return 0;
+	if ((ret = parent_id(t, r->path, &pid, &base)) < 0)
+		return ret == -ENOENT ? 0 : ret;	/* parent not synced yet */
+	for (int i = 0; i < 2; i++) {
+		if ((ret = sb_open_parent(p->rootfd[i], r->path, len, 0, &dfd[i], &base)) < 0)
+			goto out;
+		if (fstatat(dfd[i], base, &st[i], AT_SYMLINK_NOFOLLOW) < 0) {
+			ret = errno == ENOENT ? 0 : -errno;
+			goto out;
+		}
+	}
+	memset(&rec, 0, sizeof(rec));
+	rec.type = sb_type_of_mode(st[0].st_mode);
+	if (rec.type != sb_type_of_mode(st[1].st_mode) || rec.type == SB_OTHER ||
+	    (rec.type != SB_DIR && st[0].st_size != st[1].st_size))
+		goto out;	/* the sides disagree: leave it to reconcile */
+	rec.mode = st[0].st_mode & 07777;
+	rec.size = st[0].st_size;
+	rec.mtime_ns = (int64_t)st[0].st_mtim.tv_sec * 1000000000 + st[0].st_mtim.tv_nsec;
+	sb_fp_from_stat(&rec.fp[0], &st[0]);
+	sb_fp_from_stat(&rec.fp[1], &st[1]);
+	if (rec.type == SB_FILE) {
+		if (r->has_sha) {
+			memcpy(rec.sha, r->sha, SB_SHA_LEN);
+		} else {
+			struct stat after;
+			struct sb_fp fp;
+			fd = openat(dfd[0], base, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+			if (fd < 0 || (ret = sb_hash_fd(fd, rec.sha, NULL)) < 0 || fstat(fd, &after) < 0) {
+				ret = ret < 0 ? ret : -errno;
+				goto out;
+			}
+			sb_fp_from_stat(&fp, &after);
+			if (!sb_fp_equal(&fp, &rec.fp[0]))
+				goto out;	/* written meanwhile: a later refresh comes */
+		}
+	} else if (rec.type == SB_LINK) {
+		char target[4096];
+		ssize_t n = readlinkat(dfd[0], base, target, sizeof(target));
+		if (n < 0 || (ret = sb_hash_buf(target, n, rec.sha)) < 0) {
+			ret = ret < 0 ? ret : -errno;
+			goto out;
+		}
+	} else if (sb_state_get(t, pid, base, strlen(base), &old) == 0 && old.type == SB_DIR) {
+		rec.dir_id = old.dir_id;
+	}
+	ret = sb_state_put(t, pid, base, strlen(base), &rec);
+	if (ret == 0)
+		sb_state_conflict_del(t, r->path, len);
+out:
+	if (fd >= 0)
+		close(fd);
+	for (int i = 0; i < 2; i++)
+		if (dfd[i] >= 0)
+			close(dfd[i]);
+	return ret;
+}
+
+static int rec_apply(struct sb_mirror *m, struct sb_txn *t, const struct rop *r)
+{
+	const char *base, *base2;
+	uint64_t pid, pid2;
+	int ret;
+
+	switch (r->kind) {
+	case ROP_REFRESH:
+		return rec_refresh(m, t, r);
+	case ROP_DEL:
+		if ((ret = parent_id(t, r->path, &pid, &base)) < 0)
+			return ret == -ENOENT ? 0 : ret;
+		ret = sb_state_del(t, pid, base, strlen(base));
+		return ret == -ENOENT ? 0 : ret;
+	case ROP_MOVE:
+		if ((ret = parent_id(t, r->path, &pid, &base)) < 0 ||
+		    (ret = parent_id(t, r->path2, &pid2, &base2)) < 0)
+			return ret == -ENOENT ? 0 : ret;
+		ret = sb_state_move(t, pid, base, strlen(base), pid2, base2, strlen(base2));
+		if (ret == -ENOENT)
+			return 0;
+		if (ret < 0)
+			return ret;
+		struct rop again = { .kind = ROP_REFRESH, .path = r->path2 };
+		return rec_refresh(m, t, &again);
+	}
+	return 0;
+}
+
+static void rop_free(struct rop *r)
+{
+	free(r->path);
+	free(r->path2);
+	free(r);
+}
+
+/* Writes one batch; returns how many operations it took. */
+static uint64_t rec_batch(struct sb_mirror *m)
+{
+	struct sb_txn *t = NULL;
+	uint64_t n = 0;
+
+	pthread_mutex_lock(&m->mu);
+	struct rop *list = m->head;
+	m->head = NULL;
+	m->tail = &m->head;
+	pthread_mutex_unlock(&m->mu);
+	if (!list)
+		return 0;
+	syncfs(m->p->rootfd[0]);
+	syncfs(m->p->rootfd[1]);
+	int ret = sb_state_begin(m->p->state, 0, &t);
+	for (struct rop *r = list, *next; r; r = next) {
+		next = r->next;
+		if (ret == 0)
+			rec_apply(m, t, r);	/* a path it cannot record is left to reconcile */
+		rop_free(r);
+		n++;
+	}
+	if (ret == 0)
+		sb_txn_commit(t);
+	return n;
+}
+
+static void *recorder(void *arg)
+{
+	struct sb_mirror *m = arg;
+	for (;;) {
+		pthread_mutex_lock(&m->mu);
+		while (!m->head && !m->stop)
+			pthread_cond_wait(&m->cv, &m->mu);
+		int stop = m->stop && !m->head;
+		if (!stop && !m->stop && m->queued - m->applied < 1024) {
+			/* Gather a batch: one commit for many small changes. */
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 50 * 1000000;
+			if (ts.tv_nsec >= 1000000000) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000;
+			}
+			pthread_cond_timedwait(&m->cv, &m->mu, &ts);
+		}
+		pthread_mutex_unlock(&m->mu);
+		if (stop)
+			break;
+		uint64_t n = rec_batch(m);
+		pthread_mutex_lock(&m->mu);
+		m->applied += n;
+		pthread_cond_broadcast(&m->done_cv);
+		pthread_mutex_unlock(&m->mu);
+	}
+	return NULL;
+}
+
+int sb_mirror_flush(struct sb_mirror *m)
+{
+	pthread_mutex_lock(&m->mu);
+	uint64_t want = m->queued;
+	pthread_cond_signal(&m->cv);
+	while (m->applied < want)
+		pthread_cond_wait(&m->done_cv, &m->mu);
+	pthread_mutex_unlock(&m->mu);
+	return 0;
+}
+
+int sb_mirror_open(struct sb_pship *p, struct sb_mirror **out)
+{
+	struct sb_mirror *m = calloc(1, sizeof(*m));
+	int ret;
+
+	*out = NULL;
+	if (!m)
+		return -ENOMEM;
+	m->p = p;
+	m->tail = &m->head;
+	pthread_rwlock_init(&m->clock, NULL);
+	pthread_mutex_init(&m->mu, NULL);
+	pthread_mutex_init(&m->resolve_mu, NULL);
+	pthread_cond_init(&m->cv, NULL);
+	pthread_cond_init(&m->done_cv, NULL);
+	if ((ret = sb_mirror_reload_conflicts(m)) < 0)
+		goto fail;
+	if ((ret = -pthread_create(&m->thr, NULL, recorder, m)) < 0)
+		goto fail;
+	m->started = 1;
+	*out = m;
+	return 0;
+fail:
+	sb_mirror_close(m);
+	return ret;
+}
+
+void sb_mirror_close(struct sb_mirror *m)
+{
+	if (!m)
+		return;
+	if (m->started) {
+		pthread_mutex_lock(&m->mu);
+		m->stop = 1;
+		pthread_cond_signal(&m->cv);
+		pthread_mutex_unlock(&m->mu);
+		pthread_join(m->thr, NULL);
+	}
+	while (m->head)
+		m->applied += rec_batch(m);
+	for (size_t i = 0; i < m->nconf; i++)
+		free(m->conf[i]);
+	free(m->conf);
+	pthread_rwlock_destroy(&m->clock);
+	pthread_mutex_destroy(&m->mu);
+	pthread_mutex_destroy(&m->resolve_mu);
+	pthread_cond_destroy(&m->cv);
+	pthread_cond_destroy(&m->done_cv);
+	free(m);
+}
+
+/* ------------------------------------------------------------ helpers */
+
+/* Parent directory of rel on side i; with create, missing ones are made. */
+static int side_parent(struct sb_mirror *m, int i, const char *rel, int create,
+		       int *dfd, const char **base)
+{
+	size_t len = strlen(rel);
+	if (!len)
+		return -EINVAL;
+	return sb_open_parent(m->p->rootfd[i], rel, len, create ? 0755 : 0, dfd, base);
+}
+
+/* The side to read rel from: the source where it has it, else the target. */
+static int find_side(struct sb_mirror *m, const char *rel, int side, int *dfd,
+		     const char **base, struct stat *st)
+{
+	int ret = -ENOENT;
+	for (int i = 0; i < 2; i++) {
+		if (side >= 0 && i != side)
+			continue;
+		if ((ret = side_parent(m, i, rel, 0, dfd, base)) < 0) {
+			if (ret == -ENOENT || ret == -ENOTDIR)
+				continue;
+			return ret;
+		}
+		if (fstatat(*dfd, *base, st, AT_SYMLINK_NOFOLLOW) == 0)
+			return i;
+		ret = -errno;
+		close(*dfd);
+		*dfd = -1;
+		if (ret != -ENOENT)
+			return ret;
+	}
+	return ret;
+}
+
+/* The more telling of two sides' errors (ENOENT says least). */
+static int worse(int a, int b)
+{
+	if (a == 0 || a == -ENOENT)
+		return b ? b : a;
+	return a;
+}
+
+/* ------------------------------------------------------------ resolving */
+
+struct fixed_choice {
+	int choice;
+};
+
+static int choose_fixed(void *arg, const struct sb_item *it)
+{
+	(void)it;
+	return ((struct fixed_choice *)arg)->choice;
+}
+
+/* Settles paths through the engine's plan, as `sbfs resolve` would. */
+static int resolve_paths(struct sb_mirror *m, const char *const *paths, size_t n,
+			 int choice)
+{
+	struct fixed_choice fc = { choice };
+	struct sb_hooks h = { .arg = &fc, .choose = choose_fixed };
+	struct sb_plan *plan = NULL;
+	struct sb_apply_result res;
+	int ret;
+
+	pthread_mutex_lock(&m->resolve_mu);
+	sb_mirror_flush(m);
+	ret = sb_plan_build(m->p, paths, n, &h, &plan);
+	if (ret == 0)
+		ret = sb_plan_apply(m->p, plan, &h, 0, &res);
+	if (ret == 0 && res.failed)
+		ret = -EIO;
+	sb_plan_free(plan);
+	sb_mirror_reload_conflicts(m);
+	pthread_mutex_unlock(&m->resolve_mu);
+	return ret;
+}
+
+/* ------------------------------------------------------------ metadata */
+
+int sb_mirror_getattr(struct sb_mirror *m, const char *path, struct stat *st)
+{
+	char *rel;
+	int side, dfd = -1, ret;
+	const char *base;
+
+	if (!*path)
+		return fstat(m->p->rootfd[0], st) < 0 ? -errno : 0;
+	if ((ret = map(m, path, &rel, &side)) < 0)
+		return ret;
+	ret = find_side(m, rel, side, &dfd, &base, st);
+	if (dfd >= 0)
+		close(dfd);
+	free(rel);
+	return ret < 0 ? ret : 0;
+}
+
+int sb_mirror_readlink(struct sb_mirror *m, const char *path, char *buf, size_t size)
+{
+	char *rel;
+	int side, dfd = -1, ret;
+	const char *base;
+	struct stat st;
+
+	if ((ret = map(m, path, &rel, &side)) < 0)
+		return ret;
+	if ((ret = find_side(m, rel, side, &dfd, &base, &st)) >= 0) {
+		ssize_t n = readlinkat(dfd, base, buf, size - 1);
+		ret = n < 0 ? -errno : 0;
+		if (n >= 0)
+			buf[n] = '\0';
+	}
+	if (dfd >= 0)
+		close(dfd);
+	free(rel);
+	return ret;
+}
+
+struct dlist {
+	char **v;
+	unsigned char *type;
+	uint8_t *sides;
+	size_t n, cap;
+};
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int sb_mirror_readdir(struct sb_mirror *m, const char *path,
+		      int (*fill)(void *arg, const char *name, unsigned char type),
+		      void *arg)
+{
+	struct dlist l = { 0 };
+	char *rel;
+	int side, ret, any = 0;
+
+	if ((ret = map(m, path, &rel, &side)) < 0)
+		return ret;
+	for (int i = 0; i < 2; i++) {
+		int fd;
+		if (side >= 0 && i != side)
+			continue;
+		ret = sb_open_dir(m->p->rootfd[i], rel, strlen(rel), &fd);
+		if (ret == -ENOENT || ret == -ENOTDIR)
+			continue;
+		if (ret < 0)
+			goto out;
+		DIR *d = fdopendir(fd);
+		if (!d) {
+			ret = -errno;
+			close(fd);
+			goto out;
+		}
+		any = 1;
+		struct dirent *de;
+		while ((de = readdir(d))) {
+			const char *n = de->d_name;
+			if (n[0] == '.' && (!n[1] || (n[1] == '.' && !n[2])))
+				continue;
+			if (!strncmp(n, SB_TMP_PREFIX, sizeof(SB_TMP_PREFIX) - 1))
+				continue;
+			if (l.n == l.cap) {
+				size_t cap = l.cap ? 2 * l.cap : 64;
+				char **nv = realloc(l.v, cap * sizeof(*nv));
+				if (nv)
+					l.v = nv;
+				if (!nv) {
+					ret = -ENOMEM;
+					closedir(d);
+					goto out;
+				}
+				l.cap = cap;
+			}
+			/* [side bit] name NUL [d_type]: sorts by side, then name */
+			size_t nl = strlen(n);
+			char *e = malloc(nl + 3);
+			if (!e) {
+				ret = -ENOMEM;
+				closedir(d);
+				goto out;
+			}
+			e[0] = (char)(1 << i);
+			memcpy(e + 1, n, nl + 1);
+			e[nl + 2] = (char)de->d_type;
+			l.v[l.n++] = e;
+		}
+		closedir(d);
+	}
+	if (!any) {
+		ret = -ENOENT;
+		goto out;
+	}
+	ret = 0;
+	if (l.n > 1)
+		qsort(l.v, l.n, sizeof(*l.v), cmp_str);
+	size_t plen = strlen(rel);
+	char *full = malloc(plen + 260);
+	if (!full) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	memcpy(full, rel, plen);
+	if (plen)
+		full[plen++] = '/';
+	/* names sorted by (side, name); walk both halves together */
+	size_t a = 0, b = 0, mid = 0;
+	while (mid < l.n && l.v[mid][0] == 1)
+		mid++;
+	b = mid;
+	pthread_rwlock_rdlock(&m->clock);
+	while (ret == 0 && (a < mid || b < l.n)) {
+		const char *x = a < mid ? l.v[a] + 1 : NULL, *y = b < l.n ? l.v[b] + 1 : NULL;
+		int c = !x ? 1 : !y ? -1 : strcmp(x, y);
+		const char *name = c <= 0 ? x : y;
+		size_t nl = strlen(name);
+		unsigned char type = (unsigned char)name[nl + 1];
+		int has0 = c <= 0, has1 = c >= 0;
+		memcpy(full + plen, name, nl);
+		if (m->nconf && side < 0 && in_conflict(m, full, plen + nl)) {
+			char alt[300];
+			if (has0) {
+				snprintf(alt, sizeof(alt), "%s%s", name, SUF_SRC);
+				ret = fill(arg, alt, type);
+			}
+			if (ret == 0 && has1) {
+				snprintf(alt, sizeof(alt), "%s%s", name, SUF_TGT);
+				ret = fill(arg, alt, (unsigned char)y[strlen(y) + 1]);
+			}
+		} else {
+			ret = fill(arg, name, type);
+		}
+		if (c <= 0)
+			a++;
+		if (c >= 0)
+			b++;
+	}
+	pthread_rwlock_unlock(&m->clock);
+	free(full);
+	if (ret > 0)
+		ret = 0;
+out:
+	for (size_t i = 0; i < l.n; i++)
+		free(l.v[i]);
+	free(l.v);
+	free(rel);
+	return ret;
+}
+
+/* ------------------------------------------------------------ changes */
+
+/*
+ * Runs op on each side that holds rel (both when side < 0). The call
+ * succeeds only when every side did; on a failure the path is left
+ * unrecorded, for the next reconcile.
+ */
+typedef int (*side_op)(int dfd, const char *base, void *arg);
+
+static int on_sides(struct sb_mirror *m, const char *rel, int side, int create,
+		    side_op op, void *arg, int *done)
+{
+	int ret = 0, any = 0;
+	*done = 0;
+	for (int i = 0; i < 2; i++) {
+		int dfd;
+		const char *base;
+		if (side >= 0 && i != side)
+			continue;
+		int r = side_parent(m, i, rel, create, &dfd, &base);
+		if (r == 0) {
+			r = op(dfd, base, arg);
+			close(dfd);
+		}
+		if (r == 0) {
+			*done |= 1 << i;
+			any = 1;
+		} else {
+			ret = worse(ret, r);
+		}
+	}
+	if (any && ret == -ENOENT && !create)
+		ret = 0;	/* present on one side only: done there */
+	return ret;
+}
+
+struct creds {
+	uid_t uid;
+	gid_t gid;
+	mode_t mode;
+	const char *target;
+};
+
+/* New entries belong to the caller, as if made without sbfs (root only). */
+static void own(int dfd, const char *base, const struct creds *c)
+{
+	if (c && geteuid() == 0 && (c->uid != 0 || c->gid != 0))
+		fchownat(dfd, base, c->uid, c->gid, AT_SYMLINK_NOFOLLOW);
+}
+
+static int op_mkdir(int dfd, const char *base, void *arg)
+{
+	struct creds *c = arg;
+	if (mkdirat(dfd, base, c->mode) < 0)
+		return -errno;
+	own(dfd, base, c);
+	return 0;
+}
+
+static int op_rmdir(int dfd, const char *base, void *arg)
+{
+	(void)arg;
+	return unlinkat(dfd, base, AT_REMOVEDIR) < 0 ? -errno : 0;
+}
+
+static int op_unlink(int dfd, const char *base, void *arg)
+{
+	(void)arg;
+	return unlinkat(dfd, base, 0) < 0 ? -errno : 0;
+}
+
+static int op_symlink(int dfd, const char *base, void *arg)
+{
+	struct creds *c = arg;
+	if (symlinkat(c->target, dfd, base) < 0)
+		return -errno;
+	own(dfd, base, c);
+	return 0;
+}
+
+/* Undoes a creation on the sides where it succeeded, when another failed. */
+static void undo(struct sb_mirror *m, const char *rel, int done, int dir)
+{
+	for (int i = 0; i < 2; i++) {
+		int dfd;
+		const char *base;
+		if (!(done & (1 << i)) || side_parent(m, i, rel, 0, &dfd, &base) < 0)
+			continue;
+		unlinkat(dfd, base, dir ? AT_REMOVEDIR : 0);
+		close(dfd);
+	}
+}
+
+/* A creation must land on both sides or on neither. */
+static int create_both(struct sb_mirror *m, const char *path, side_op op,
+		       struct creds *c, int dir)
+{
+	char *rel;
+	int side, done, ret;
+	if ((ret = map(m, path, &rel, &side)) < 0)
+		return ret == -ENOENT ? -EEXIST : ret;
+	ret = on_sides(m, rel, side, 1, op, c, &done);
+	if (ret < 0)
+		undo(m, rel, done, dir);
+	else
+		ret = enqueue(m, ROP_REFRESH, rel, NULL, NULL);
+	free(rel);
+	return ret;
+}
+
+int sb_mirror_mkdir(struct sb_mirror *m, const char *path, unsigned mode,
+		    unsigned uid, unsigned gid)
+{
+	struct creds c = { uid, gid, mode, NULL };
+	return create_both(m, path, op_mkdir, &c, 1);
+}
+
+int sb_mirror_symlink(struct sb_mirror *m, const char *target, const char *path,
+		      unsigned uid, unsigned gid)
+{
+	struct creds c = { uid, gid, 0, target };
+	return create_both(m, path, op_symlink, &c, 0);
+}
+
+/* Deleting NAME.conflict-X resolves the conflict for the other side. */
+static int remove_entry(struct sb_mirror *m, const char *path, side_op op)
+{
+	char *rel;
+	int side, done, ret;
+	if ((ret = map(m, path, &rel, &side)) < 0)
+		return ret;
+	if (side >= 0) {
+		const char *paths[1] = { rel };
+		ret = resolve_paths(m, paths, 1, side == SB_SRC ? SB_CHOOSE_TARGET : SB_CHOOSE_SOURCE);
+	} else {
+		ret = on_sides(m, rel, -1, 0, op, NULL, &done);
+		if (done)
+			enqueue(m, ret == 0 ? ROP_DEL : ROP_REFRESH, rel, NULL, NULL);
+	}
+	free(rel);
+	return ret;
+}
+
+int sb_mirror_unlink(struct sb_mirror *m, const char *path)
+{
+	return remove_entry(m, path, op_unlink);
+}
+
+int sb_mirror_rmdir(struct sb_mirror *m, const char *path)
+{
+	return remove_entry(m, path, op_rmdir);
+}
+
+static int op_chmod(int dfd, const char *base, void *arg)
+{
+	return fchmodat(dfd, base, *(mode_t *)arg, 0) < 0 ? -errno : 0;
+}
+
+struct own_arg {
+	uid_t uid;
+	gid_t gid;
+};
+
+static int op_chown(int dfd, const char *base, void *arg)
+{
+	struct own_arg *o = arg;
+	return fchownat(dfd, base, o->uid, o->gid, AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
+}
+
+static int op_utimens(int dfd, const char *base, void *arg)
+{
+	return utimensat(dfd, base, arg, AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
+}
+
+static int op_truncate(int dfd, const char *base, void *arg)
+{
+	int fd = openat(dfd, base, O_WRONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0)
+		return -errno;
+	int ret = ftruncate(fd, *(off_t *)arg) < 0 ? -errno : 0;
+	close(fd);
+	return ret;
+}
+
+static int change(struct sb_mirror *m, const char *path, side_op op, void *arg)
+{
+	char *rel;
+	int side, done, ret;
+	if ((ret = map(m, path, &rel, &side)) < 0)
+		return ret;
+	ret = on_sides(m, rel, side, 0, op, arg, &done);
+	if (ret == 0 && side < 0)
+		ret = enqueue(m, ROP_REFRESH, rel, NULL, NULL);
+	free(rel);
+	return ret;
+}
+
+int sb_mirror_chmod(struct sb_mirror *m, const char *path, unsigned mode)
+{
+	mode_t md = mode;
+	return change(m, path, op_chmod, &md);
+}
+
+int sb_mirror_chown(struct sb_mirror *m, const char *path, unsigned uid, unsigned gid)
+{
+	struct own_arg o = { uid, gid };
+	return change(m, path, op_chown, &o);
+}
+
+int sb_mirror_utimens(struct sb_mirror *m, const char *path, const struct timespec tv[2])
+{
+	/* "Now" once, so both sides get the very same time. */
+	struct timespec t[2] = { tv[0], tv[1] }, now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	for (int i = 0; i < 2; i++)
+		if (t[i].tv_nsec == UTIME_NOW)
+			t[i] = now;
+	return change(m, path, op_utimens, t);
+}
+
+int sb_mirror_truncate(struct sb_mirror *m, const char *path, int64_t size)
+{
+	off_t sz = size;
+	return change(m, path, op_truncate, &sz);
+}
+
+int sb_mirror_rename(struct sb_mirror *m, const char *from, const char *to,
+		     unsigned int flags)
+{
+	char *rf = NULL, *rt = NULL;
+	int sf, st, ret, done = 0;
+
+	if ((ret = map(m, from, &rf, &sf)) < 0)
+		return ret;
+	if (sf >= 0) {
+		/* A conflict entry renamed: to NAME, that side wins; elsewhere,
+		 * that version lives on under the new name and the other is NAME. */
+		size_t tl = strlen(to);
+		char *plain = NULL;
+		ret = map(m, to, &rt, &st);
+		if (ret == -ENOENT && !strcmp(to, rf))
+			ret = 0, st = -2;
+		if (ret < 0)
+			goto out;
+		const char *paths[2] = { rf, rt };
+		if (st == -2) {
+			ret = resolve_paths(m, paths, 1, sf == SB_SRC ? SB_CHOOSE_SOURCE : SB_CHOOSE_TARGET);
+			goto out;
+		}
+		int dfd, dfd2;
+		const char *b1, *b2;
+		if ((ret = side_parent(m, sf, rf, 0, &dfd, &b1)) < 0)
+			goto out;
+		if ((ret = side_parent(m, sf, rt, 1, &dfd2, &b2)) < 0) {
+			close(dfd);
+			goto out;
+		}
+		ret = renameat2(dfd, b1, dfd2, b2, RENAME_NOREPLACE) < 0 ? -errno : 0;
+		close(dfd);
+		close(dfd2);
+		(void)tl;
+		(void)plain;
+		if (ret == 0)
+			ret = resolve_paths(m, paths, 2, sf == SB_SRC ? SB_CHOOSE_TARGET : SB_CHOOSE_SOURCE);
+		goto out;
+	}
+	if ((ret = map(m, to, &rt, &st)) < 0)
+		goto out;
+	for (int i = 0; i < 2; i++) {
+		int d1, d2;
+		const char *b1, *b2;
+		int r = side_parent(m, i, rf, 0, &d1, &b1);
+		if (r == 0) {
+			r = side_parent(m, i, rt, 1, &d2, &b2);
+			if (r == 0) {
+				r = renameat2(d1, b1, d2, b2, flags) < 0 ? -errno : 0;
+				if (r < 0 && errno == EINVAL && !flags)
+					r = renameat(d1, b1, d2, b2) < 0 ? -errno : 0;
+				close(d2);
+			}
+			close(d1);
+		}
+		if (r == 0) {
+			done |= 1 << i;
+		} else if (r != -ENOENT || !i || !done) {
+			if (r == -ENOENT && i == 1 && done)
+				continue;
+			ret = r;
+			if (done & 1) {
+				/* roll the source back: one side changed is worse than none */
+				int d1b, d2b;
+				const char *x, *y;
+				if (side_parent(m, 0, rt, 0, &d2b, &y) == 0) {
+					if (side_parent(m, 0, rf, 0, &d1b, &x) == 0) {
+						renameat2(d2b, y, d1b, x, flags & RENAME_EXCHANGE);
+						close(d1b);
+					}
+					close(d2b);
+				}
+			}
+			if (r != -ENOENT || i == 1)
+				goto out;
+		}
+	}
+	if (!done) {
+		ret = -ENOENT;
+		goto out;
+	}
+	ret = 0;
+	if (flags & RENAME_EXCHANGE) {
+		enqueue(m, ROP_DEL, rf, NULL, NULL);
+		enqueue(m, ROP_DEL, rt, NULL, NULL);
+		enqueue(m, ROP_REFRESH, rf, NULL, NULL);
+		enqueue(m, ROP_REFRESH, rt, NULL, NULL);
+	} else {
+		enqueue(m, ROP_MOVE, rf, rt, NULL);
+	}
+out:
+	free(rf);
+	free(rt);
+	return ret;
+}
+
+int sb_mirror_link(struct sb_mirror *m, const char *from, const char *to)
+{
+	char *rf = NULL, *rt = NULL;
+	int sf, st, ret, done = 0;
+
+	if ((ret = map(m, from, &rf, &sf)) < 0 || (ret = map(m, to, &rt, &st)) < 0)
+		goto out;
+	for (int i = 0; i < 2; i++) {
+		int d1, d2;
+		const char *b1, *b2;
+		if ((sf >= 0 && i != sf) || side_parent(m, i, rf, 0, &d1, &b1) < 0)
+			continue;
+		int r = side_parent(m, i, rt, 1, &d2, &b2);
+		if (r == 0) {
+			r = linkat(d1, b1, d2, b2, 0) < 0 ? -errno : 0;
+			close(d2);
+		}
+		close(d1);
+		if (r < 0) {
+			undo(m, rt, done, 0);
+			ret = r;
+			goto out;
+		}
+		done |= 1 << i;
+	}
+	if (!done) {
+		ret = -ENOENT;
+		goto out;
+	}
+	enqueue(m, ROP_REFRESH, rt, NULL, NULL);
+	enqueue(m, ROP_REFRESH, rf, NULL, NULL);	/* its ctime moved */
+out:
+	free(rf);
+	free(rt);
+	return ret;
+}
+
+int sb_mirror_statfs(struct sb_mirror *m, struct statvfs *out)
+{
+	struct statvfs s[2];
+	for (int i = 0; i < 2; i++)
+		if (fstatvfs(m->p->rootfd[i], &s[i]) < 0)
+			return -errno;
+	/* The smaller free space is all a write through both sides can use. */
+	int i = (double)s[1].f_bavail * s[1].f_frsize < (double)s[0].f_bavail * s[0].f_frsize;
+	*out = s[i];
+	return 0;
+}
+
+/* ------------------------------------------------------------ xattrs */
+
+static int xattr_fd(struct sb_mirror *m, int i, const char *rel, int write)
+{
+	int dfd, fd;
+	const char *base;
+	int ret = side_parent(m, i, rel, 0, &dfd, &base);
+	if (ret < 0)
+		return ret;
+	fd = openat(dfd, base, (write ? O_RDONLY : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	ret = fd < 0 ? -errno : fd;
+	close(dfd);
+	return ret;
+}
+
+int sb_mirror_setxattr(struct sb_mirror *m, const char *path, const char *name,
+		       const void *val, size_t size, int flags, int remove)
+{
+	char *rel;
+	int side, ret, any = 0;
+	if (strncmp(name, "user.", 5))
+		return -ENOTSUP;
+	if ((ret = map(m, path, &rel, &side)) < 0)
+		return ret;
+	for (int i = 0; i < 2 && ret == 0; i++) {
+		if (side >= 0 && i != side)
+			continue;
+		int fd = xattr_fd(m, i, rel, 1);
+		if (fd == -ENOENT)
+			continue;
+		if (fd < 0) {
+			ret = fd;
+			break;
+		}
+		int r = remove ? fremovexattr(fd, name) : fsetxattr(fd, name, val, size, flags);
+		ret = r < 0 ? -errno : 0;
+		close(fd);
+		any = 1;
+	}
+	if (ret == 0 && !any)
+		ret = -ENOENT;
+	free(rel);
+	return ret;
+}
+
+long sb_mirror_getxattr(struct sb_mirror *m, const char *path, const char *name,
+			void *val, size_t size, int list)
+{
+	char *rel;
+	int side;
+	ssize_t ret;
+	if ((ret = map(m, path, &rel, &side)) < 0)
+		return ret;
+	ret = -ENOENT;
+	for (int i = 0; i < 2; i++) {
+		if (side >= 0 && i != side)
+			continue;
+		int fd = xattr_fd(m, i, rel, 0);
+		if (fd == -ENOENT)
+			continue;
+		if (fd < 0) {
+			ret = fd;
+			break;
+		}
+		ssize_t n = list ? flistxattr(fd, val, size) : fgetxattr(fd, name, val, size);
+		ret = n < 0 ? -errno : n;
+		close(fd);
+		break;
+	}
+	free(rel);
+	return ret;
+}
+
+/* ------------------------------------------------------------ files */
+
+static void file_free(struct sb_file *f)
+{
+	if (!f)
+		return;
+	for (int i = 0; i < 2; i++)
+		if (f->fd[i] >= 0)
+			close(f->fd[i]);
+	sb_sha_free(f->sha);
+	free(f->rel);
+	pthread_mutex_destroy(&f->lock);
+	free(f);
+}
+
+int sb_file_open(struct sb_mirror *m, const char *path, int flags, int create,
+		 unsigned mode, unsigned uid, unsigned gid, struct sb_file **out)
+{
+	struct sb_file *f = calloc(1, sizeof(*f));
+	int side, ret, existed[2] = { 0, 0 };
+
+	*out = NULL;
+	if (!f)
+		return -ENOMEM;
+	f->m = m;
+	f->fd[0] = f->fd[1] = -1;
+	f->seq = 1;
+	pthread_mutex_init(&f->lock, NULL);
+	if ((ret = map(m, path, &f->rel, &side)) < 0)
+		goto out;
+	if ((ret = sb_sha_new(&f->sha)) < 0)
+		goto out;
+	/* FUSE's buffers are not aligned for O_DIRECT; the kernel already
+	 * bypasses the cache on the mount's side. */
+	flags &= ~(O_DIRECT | O_NOCTTY | O_NOFOLLOW);
+	if (!create)
+		flags &= ~(O_CREAT | O_EXCL);
+	for (int i = 0; i < 2; i++) {
+		int dfd;
+		const char *base;
+		struct stat st;
+		if (side >= 0 && i != side)
+			continue;
+		ret = side_parent(m, i, f->rel, create, &dfd, &base);
+		if (ret == -ENOENT && !create)
+			continue;
+		if (ret < 0)
+			goto out;
+		existed[i] = fstatat(dfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0;
+		if (!existed[i] && !create) {
+			close(dfd);
+			continue;
+		}
+		f->fd[i] = openat(dfd, base, flags | O_NOFOLLOW | O_CLOEXEC, mode);
+		ret = f->fd[i] < 0 ? -errno : 0;
+		if (ret == 0 && create && !existed[i]) {
+			struct creds c = { uid, gid, mode, NULL };
+			own(dfd, base, &c);
+		}
+		close(dfd);
+		if (ret < 0)
+			goto out;
+	}
+	if (f->fd[0] < 0 && f->fd[1] < 0) {
+		ret = -ENOENT;
+		goto out;
+	}
+	if (create || (flags & O_TRUNC))
+		f->written = 1;
+	ret = 0;
+out:
+	if (ret < 0) {
+		for (int i = 0; i < 2; i++) {
+			if (f->fd[i] >= 0 && create && !existed[i] && f->rel) {
+				int dfd;
+				const char *base;
+				if (side_parent(m, i, f->rel, 0, &dfd, &base) == 0) {
+					unlinkat(dfd, base, 0);
+					close(dfd);
+				}
+			}
+		}
+		file_free(f);
+		return ret;
+	}
+	*out = f;
+	return 0;
+}
+
+long sb_file_read(struct sb_file *f, void *buf, size_t size, int64_t off)
+{
+	int fd = f->fd[0] >= 0 ? f->fd[0] : f->fd[1];
+	ssize_t n = pread(fd, buf, size, off);
+	return n < 0 ? -errno : n;
+}
+
+static int pwrite_all(int fd, const void *buf, size_t size, off_t off)
+{
+	const char *p = buf;
+	while (size) {
+		ssize_t n = pwrite(fd, p, size, off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		size -= n;
+		off += n;
+	}
+	return 0;
+}
+
+long sb_file_write(struct sb_file *f, const void *buf, size_t size, int64_t off)
+{
+	int ret = 0;
+	pthread_mutex_lock(&f->lock);
+	for (int i = 0; i < 2 && ret == 0; i++)
+		if (f->fd[i] >= 0)
+			ret = pwrite_all(f->fd[i], buf, size, off);
+	f->written = 1;
+	if (ret < 0) {
+		f->failed = 1;
+	} else if (f->seq && (uint64_t)off == f->hoff) {
+		/* Hashed while written, as long as the writes come in order. */
+		sb_sha_update(f->sha, buf, size);
+		f->hoff += size;
+	} else {
+		f->seq = 0;
+	}
+	pthread_mutex_unlock(&f->lock);
+	return ret < 0 ? ret : (ssize_t)size;
+}
+
+int sb_file_truncate(struct sb_file *f, int64_t size)
+{
+	int ret = 0;
+	pthread_mutex_lock(&f->lock);
+	for (int i = 0; i < 2 && ret == 0; i++)
+		if (f->fd[i] >= 0 && ftruncate(f->fd[i], size) < 0)
+			ret = -errno;
+	f->written = 1;
+	if (ret < 0)
+		f->failed = 1;
+	if (size == 0) {
+		sb_sha_reset(f->sha);
+		f->hoff = 0;
+		f->seq = 1;
+	} else if ((uint64_t)size != f->hoff) {
+		f->seq = 0;
+	}
+	pthread_mutex_unlock(&f->lock);
+	return ret;
+}
+
+int sb_file_fallocate(struct sb_file *f, int mode, int64_t off, int64_t len)
+{
+	int ret = 0;
+	pthread_mutex_lock(&f->lock);
+	for (int i = 0; i < 2 && ret == 0; i++)
+		if (f->fd[i] >= 0 && fallocate(f->fd[i], mode, off, len) < 0)
+			ret = -errno;
+	f->written = 1;
+	f->seq = 0;
+	if (ret < 0)
+		f->failed = 1;
+	pthread_mutex_unlock(&f->lock);
+	return ret;
+}
+
+int sb_file_fsync(struct sb_file *f, int datasync)
+{
+	for (int i = 0; i < 2; i++)
+		if (f->fd[i] >= 0 && (datasync ? fdatasync(f->fd[i]) : fsync(f->fd[i])) < 0)
+			return -errno;
+	return 0;
+}
+
+int sb_file_release(struct sb_file *f)
+{
+	int ret = 0;
+	if (f->written && !f->failed && f->fd[0] >= 0 && f->fd[1] >= 0) {
+		struct stat st;
+		/* Both sides carry the source's mtime, as a copy would. */
+		if (fstat(f->fd[0], &st) == 0) {
+			struct timespec t[2] = { st.st_atim, st.st_mtim };
+			futimens(f->fd[1], t);
+		}
+		uint8_t sha[SB_SHA_LEN];
+		int known = f->seq && fstat(f->fd[0], &st) == 0 && (uint64_t)st.st_size == f->hoff &&
+			    sb_sha_final(f->sha, sha) == 0;
+		ret = enqueue(f->m, ROP_REFRESH, f->rel, NULL, known ? sha : NULL);
+	}
+	file_free(f);
+	return ret;
+}

@@ -1,0 +1,496 @@
+/*
+ * sbfs mount: the FUSE layer. Each operation maps one request to one
+ * engine call (sb_mirror_*, sb_file_*) and returns its -errno.
+ */
+#define FUSE_USE_VERSION 35
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+static struct sb_mirror *mirror(void)
+{
+	return fuse_get_context()->private_data;
+}
+
+/* FUSE paths start with '/'; the engine's are relative to the roots. */
+static const char *rel(const char *path)
+{
+	while (*path == '/')
+		path++;
+	return path;
+}
+
+static struct sb_file *fh(const struct fuse_file_info *fi)
+{
+	return (struct sb_file *)(uintptr_t)fi->fh;
+}
+
+static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
+{
+	/* Large requests: throughput collapses with small ones. */
+	conn->max_write = 1 << 20;
+	conn->max_readahead = 1 << 20;
+	/* Deleting an open file must delete it on both sides, not hide it. */
+	cfg->hard_remove = 1;
+	/* Short caches: edits made outside show after a reconcile. */
+	cfg->entry_timeout = 1.0;
+	cfg->attr_timeout = 1.0;
+	cfg->negative_timeout = 0;
+	return fuse_get_context()->private_data;
+}
+
+static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
+{
+	(void)fi;
+	return sb_mirror_getattr(mirror(), rel(path), st);
+}
+
+static int op_readlink(const char *path, char *buf, size_t size)
+{
+	return sb_mirror_readlink(mirror(), rel(path), buf, size);
+}
+
+struct fill_ctx {
+	void *buf;
+	fuse_fill_dir_t filler;
+};
+
+static int fill_one(void *arg, const char *name, unsigned char type)
+{
+	struct fill_ctx *c = arg;
+	struct stat st = { .st_mode = (mode_t)DTTOIF(type) };
+	return c->filler(c->buf, name, &st, 0, 0);
+}
+
+static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
+		      off_t off, struct fuse_file_info *fi, enum fuse_readdir_flags flags)
+{
+	struct fill_ctx c = { buf, filler };
+	(void)off;
+	(void)fi;
+	(void)flags;
+	filler(buf, ".", NULL, 0, 0);
+	filler(buf, "..", NULL, 0, 0);
+	return sb_mirror_readdir(mirror(), rel(path), fill_one, &c);
+}
+
+static int op_mkdir(const char *path, mode_t mode)
+{
+	struct fuse_context *cx = fuse_get_context();
+	return sb_mirror_mkdir(mirror(), rel(path), mode & ~cx->umask, cx->uid, cx->gid);
+}
+
+static int op_symlink(const char *target, const char *path)
+{
+	struct fuse_context *cx = fuse_get_context();
+	return sb_mirror_symlink(mirror(), target, rel(path), cx->uid, cx->gid);
+}
+
+static int op_unlink(const char *path)
+{
+	return sb_mirror_unlink(mirror(), rel(path));
+}
+
+static int op_rmdir(const char *path)
+{
+	return sb_mirror_rmdir(mirror(), rel(path));
+}
+
+static int op_rename(const char *from, const char *to, unsigned int flags)
+{
+	return sb_mirror_rename(mirror(), rel(from), rel(to), flags);
+}
+
+static int op_link(const char *from, const char *to)
+{
+	return sb_mirror_link(mirror(), rel(from), rel(to));
+}
+
+static int op_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
+{
+	(void)fi;
+	return sb_mirror_chmod(mirror(), rel(path), mode);
+}
+
+static int op_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_info *fi)
+{
+	(void)fi;
+	return sb_mirror_chown(mirror(), rel(path), uid, gid);
+}
+
+static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
+{
+	if (fi)
+		return sb_file_truncate(fh(fi), size);
+	return sb_mirror_truncate(mirror(), rel(path), size);
+}
+
+static int op_utimens(const char *path, const struct timespec tv[2], struct fuse_file_info *fi)
+{
+	(void)fi;
+	return sb_mirror_utimens(mirror(), rel(path), tv);
+}
+
+static int open_common(const char *path, struct fuse_file_info *fi, int create, mode_t mode)
+{
+	struct fuse_context *cx = fuse_get_context();
+	struct sb_file *f;
+	int ret = sb_file_open(mirror(), rel(path), fi->flags, create,
+			       create ? mode & ~cx->umask : 0, cx->uid, cx->gid, &f);
+	if (ret < 0)
+		return ret;
+	fi->fh = (uintptr_t)f;
+	return 0;
+}
+
+static int op_open(const char *path, struct fuse_file_info *fi)
+{
+	return open_common(path, fi, 0, 0);
+}
+
+static int op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
+{
+	return open_common(path, fi, 1, mode);
+}
+
+static int op_read(const char *path, char *buf, size_t size, off_t off,
+		   struct fuse_file_info *fi)
+{
+	(void)path;
+	return (int)sb_file_read(fh(fi), buf, size, off);
+}
+
+static int op_write(const char *path, const char *buf, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	(void)path;
+	return (int)sb_file_write(fh(fi), buf, size, off);
+}
+
+static int op_statfs(const char *path, struct statvfs *st)
+{
+	(void)path;
+	return sb_mirror_statfs(mirror(), st);
+}
+
+static int op_release(const char *path, struct fuse_file_info *fi)
+{
+	(void)path;
+	return sb_file_release(fh(fi));
+}
+
+static int op_fsync(const char *path, int datasync, struct fuse_file_info *fi)
+{
+	(void)path;
+	return sb_file_fsync(fh(fi), datasync);
+}
+
+static int op_fallocate(const char *path, int mode, off_t off, off_t len,
+			struct fuse_file_info *fi)
+{
+	(void)path;
+	return sb_file_fallocate(fh(fi), mode, off, len);
+}
+
+static int op_setxattr(const char *path, const char *name, const char *val,
+		       size_t size, int flags)
+{
+	return sb_mirror_setxattr(mirror(), rel(path), name, val, size, flags, 0);
+}
+
+static int op_getxattr(const char *path, const char *name, char *val, size_t size)
+{
+	return (int)sb_mirror_getxattr(mirror(), rel(path), name, val, size, 0);
+}
+
+static int op_listxattr(const char *path, char *list, size_t size)
+{
+	return (int)sb_mirror_getxattr(mirror(), rel(path), NULL, list, size, 1);
+}
+
+static int op_removexattr(const char *path, const char *name)
+{
+	return sb_mirror_setxattr(mirror(), rel(path), name, NULL, 0, 0, 1);
+}
+
+static const struct fuse_operations ops = {
+	.init = op_init,
+	.getattr = op_getattr,
+	.readlink = op_readlink,
+	.readdir = op_readdir,
+	.mkdir = op_mkdir,
+	.symlink = op_symlink,
+	.unlink = op_unlink,
+	.rmdir = op_rmdir,
+	.rename = op_rename,
+	.link = op_link,
+	.chmod = op_chmod,
+	.chown = op_chown,
+	.truncate = op_truncate,
+	.utimens = op_utimens,
+	.open = op_open,
+	.create = op_create,
+	.read = op_read,
+	.write = op_write,
+	.statfs = op_statfs,
+	.release = op_release,
+	.fsync = op_fsync,
+	.fallocate = op_fallocate,
+	.setxattr = op_setxattr,
+	.getxattr = op_getxattr,
+	.listxattr = op_listxattr,
+	.removexattr = op_removexattr,
+};
+
+/* ------------------------------------------------------------ commands */
+
+static const char usage_mount[] =
+"Usage: sbfs mount [-f] [-o OPTIONS] [--auto-resolve POLICY] SOURCE TARGET MOUNTPOINT\n"
+"Shows the union of SOURCE and TARGET at MOUNTPOINT; every change made there\n"
+"is written to both. A reconcile runs first. Returns once the mount is ready\n"
+"and serves in the background (-f: in the foreground).\n"
+"  -o OPTIONS   FUSE mount options (allow_other, ...)\n"
+"  --auto-resolve POLICY   as for reconcile\n"
+"Unmount with: sbfs umount MOUNTPOINT (or fusermount3 -u, umount).\n";
+
+static int within(const char *in, const char *dir)
+{
+	size_t n = strlen(dir);
+	if (n == 1)
+		return 1;
+	return !strncmp(in, dir, n) && (in[n] == '/' || in[n] == '\0');
+}
+
+/* Tells the waiting parent how the start went. */
+static void report(int fd, int code)
+{
+	unsigned char c = (unsigned char)code;
+	if (fd >= 0) {
+		if (write(fd, &c, 1) < 0) {
+			/* the parent is gone; nothing to tell */
+		}
+		close(fd);
+	}
+}
+
+int cmd_mount(int argc, char **argv, int (*reconcile)(int, char **))
+{
+	static const struct option lopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ "auto-resolve", required_argument, NULL, 'a' },
+		{ "state-dir", required_argument, NULL, 's' },
+		{ 0 }
+	};
+	const char *auto_resolve = NULL, *state_dir = NULL;
+	char *mopts = NULL;
+	int fg = 0, o, ret = EXIT_USAGE, pipefd[2] = { -1, -1 };
+	char *mnt = NULL;
+	struct sb_pship *p = NULL;
+	struct sb_mirror *m = NULL;
+	struct fuse *fuse = NULL;
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+
+	optind = 1;
+	while ((o = getopt_long(argc, argv, "fho:", lopts, NULL)) != -1) {
+		switch (o) {
+		case 'f': fg = 1; break;
+		case 'o': {
+			char *n = NULL;
+			if (asprintf(&n, "%s%s%s", mopts ? mopts : "", mopts ? "," : "", optarg) < 0)
+				return EXIT_FAILED;
+			free(mopts);
+			mopts = n;
+			break;
+		}
+		case 'a': auto_resolve = optarg; break;
+		case 's': state_dir = optarg; break;
+		case 'h': fputs(usage_mount, stdout); return EXIT_SYNCED;
+		default: fputs(usage_mount, stderr); goto out;
+		}
+	}
+	if (argc - optind != 3) {
+		fputs(usage_mount, stderr);
+		goto out;
+	}
+	const char *src = argv[optind], *tgt = argv[optind + 1];
+	if (!(mnt = realpath(argv[optind + 2], NULL))) {
+		error("%s: %s", argv[optind + 2], strerror(errno));
+		goto out;
+	}
+	struct stat st;
+	if (stat(mnt, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		error("%s: not a directory", argv[optind + 2]);
+		goto out;
+	}
+	{
+		struct sb_error err = { 0 };
+		int r = sb_pship_open(src, tgt, state_dir, NULL, &p, &err);
+		if (r < 0) {
+			error("%s: %s", err.path, sb_strerror(r));
+			goto out;
+		}
+	}
+	for (int i = 0; i < 2; i++) {
+		const char *root = sb_pship_root(p, i);
+		if (within(mnt, root) || within(root, mnt)) {
+			error("%s: the mount point and the %s %s must not contain each other",
+			      argv[optind + 2], i ? "target" : "source", root);
+			goto out;
+		}
+	}
+	sb_pship_close(p);
+	p = NULL;
+
+	/* The reconcile that opens the mount: the same as `sbfs reconcile`. */
+	{
+		char *rargv[8];
+		int n = 0;
+		rargv[n++] = "reconcile";
+		rargv[n++] = "--quiet";
+		if (auto_resolve) {
+			rargv[n++] = "--auto-resolve";
+			rargv[n++] = (char *)auto_resolve;
+		}
+		if (state_dir) {
+			rargv[n++] = "--state-dir";
+			rargv[n++] = (char *)state_dir;
+		}
+		rargv[n++] = (char *)src;
+		rargv[n++] = (char *)tgt;
+		int r = reconcile(n, rargv);
+		if (r == EXIT_USAGE || r == EXIT_FAILED) {
+			ret = r;
+			goto out;
+		}
+		fflush(stdout);
+	}
+
+	if (!fg) {
+		/* Daemonize before any thread or LMDB handle exists; the parent
+		 * returns once the child says the mount is ready. */
+		if (pipe(pipefd) < 0) {
+			ret = EXIT_FAILED;
+			goto out;
+		}
+		pid_t pid = fork();
+		if (pid < 0) {
+			ret = EXIT_FAILED;
+			goto out;
+		}
+		if (pid > 0) {
+			unsigned char c = EXIT_FAILED;
+			close(pipefd[1]);
+			if (read(pipefd[0], &c, 1) != 1)
+				c = EXIT_FAILED;
+			close(pipefd[0]);
+			free(mopts);
+			free(mnt);
+			return c;
+		}
+		close(pipefd[0]);
+		pipefd[0] = -1;
+		setsid();
+	}
+	ret = EXIT_FAILED;
+	{
+		struct sb_error err = { 0 };
+		long holder;
+		if (sb_pship_open(src, tgt, state_dir, NULL, &p, &err) < 0 ||
+		    sb_pship_lock(p, 1, &holder) < 0) {
+			error("%s: cannot open the partnership", src);
+			goto out;
+		}
+	}
+	if (sb_mirror_open(p, &m) < 0) {
+		error("cannot start the mirror");
+		goto out;
+	}
+	char *fsname = NULL;
+	if (asprintf(&fsname, "fsname=sbfs:%s", sb_pship_root(p, 0)) < 0)
+		goto out;
+	fuse_opt_add_arg(&args, "sbfs");
+	fuse_opt_add_arg(&args, "-o");
+	fuse_opt_add_arg(&args, "default_permissions");
+	fuse_opt_add_arg(&args, "-o");
+	fuse_opt_add_arg(&args, fsname);
+	free(fsname);
+	if (mopts) {
+		fuse_opt_add_arg(&args, "-o");
+		fuse_opt_add_arg(&args, mopts);
+	}
+	if (!(fuse = fuse_new(&args, &ops, sizeof(ops), m))) {
+		error("%s: bad mount options", mopts ? mopts : "");
+		ret = EXIT_USAGE;
+		goto out;
+	}
+	if (fuse_mount(fuse, mnt) < 0) {
+		error("%s: cannot mount", mnt);
+		goto out;
+	}
+	if (fuse_set_signal_handlers(fuse_get_session(fuse)) < 0)
+		goto out_unmount;
+	if (!fg) {
+		int nul = open("/dev/null", O_RDWR);
+		if (nul >= 0) {
+			dup2(nul, 0);
+			dup2(nul, 1);
+			dup2(nul, 2);
+			if (nul > 2)
+				close(nul);
+		}
+		if (chdir("/") < 0) {
+			/* harmless: every path in use is absolute */
+		}
+	} else {
+		printf("Mounted %s at %s (Ctrl-C or sbfs umount to stop)\n", sb_pship_root(p, 0), mnt);
+		fflush(stdout);
+	}
+	report(pipefd[1], EXIT_SYNCED);
+	pipefd[1] = -1;
+	struct fuse_loop_config lc = { .clone_fd = 0, .max_idle_threads = 10 };
+	ret = fuse_loop_mt(fuse, &lc) == 0 ? EXIT_SYNCED : EXIT_FAILED;
+	fuse_remove_signal_handlers(fuse_get_session(fuse));
+out_unmount:
+	fuse_unmount(fuse);
+out:
+	report(pipefd[1], ret);
+	if (fuse)
+		fuse_destroy(fuse);
+	fuse_opt_free_args(&args);
+	sb_mirror_close(m);
+	sb_pship_close(p);
+	free(mopts);
+	free(mnt);
+	return ret;
+}
+
+int cmd_umount(int argc, char **argv)
+{
+	if (argc != 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		fputs("Usage: sbfs umount MOUNTPOINT\n", argc == 2 ? stdout : stderr);
+		return argc == 2 ? EXIT_SYNCED : EXIT_USAGE;
+	}
+	pid_t pid = fork();
+	if (pid == 0) {
+		execlp("fusermount3", "fusermount3", "-u", argv[1], (char *)NULL);
+		_exit(127);
+	}
+	int st;
+	if (pid < 0 || waitpid(pid, &st, 0) < 0)
+		return EXIT_FAILED;
+	if (!WIFEXITED(st) || WEXITSTATUS(st)) {
+		error("%s: not unmounted", argv[1]);
+		return EXIT_FAILED;
+	}
+	return EXIT_SYNCED;
+}
