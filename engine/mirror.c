@@ -46,7 +46,9 @@ struct sb_mirror {
 	uint64_t queued, applied;
 	int stop, started;
 	pthread_t thr;
-	pthread_mutex_t resolve_mu;	/* one resolution at a time */
+	/* Every operation holds it shared; a reconcile or a resolution holds
+	 * it alone, so mount traffic and reconcile never race. */
+	pthread_rwlock_t oplock;
 };
 
 struct sb_file {
@@ -390,7 +392,7 @@ int sb_mirror_open(struct sb_pship *p, struct sb_mirror **out)
 	m->tail = &m->head;
 	pthread_rwlock_init(&m->clock, NULL);
 	pthread_mutex_init(&m->mu, NULL);
-	pthread_mutex_init(&m->resolve_mu, NULL);
+	pthread_rwlock_init(&m->oplock, NULL);
 	pthread_cond_init(&m->cv, NULL);
 	pthread_cond_init(&m->done_cv, NULL);
 	if ((ret = sb_mirror_reload_conflicts(m)) < 0)
@@ -423,7 +425,7 @@ void sb_mirror_close(struct sb_mirror *m)
 	free(m->conf);
 	pthread_rwlock_destroy(&m->clock);
 	pthread_mutex_destroy(&m->mu);
-	pthread_mutex_destroy(&m->resolve_mu);
+	pthread_rwlock_destroy(&m->oplock);
 	pthread_cond_destroy(&m->cv);
 	pthread_cond_destroy(&m->done_cv);
 	free(m);
@@ -475,6 +477,20 @@ static int worse(int a, int b)
 
 /* ------------------------------------------------------------ resolving */
 
+int sb_mirror_exclusive(struct sb_mirror *m, int begin)
+{
+	if (begin) {
+		pthread_rwlock_wrlock(&m->oplock);
+		return sb_mirror_flush(m);	/* nothing can queue more now */
+	}
+	int ret = sb_mirror_reload_conflicts(m);
+	pthread_rwlock_unlock(&m->oplock);
+	return ret;
+}
+
+#define SHARED(m) pthread_rwlock_rdlock(&(m)->oplock)
+#define UNSHARED(m) pthread_rwlock_unlock(&(m)->oplock)
+
 struct fixed_choice {
 	int choice;
 };
@@ -495,22 +511,20 @@ static int resolve_paths(struct sb_mirror *m, const char *const *paths, size_t n
 	struct sb_apply_result res;
 	int ret;
 
-	pthread_mutex_lock(&m->resolve_mu);
-	sb_mirror_flush(m);
+	sb_mirror_exclusive(m, 1);
 	ret = sb_plan_build(m->p, paths, n, &h, &plan);
 	if (ret == 0)
 		ret = sb_plan_apply(m->p, plan, &h, 0, &res);
 	if (ret == 0 && res.failed)
 		ret = -EIO;
 	sb_plan_free(plan);
-	sb_mirror_reload_conflicts(m);
-	pthread_mutex_unlock(&m->resolve_mu);
+	sb_mirror_exclusive(m, 0);
 	return ret;
 }
 
 /* ------------------------------------------------------------ metadata */
 
-int sb_mirror_getattr(struct sb_mirror *m, const char *path, struct stat *st)
+static int sb_mirror_getattr_impl(struct sb_mirror *m, const char *path, struct stat *st)
 {
 	char *rel;
 	int side, dfd = -1, ret;
@@ -527,7 +541,7 @@ int sb_mirror_getattr(struct sb_mirror *m, const char *path, struct stat *st)
 	return ret < 0 ? ret : 0;
 }
 
-int sb_mirror_readlink(struct sb_mirror *m, const char *path, char *buf, size_t size)
+static int sb_mirror_readlink_impl(struct sb_mirror *m, const char *path, char *buf, size_t size)
 {
 	char *rel;
 	int side, dfd = -1, ret;
@@ -560,7 +574,7 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int sb_mirror_readdir(struct sb_mirror *m, const char *path,
+static int sb_mirror_readdir_impl(struct sb_mirror *m, const char *path,
 		      int (*fill)(void *arg, const char *name, unsigned char type),
 		      void *arg)
 {
@@ -790,14 +804,14 @@ static int create_both(struct sb_mirror *m, const char *path, side_op op,
 	return ret;
 }
 
-int sb_mirror_mkdir(struct sb_mirror *m, const char *path, unsigned mode,
+static int sb_mirror_mkdir_impl(struct sb_mirror *m, const char *path, unsigned mode,
 		    unsigned uid, unsigned gid)
 {
 	struct creds c = { uid, gid, mode, NULL };
 	return create_both(m, path, op_mkdir, &c, 1);
 }
 
-int sb_mirror_symlink(struct sb_mirror *m, const char *target, const char *path,
+static int sb_mirror_symlink_impl(struct sb_mirror *m, const char *target, const char *path,
 		      unsigned uid, unsigned gid)
 {
 	struct creds c = { uid, gid, 0, target };
@@ -809,15 +823,20 @@ static int remove_entry(struct sb_mirror *m, const char *path, side_op op)
 {
 	char *rel;
 	int side, done, ret;
-	if ((ret = map(m, path, &rel, &side)) < 0)
+	SHARED(m);
+	if ((ret = map(m, path, &rel, &side)) < 0) {
+		UNSHARED(m);
 		return ret;
-	if (side >= 0) {
-		const char *paths[1] = { rel };
-		ret = resolve_paths(m, paths, 1, side == SB_SRC ? SB_CHOOSE_TARGET : SB_CHOOSE_SOURCE);
-	} else {
+	}
+	if (side < 0) {
 		ret = on_sides(m, rel, -1, 0, op, NULL, &done);
 		if (done)
 			enqueue(m, ret == 0 ? ROP_DEL : ROP_REFRESH, rel, NULL, NULL);
+	}
+	UNSHARED(m);
+	if (side >= 0) {
+		const char *paths[1] = { rel };
+		ret = resolve_paths(m, paths, 1, side == SB_SRC ? SB_CHOOSE_TARGET : SB_CHOOSE_SOURCE);
 	}
 	free(rel);
 	return ret;
@@ -877,19 +896,19 @@ static int change(struct sb_mirror *m, const char *path, side_op op, void *arg)
 	return ret;
 }
 
-int sb_mirror_chmod(struct sb_mirror *m, const char *path, unsigned mode)
+static int sb_mirror_chmod_impl(struct sb_mirror *m, const char *path, unsigned mode)
 {
 	mode_t md = mode;
 	return change(m, path, op_chmod, &md);
 }
 
-int sb_mirror_chown(struct sb_mirror *m, const char *path, unsigned uid, unsigned gid)
+static int sb_mirror_chown_impl(struct sb_mirror *m, const char *path, unsigned uid, unsigned gid)
 {
 	struct own_arg o = { uid, gid };
 	return change(m, path, op_chown, &o);
 }
 
-int sb_mirror_utimens(struct sb_mirror *m, const char *path, const struct timespec tv[2])
+static int sb_mirror_utimens_impl(struct sb_mirror *m, const char *path, const struct timespec tv[2])
 {
 	/* "Now" once, so both sides get the very same time. */
 	struct timespec t[2] = { tv[0], tv[1] }, now;
@@ -900,14 +919,14 @@ int sb_mirror_utimens(struct sb_mirror *m, const char *path, const struct timesp
 	return change(m, path, op_utimens, t);
 }
 
-int sb_mirror_truncate(struct sb_mirror *m, const char *path, int64_t size)
+static int sb_mirror_truncate_impl(struct sb_mirror *m, const char *path, int64_t size)
 {
 	off_t sz = size;
 	return change(m, path, op_truncate, &sz);
 }
 
-int sb_mirror_rename(struct sb_mirror *m, const char *from, const char *to,
-		     unsigned int flags)
+static int rename_impl(struct sb_mirror *m, const char *from, const char *to,
+		       unsigned int flags)
 {
 	char *rf = NULL, *rt = NULL;
 	int sf, st, ret, done = 0;
@@ -1003,7 +1022,7 @@ out:
 	return ret;
 }
 
-int sb_mirror_link(struct sb_mirror *m, const char *from, const char *to)
+static int sb_mirror_link_impl(struct sb_mirror *m, const char *from, const char *to)
 {
 	char *rf = NULL, *rt = NULL;
 	int sf, st, ret, done = 0;
@@ -1067,7 +1086,7 @@ static int xattr_fd(struct sb_mirror *m, int i, const char *rel, int write)
 	return ret;
 }
 
-int sb_mirror_setxattr(struct sb_mirror *m, const char *path, const char *name,
+static int sb_mirror_setxattr_impl(struct sb_mirror *m, const char *path, const char *name,
 		       const void *val, size_t size, int flags, int remove)
 {
 	char *rel;
@@ -1097,7 +1116,7 @@ int sb_mirror_setxattr(struct sb_mirror *m, const char *path, const char *name,
 	return ret;
 }
 
-long sb_mirror_getxattr(struct sb_mirror *m, const char *path, const char *name,
+static long sb_mirror_getxattr_impl(struct sb_mirror *m, const char *path, const char *name,
 			void *val, size_t size, int list)
 {
 	char *rel;
@@ -1140,7 +1159,7 @@ static void file_free(struct sb_file *f)
 	free(f);
 }
 
-int sb_file_open(struct sb_mirror *m, const char *path, int flags, int create,
+static int sb_file_open_impl(struct sb_mirror *m, const char *path, int flags, int create,
 		 unsigned mode, unsigned uid, unsigned gid, struct sb_file **out)
 {
 	struct sb_file *f = calloc(1, sizeof(*f));
@@ -1214,7 +1233,7 @@ out:
 	return 0;
 }
 
-long sb_file_read(struct sb_file *f, void *buf, size_t size, int64_t off)
+static long sb_file_read_impl(struct sb_file *f, void *buf, size_t size, int64_t off)
 {
 	int fd = f->fd[0] >= 0 ? f->fd[0] : f->fd[1];
 	ssize_t n = pread(fd, buf, size, off);
@@ -1238,7 +1257,7 @@ static int pwrite_all(int fd, const void *buf, size_t size, off_t off)
 	return 0;
 }
 
-long sb_file_write(struct sb_file *f, const void *buf, size_t size, int64_t off)
+static long sb_file_write_impl(struct sb_file *f, const void *buf, size_t size, int64_t off)
 {
 	int ret = 0;
 	pthread_mutex_lock(&f->lock);
@@ -1259,7 +1278,7 @@ long sb_file_write(struct sb_file *f, const void *buf, size_t size, int64_t off)
 	return ret < 0 ? ret : (ssize_t)size;
 }
 
-int sb_file_truncate(struct sb_file *f, int64_t size)
+static int sb_file_truncate_impl(struct sb_file *f, int64_t size)
 {
 	int ret = 0;
 	pthread_mutex_lock(&f->lock);
@@ -1280,7 +1299,7 @@ int sb_file_truncate(struct sb_file *f, int64_t size)
 	return ret;
 }
 
-int sb_file_fallocate(struct sb_file *f, int mode, int64_t off, int64_t len)
+static int sb_file_fallocate_impl(struct sb_file *f, int mode, int64_t off, int64_t len)
 {
 	int ret = 0;
 	pthread_mutex_lock(&f->lock);
@@ -1320,4 +1339,167 @@ int sb_file_release(struct sb_file *f)
 	}
 	file_free(f);
 	return ret;
+}
+
+/* ------------------------------------------------------------ locked entry points */
+
+int sb_mirror_getattr(struct sb_mirror *m, const char *path, struct stat *st)
+{
+	SHARED(m);
+	int ret = sb_mirror_getattr_impl(m, path, st);
+	UNSHARED(m);
+	return ret;
+}
+
+int sb_mirror_readlink(struct sb_mirror *m, const char *path, char *buf, size_t size)
+{
+	SHARED(m);
+	int ret = sb_mirror_readlink_impl(m, path, buf, size);
+	UNSHARED(m);
+	return ret;
+}
+
+int sb_mirror_mkdir(struct sb_mirror *m, const char *path, unsigned mode,
+		    unsigned uid, unsigned gid)
+{
+	SHARED(m);
+	int ret = sb_mirror_mkdir_impl(m, path, mode, uid, gid);
+	UNSHARED(m);
+	return ret;
+}
+
+int sb_mirror_symlink(struct sb_mirror *m, const char *target, const char *path,
+		      unsigned uid, unsigned gid)
+{
+	SHARED(m);
+	int ret = sb_mirror_symlink_impl(m, target, path, uid, gid);
+	UNSHARED(m);
+	return ret;
+}
+
+int sb_mirror_chmod(struct sb_mirror *m, const char *path, unsigned mode)
+{
+	SHARED(m);
+	int ret = sb_mirror_chmod_impl(m, path, mode);
+	UNSHARED(m);
+	return ret;
+}
+
+int sb_mirror_chown(struct sb_mirror *m, const char *path, unsigned uid, unsigned gid)
+{
+	SHARED(m);
+	int ret = sb_mirror_chown_impl(m, path, uid, gid);
+	UNSHARED(m);
+	return ret;
+}
+
+int sb_mirror_utimens(struct sb_mirror *m, const char *path, const struct timespec tv[2])
+{
+	SHARED(m);
+	int ret = sb_mirror_utimens_impl(m, path, tv);
+	UNSHARED(m);
+	return ret;
+}
+
+int sb_mirror_truncate(struct sb_mirror *m, const char *path, int64_t size)
+{
+	SHARED(m);
+	int ret = sb_mirror_truncate_impl(m, path, size);
+	UNSHARED(m);
+	return ret;
+}
+
+int sb_mirror_link(struct sb_mirror *m, const char *from, const char *to)
+{
+	SHARED(m);
+	int ret = sb_mirror_link_impl(m, from, to);
+	UNSHARED(m);
+	return ret;
+}
+
+int sb_mirror_setxattr(struct sb_mirror *m, const char *path, const char *name,
+		       const void *val, size_t size, int flags, int remove)
+{
+	SHARED(m);
+	int ret = sb_mirror_setxattr_impl(m, path, name, val, size, flags, remove);
+	UNSHARED(m);
+	return ret;
+}
+
+long sb_mirror_getxattr(struct sb_mirror *m, const char *path, const char *name,
+			void *val, size_t size, int list)
+{
+	SHARED(m);
+	long ret = sb_mirror_getxattr_impl(m, path, name, val, size, list);
+	UNSHARED(m);
+	return ret;
+}
+
+int sb_file_open(struct sb_mirror *m, const char *path, int flags, int create,
+		 unsigned mode, unsigned uid, unsigned gid, struct sb_file **out)
+{
+	SHARED(m);
+	int ret = sb_file_open_impl(m, path, flags, create, mode, uid, gid, out);
+	UNSHARED(m);
+	return ret;
+}
+
+int sb_mirror_readdir(struct sb_mirror *m, const char *path,
+		      int (*fill)(void *arg, const char *name, unsigned char type),
+		      void *arg)
+{
+	SHARED(m);
+	int ret = sb_mirror_readdir_impl(m, path, fill, arg);
+	UNSHARED(m);
+	return ret;
+}
+
+long sb_file_read(struct sb_file *f, void *buf, size_t size, int64_t off)
+{
+	SHARED(f->m);
+	long ret = sb_file_read_impl(f, buf, size, off);
+	UNSHARED(f->m);
+	return ret;
+}
+
+long sb_file_write(struct sb_file *f, const void *buf, size_t size, int64_t off)
+{
+	SHARED(f->m);
+	long ret = sb_file_write_impl(f, buf, size, off);
+	UNSHARED(f->m);
+	return ret;
+}
+
+int sb_file_truncate(struct sb_file *f, int64_t size)
+{
+	SHARED(f->m);
+	int ret = sb_file_truncate_impl(f, size);
+	UNSHARED(f->m);
+	return ret;
+}
+
+int sb_file_fallocate(struct sb_file *f, int mode, int64_t off, int64_t len)
+{
+	SHARED(f->m);
+	int ret = sb_file_fallocate_impl(f, mode, off, len);
+	UNSHARED(f->m);
+	return ret;
+}
+
+/* A renamed conflict entry is a resolution: it must not hold the lock shared. */
+int sb_mirror_rename(struct sb_mirror *m, const char *from, const char *to,
+		     unsigned int flags)
+{
+	char *rf;
+	int side, ret;
+	SHARED(m);
+	ret = map(m, from, &rf, &side);
+	free(rf);
+	if (ret < 0 || side < 0) {
+		ret = ret < 0 ? ret : rename_impl(m, from, to, flags);
+		UNSHARED(m);
+		return ret;
+	}
+	UNSHARED(m);
+	return rename_impl(m, from, to, flags);
 }

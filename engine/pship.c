@@ -259,6 +259,16 @@ const char *sb_pship_root(const struct sb_pship *p, int side)
 	return p->root[side ? 1 : 0];
 }
 
+const char *sb_pship_dir(const struct sb_pship *p)
+{
+	return p->dir;
+}
+
+char *sb_state_root(const char *given)
+{
+	return given ? strdup(given) : default_state_root();
+}
+
 const char *sb_pship_id(const struct sb_pship *p)
 {
 	return p->id;

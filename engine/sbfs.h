@@ -89,6 +89,10 @@ int sb_pship_open(const char *source, const char *target,
 void sb_pship_close(struct sb_pship *p);	/* NULL-safe; releases the lock */
 const char *sb_pship_root(const struct sb_pship *p, int side); /* canonical */
 const char *sb_pship_id(const struct sb_pship *p);
+/* This partnership's state directory (holds "roots", and "mount" while mounted). */
+const char *sb_pship_dir(const struct sb_pship *p);
+/* The state root for `given` (NULL: the default); malloc'd. */
+char *sb_state_root(const char *given);
 /*
  * Takes the partnership's exclusive lock. With wait == 0 returns
  * -EWOULDBLOCK when another process holds it, and *holder gets its pid
@@ -227,6 +231,12 @@ void sb_mirror_close(struct sb_mirror *m);
 int sb_mirror_flush(struct sb_mirror *m);
 /* Re-reads the conflict list (after a reconcile). */
 int sb_mirror_reload_conflicts(struct sb_mirror *m);
+/*
+ * begin != 0: waits for every operation in progress, holds off new ones and
+ * writes all queued state updates, so a reconcile can run on the partners;
+ * begin == 0: lets operations go on, with the conflict list re-read.
+ */
+int sb_mirror_exclusive(struct sb_mirror *m, int begin);
 
 int sb_mirror_getattr(struct sb_mirror *m, const char *path, struct stat *st);
 int sb_mirror_readlink(struct sb_mirror *m, const char *path, char *buf, size_t size);

@@ -2,6 +2,7 @@
 #ifndef SBFS_CLI_H
 #define SBFS_CLI_H
 
+#include <stdint.h>
 #include <stdio.h>
 
 #include "sbfs.h"
@@ -14,6 +15,15 @@ enum {
 	EXIT_FAILED = 3,	/* a failure during the run */
 };
 
+/*
+ * Where a command talks to its user: the process's own streams, or, when a
+ * mount runs the command for a client, that client's (see control.c).
+ */
+extern __thread FILE *cli_out, *cli_err, *cli_in;
+#define OUT (cli_out ? cli_out : stdout)
+#define ERR (cli_err ? cli_err : stderr)
+#define IN (cli_in ? cli_in : stdin)
+
 /* report.c */
 void put_path(FILE *f, const char *s, size_t len);	/* printable, escaped */
 void put_time(FILE *f, int64_t ns);
@@ -23,6 +33,39 @@ void print_conflict(FILE *f, size_t n, const struct sb_item *it);
 void print_plan_json(FILE *f, struct sb_pship *p, struct sb_plan *plan);
 void print_conflicts_json(FILE *f, struct sb_pship *p, const struct sb_conflict_list *l);
 const char *suggest_name(int s);
+
+struct ctx {
+	const char *cmd;
+	int dry_run, json, quiet, allow_mass;
+	int policy;		/* SB_CHOOSE_* for resolve flags; see auto_policy */
+	int auto_policy;	/* 0 none, 1 source, 2 target, 3 newer, 4 suggested */
+	const char *log_file, *state_dir;
+	int progress;		/* ERR is a terminal */
+	int progress_shown;
+	FILE *prompt_in;
+	size_t prompted;
+	int eof;
+	/* set when a mount runs the command for a client (control.c) */
+	struct sb_pship *shared;
+	void (*changed)(void *arg, const char *path, size_t len);
+	void *changed_arg;
+};
+
+/* main.c: the commands a mount can also run for a client */
+int cmd_reconcile(struct ctx *c, int argc, char **argv, int status_only);
+int cmd_conflicts(struct ctx *c, int argc, char **argv);
+int cmd_resolve(struct ctx *c, int argc, char **argv);
+
+/* control.c: a mount's control socket, and the client side */
+struct sb_mirror;
+struct control;
+int control_start(struct sb_pship *p, struct sb_mirror *m, const char *mountpoint,
+		  void (*changed)(void *arg, const char *path, size_t len), void *arg,
+		  struct control **out);
+void control_stop(struct control *c);
+/* Runs argv in the mount that owns its partnership, if one does; returns the
+ * exit status, or -1 when no mount owns it (run it here then). */
+int control_forward(int argc, char **argv);
 
 /* mount.c */
 int cmd_mount(int argc, char **argv, int (*reconcile)(int, char **));

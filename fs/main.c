@@ -11,18 +11,7 @@
 
 #include "cli.h"
 
-struct ctx {
-	const char *cmd;
-	int dry_run, json, quiet, allow_mass;
-	int policy;		/* SB_CHOOSE_* for resolve flags; see auto_policy */
-	int auto_policy;	/* 0 none, 1 source, 2 target, 3 newer, 4 suggested */
-	const char *log_file, *state_dir;
-	int progress;		/* stderr is a terminal */
-	int progress_shown;
-	FILE *prompt_in;
-	size_t prompted;
-	int eof;
-};
+
 
 static const char usage_main[] =
 "Usage: sbfs COMMAND [OPTIONS] ...\n"
@@ -81,7 +70,7 @@ static const char usage_resolve[] =
 static void clear_progress(struct ctx *c)
 {
 	if (c->progress_shown) {
-		fputs("\r\033[K", stderr);
+		fputs("\r\033[K", ERR);
 		c->progress_shown = 0;
 	}
 }
@@ -90,9 +79,9 @@ static void hook_warn(void *arg, const char *rel, size_t len, int err, const cha
 {
 	struct ctx *c = arg;
 	clear_progress(c);
-	fputs("sbfs: warning: ", stderr);
-	put_path(stderr, rel, len);
-	fprintf(stderr, ": %s (%s)\n", what, sb_strerror(err));
+	fputs("sbfs: warning: ", ERR);
+	put_path(ERR, rel, len);
+	fprintf(ERR, ": %s (%s)\n", what, sb_strerror(err));
 }
 
 static void hook_progress(void *arg, int applying, uint64_t done, uint64_t total)
@@ -101,10 +90,10 @@ static void hook_progress(void *arg, int applying, uint64_t done, uint64_t total
 	if (!c->progress)
 		return;
 	if (applying)
-		fprintf(stderr, "\r\033[KApplying: %llu/%llu", (unsigned long long)done,
+		fprintf(ERR, "\r\033[KApplying: %llu/%llu", (unsigned long long)done,
 			(unsigned long long)total);
 	else
-		fprintf(stderr, "\r\033[KScanning: %llu entries", (unsigned long long)done);
+		fprintf(ERR, "\r\033[KScanning: %llu entries", (unsigned long long)done);
 	c->progress_shown = 1;
 }
 
@@ -139,21 +128,21 @@ static int choose_prompt(void *arg, const struct sb_item *it)
 	if (c->eof)
 		return SB_CHOOSE_SKIP;
 	clear_progress(c);
-	print_conflict(stdout, ++c->prompted, it);
+	print_conflict(OUT, ++c->prompted, it);
 	for (;;) {
-		printf("   [s]ource wins, [t]arget wins, [k]eep both, skip%s%s%s: ",
+		fprintf(OUT, "   [s]ource wins, [t]arget wins, [k]eep both, skip%s%s%s: ",
 		       sug != SB_SUGGEST_NONE ? " (Enter = " : "",
 		       sug != SB_SUGGEST_NONE ? suggest_name(sug) : "",
 		       sug != SB_SUGGEST_NONE ? ")" : "");
-		fflush(stdout);
+		fflush(OUT);
 		if (!fgets(line, sizeof(line), c->prompt_in)) {
 			c->eof = 1;
-			printf("\n   (no answer: skipped)\n");
+			fprintf(OUT, "\n   (no answer: skipped)\n");
 			return SB_CHOOSE_SKIP;
 		}
 		line[strcspn(line, "\r\n")] = '\0';
 		if (!isatty(fileno(c->prompt_in)))
-			printf("%s\n", line);
+			fprintf(OUT, "%s\n", line);
 		if (!strcmp(line, "") && sug != SB_SUGGEST_NONE)
 			return sug == SB_SUGGEST_SOURCE ? SB_CHOOSE_SOURCE : SB_CHOOSE_TARGET;
 		if (!strcmp(line, "s") || !strcmp(line, "source"))
@@ -164,15 +153,31 @@ static int choose_prompt(void *arg, const struct sb_item *it)
 			return SB_CHOOSE_KEEP_BOTH;
 		if (!strcmp(line, "skip"))
 			return SB_CHOOSE_SKIP;
-		printf("   Please answer s, t, k or skip.\n");
+		fprintf(OUT, "   Please answer s, t, k or skip.\n");
 	}
 }
 
 /* ------------------------------------------------------------ helpers */
 
+/* A mount running this command refreshes what the kernel cached of these. */
+static void tell_changed(struct ctx *c, struct sb_plan *plan)
+{
+	struct sb_item it;
+	if (!c->changed)
+		return;
+	sb_plan_rewind(plan);
+	while (sb_plan_next(plan, &it) > 0)
+		if (it.op != SB_OP_SKIP)
+			c->changed(c->changed_arg, it.path, it.len);
+}
+
 static int open_pship(struct ctx *c, const char *src, const char *tgt, struct sb_pship **p)
 {
 	struct sb_error err = { 0 };
+	if (c->shared) {
+		*p = c->shared;
+		return 0;
+	}
 	int ret = sb_pship_open(src, tgt, c->state_dir, c->log_file, p, &err);
 	if (ret < 0) {
 		error("%s: %s", err.path, sb_strerror(ret));
@@ -181,12 +186,14 @@ static int open_pship(struct ctx *c, const char *src, const char *tgt, struct sb
 	return 0;
 }
 
-static int lock_pship(struct sb_pship *p)
+static int lock_pship(struct ctx *c, struct sb_pship *p)
 {
 	long holder = 0;
+	if (c->shared)
+		return 0;	/* the mount holds it */
 	int ret = sb_pship_lock(p, 0, &holder);
 	if (ret == -EWOULDBLOCK) {
-		fprintf(stderr, "sbfs: another sbfs (pid %ld) is working on this partnership; waiting...\n",
+		fprintf(ERR, "sbfs: another sbfs (pid %ld) is working on this partnership; waiting...\n",
 			holder);
 		ret = sb_pship_lock(p, 1, &holder);
 	}
@@ -244,7 +251,7 @@ static int parse(struct ctx *c, int argc, char **argv, const char *usage)
 		switch (o) {
 		case 'n': c->dry_run = 1; break;
 		case 'q': c->quiet = 1; break;
-		case 'h': fputs(usage, stdout); exit(EXIT_SYNCED);
+		case 'h': fputs(usage, OUT); return -2;
 		case OPT_AUTO:
 			if (!(c->auto_policy = parse_policy(optarg))) {
 				error("--auto-resolve: unknown policy '%s' (source, target, newer, suggested)", optarg);
@@ -259,7 +266,7 @@ static int parse(struct ctx *c, int argc, char **argv, const char *usage)
 		case OPT_TGT: c->policy = SB_CHOOSE_TARGET; break;
 		case OPT_KEEP: c->policy = SB_CHOOSE_KEEP_BOTH; break;
 		default:
-			fputs(usage, stderr);
+			fputs(usage, ERR);
 			return -1;
 		}
 	}
@@ -268,7 +275,7 @@ static int parse(struct ctx *c, int argc, char **argv, const char *usage)
 
 /* ------------------------------------------------------------ commands */
 
-static int cmd_reconcile(struct ctx *c, int argc, char **argv, int status_only)
+int cmd_reconcile(struct ctx *c, int argc, char **argv, int status_only)
 {
 	struct sb_pship *p = NULL;
 	struct sb_plan *plan = NULL;
@@ -278,9 +285,9 @@ static int cmd_reconcile(struct ctx *c, int argc, char **argv, int status_only)
 
 	int i = parse(c, argc, argv, status_only ? usage_status : usage_reconcile);
 	if (i < 0)
-		return EXIT_USAGE;
+		return i == -2 ? EXIT_SYNCED : EXIT_USAGE;
 	if (argc - i != 2) {
-		fputs(status_only ? usage_status : usage_reconcile, stderr);
+		fputs(status_only ? usage_status : usage_reconcile, ERR);
 		return EXIT_USAGE;
 	}
 	if (status_only)
@@ -289,23 +296,23 @@ static int cmd_reconcile(struct ctx *c, int argc, char **argv, int status_only)
 		h.choose = choose_auto;
 	if ((ret = open_pship(c, argv[i], argv[i + 1], &p)))
 		goto out;
-	if (!c->dry_run && (ret = lock_pship(p)))
+	if (!c->dry_run && (ret = lock_pship(c, p)))
 		goto out;
 	if (!c->json) {
-		printf("Scanning source directory...\nScanning target directory...\nAnalyzing differences...\n");
-		fflush(stdout);
+		fprintf(OUT, "Scanning source directory...\nScanning target directory...\nAnalyzing differences...\n");
+		fflush(OUT);
 	}
 	if ((ret = run_plan(c, p, NULL, 0, &h, &plan)))
 		goto out;
 	const struct sb_plan_stats *st = sb_plan_stats(plan);
 	int pending = sb_plan_changes(plan) || st->conflicts || st->skipped;
 	if (c->json)
-		print_plan_json(stdout, p, plan);
+		print_plan_json(OUT, p, plan);
 	else
-		print_plan(stdout, plan, !c->quiet);
+		print_plan(OUT, plan, !c->quiet);
 	if (sb_plan_check_mass(plan, &side) == SB_E_MASS && !c->allow_mass) {
 		const char *name = side ? "target" : "source";
-		fflush(stdout);
+		fflush(OUT);
 		if (st->seen[side] == 0)
 			error("refusing to sync: the %s %s is empty, but the last sync recorded %llu entries.",
 			      name, sb_pship_root(p, side), (unsigned long long)st->state_entries);
@@ -313,43 +320,45 @@ static int cmd_reconcile(struct ctx *c, int argc, char **argv, int status_only)
 			error("refusing to sync: the %s %s has lost %llu of the %llu entries the last sync recorded.",
 			      name, sb_pship_root(p, side), (unsigned long long)st->missing[side],
 			      (unsigned long long)st->state_entries);
-		fprintf(stderr, "      Is a disk unplugged or unmounted? Nothing was changed.\n"
+		fprintf(ERR, "      Is a disk unplugged or unmounted? Nothing was changed.\n"
 			"      If the deletions are intended, run again with --allow-mass-delete.\n");
 		ret = EXIT_USAGE;
 		goto out;
 	}
 	if (c->dry_run) {
 		if (!c->json && !pending)
-			printf("\nNothing to do: source and target are in sync.\n");
+			fprintf(OUT, "\nNothing to do: source and target are in sync.\n");
 		ret = pending ? EXIT_PENDING : EXIT_SYNCED;
 		goto out;
 	}
 	if (!pending && sb_plan_count(plan) == 0) {
-		printf("\nNothing to do: source and target are in sync.\n");
+		fprintf(OUT, "\nNothing to do: source and target are in sync.\n");
 		ret = EXIT_SYNCED;
 		goto out;
 	}
 	ret = sb_plan_apply(p, plan, &h, 1, &res);
 	clear_progress(c);
+	tell_changed(c, plan);
 	if (ret < 0) {
 		error("sync of %s and %s stopped: %s", sb_pship_root(p, 0),
 		      sb_pship_root(p, 1), sb_strerror(ret));
 		ret = EXIT_FAILED;
 		goto out;
 	}
-	printf("\n=== RESULT ===\nDone: %llu, skipped: %llu, failed: %llu, conflicts left: %llu\n",
+	fprintf(OUT, "\n=== RESULT ===\nDone: %llu, skipped: %llu, failed: %llu, conflicts left: %llu\n",
 	       (unsigned long long)res.done, (unsigned long long)res.skipped,
 	       (unsigned long long)res.failed, (unsigned long long)res.conflicts);
 	if (res.conflicts)
-		printf("Resolve with: sbfs resolve %s %s\n", sb_pship_root(p, 0), sb_pship_root(p, 1));
+		fprintf(OUT, "Resolve with: sbfs resolve %s %s\n", sb_pship_root(p, 0), sb_pship_root(p, 1));
 	ret = res.failed ? EXIT_FAILED : res.conflicts || res.skipped ? EXIT_PENDING : EXIT_SYNCED;
 out:
 	sb_plan_free(plan);
-	sb_pship_close(p);
+	if (!c->shared)
+		sb_pship_close(p);
 	return ret;
 }
 
-static int cmd_conflicts(struct ctx *c, int argc, char **argv)
+int cmd_conflicts(struct ctx *c, int argc, char **argv)
 {
 	struct sb_pship *p = NULL;
 	struct sb_conflict_list l = { 0 };
@@ -357,9 +366,9 @@ static int cmd_conflicts(struct ctx *c, int argc, char **argv)
 
 	int i = parse(c, argc, argv, usage_conflicts);
 	if (i < 0)
-		return EXIT_USAGE;
+		return i == -2 ? EXIT_SYNCED : EXIT_USAGE;
 	if (argc - i != 2) {
-		fputs(usage_conflicts, stderr);
+		fputs(usage_conflicts, ERR);
 		return EXIT_USAGE;
 	}
 	if ((ret = open_pship(c, argv[i], argv[i + 1], &p)))
@@ -371,21 +380,22 @@ static int cmd_conflicts(struct ctx *c, int argc, char **argv)
 		goto out;
 	}
 	if (c->json) {
-		print_conflicts_json(stdout, p, &l);
+		print_conflicts_json(OUT, p, &l);
 	} else if (!l.n) {
-		printf("No conflicts.\n");
+		fprintf(OUT, "No conflicts.\n");
 	} else {
-		printf("=== CONFLICTS (manual resolution required) ===\n");
+		fprintf(OUT, "=== CONFLICTS (manual resolution required) ===\n");
 		for (size_t k = 0; k < l.n; k++) {
 			struct sb_item it = { .op = SB_OP_CONFLICT, .path = l.v[k].path,
 					      .len = l.v[k].len, .conflict = l.v[k].c };
-			print_conflict(stdout, k + 1, &it);
+			print_conflict(OUT, k + 1, &it);
 		}
 	}
 	ret = l.n ? EXIT_PENDING : EXIT_SYNCED;
 out:
 	sb_conflicts_free(&l);
-	sb_pship_close(p);
+	if (!c->shared)
+		sb_pship_close(p);
 	return ret;
 }
 
@@ -414,7 +424,7 @@ static char *rel_path(struct sb_pship *p, const char *arg)
 	return res;
 }
 
-static int cmd_resolve(struct ctx *c, int argc, char **argv)
+int cmd_resolve(struct ctx *c, int argc, char **argv)
 {
 	struct sb_pship *p = NULL;
 	struct sb_plan *plan = NULL;
@@ -428,15 +438,15 @@ static int cmd_resolve(struct ctx *c, int argc, char **argv)
 
 	int i = parse(c, argc, argv, usage_resolve);
 	if (i < 0)
-		return EXIT_USAGE;
+		return i == -2 ? EXIT_SYNCED : EXIT_USAGE;
 	if (argc - i < 2) {
-		fputs(usage_resolve, stderr);
+		fputs(usage_resolve, ERR);
 		return EXIT_USAGE;
 	}
-	c->prompt_in = stdin;
+	c->prompt_in = IN;
 	if ((ret = open_pship(c, argv[i], argv[i + 1], &p)))
 		goto out;
-	if ((ret = lock_pship(p)))
+	if ((ret = lock_pship(c, p)))
 		goto out;
 	if (argc - i > 2) {
 		n = argc - i - 2;
@@ -457,7 +467,7 @@ static int cmd_resolve(struct ctx *c, int argc, char **argv)
 			goto out;
 		}
 		if (!l.n) {
-			printf("No conflicts recorded. Run sbfs reconcile to look for changes.\n");
+			fprintf(OUT, "No conflicts recorded. Run sbfs reconcile to look for changes.\n");
 			ret = EXIT_SYNCED;
 			goto out;
 		}
@@ -476,12 +486,13 @@ static int cmd_resolve(struct ctx *c, int argc, char **argv)
 		settled += it.resolved;
 	ret = sb_plan_apply(p, plan, &h, 0, &res);
 	clear_progress(c);
+	tell_changed(c, plan);
 	if (ret < 0) {
 		error("resolving stopped: %s", sb_strerror(ret));
 		ret = EXIT_FAILED;
 		goto out;
 	}
-	printf("Resolved: %zu, actions done: %llu, skipped: %llu, failed: %llu, conflicts left: %llu\n",
+	fprintf(OUT, "Resolved: %zu, actions done: %llu, skipped: %llu, failed: %llu, conflicts left: %llu\n",
 	       settled, (unsigned long long)res.done, (unsigned long long)res.skipped,
 	       (unsigned long long)res.failed, (unsigned long long)res.conflicts);
 	ret = res.failed ? EXIT_FAILED : res.conflicts || res.skipped ? EXIT_PENDING : EXIT_SYNCED;
@@ -491,14 +502,15 @@ out:
 	free(paths);
 	sb_conflicts_free(&l);
 	sb_plan_free(plan);
-	sb_pship_close(p);
+	if (!c->shared)
+		sb_pship_close(p);
 	return ret;
 }
 
 /* The reconcile a mount starts with. */
 static int reconcile_for_mount(int argc, char **argv)
 {
-	struct ctx c = { .cmd = "reconcile", .progress = isatty(STDERR_FILENO) };
+	struct ctx c = { .cmd = "reconcile", .progress = isatty(fileno(ERR)) };
 	return cmd_reconcile(&c, argc, argv, 0);
 }
 
@@ -517,22 +529,28 @@ int main(int argc, char **argv)
 	struct ctx c = { 0 };
 
 	if (argc < 2) {
-		fputs(usage_main, stderr);
+		fputs(usage_main, ERR);
 		return EXIT_USAGE;
 	}
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
-		fputs(usage_main, stdout);
+		fputs(usage_main, OUT);
 		return EXIT_SYNCED;
 	}
 	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
-		printf("sbfs %s\n", SBFS_VERSION);
+		fprintf(OUT, "sbfs %s\n", SBFS_VERSION);
 		return EXIT_SYNCED;
 	}
 	raise_nofile();
 	c.cmd = argv[1];
-	c.progress = isatty(STDERR_FILENO);
+	c.progress = isatty(fileno(ERR));
 	argc--;
 	argv++;
+	if (!strcmp(c.cmd, "reconcile") || !strcmp(c.cmd, "status") ||
+	    !strcmp(c.cmd, "conflicts") || !strcmp(c.cmd, "resolve")) {
+		int r = control_forward(argc, argv);
+		if (r >= 0)
+			return r;
+	}
 	if (!strcmp(c.cmd, "reconcile"))
 		return cmd_reconcile(&c, argc, argv, 0);
 	if (!strcmp(c.cmd, "status"))

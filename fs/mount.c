@@ -271,6 +271,25 @@ static int within(const char *in, const char *dir)
 	return !strncmp(in, dir, n) && (in[n] == '/' || in[n] == '\0');
 }
 
+/* A reconcile run by the mount changed path: drop what the kernel cached. */
+static void invalidate(void *arg, const char *path, size_t len)
+{
+	char *p = malloc(len + 2);
+	if (!p)
+		return;
+	p[0] = '/';
+	memcpy(p + 1, path, len);
+	p[len + 1] = '\0';
+	fuse_invalidate_path(arg, p);
+	char *slash = strrchr(p, '/');
+	if (slash == p)
+		slash[1] = '\0';
+	else
+		*slash = '\0';
+	fuse_invalidate_path(arg, p);
+	free(p);
+}
+
 /* Tells the waiting parent how the start went. */
 static void report(int fd, int code)
 {
@@ -299,6 +318,7 @@ int cmd_mount(int argc, char **argv, int (*reconcile)(int, char **))
 	struct sb_mirror *m = NULL;
 	struct fuse *fuse = NULL;
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	struct control *ctl = NULL;
 
 	optind = 1;
 	while ((o = getopt_long(argc, argv, "fho:", lopts, NULL)) != -1) {
@@ -455,12 +475,18 @@ int cmd_mount(int argc, char **argv, int (*reconcile)(int, char **))
 		printf("Mounted %s at %s (Ctrl-C or sbfs umount to stop)\n", sb_pship_root(p, 0), mnt);
 		fflush(stdout);
 	}
+	if (control_start(p, m, mnt, invalidate, fuse, &ctl) < 0) {
+		error("cannot start the control socket in %s", sb_pship_dir(p));
+		goto out_unmount;
+	}
 	report(pipefd[1], EXIT_SYNCED);
 	pipefd[1] = -1;
 	struct fuse_loop_config lc = { .clone_fd = 0, .max_idle_threads = 10 };
 	ret = fuse_loop_mt(fuse, &lc) == 0 ? EXIT_SYNCED : EXIT_FAILED;
 	fuse_remove_signal_handlers(fuse_get_session(fuse));
 out_unmount:
+	control_stop(ctl);
+	ctl = NULL;
 	fuse_unmount(fuse);
 out:
 	report(pipefd[1], ret);

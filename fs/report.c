@@ -6,25 +6,27 @@
 
 #include "cli.h"
 
+__thread FILE *cli_out, *cli_err, *cli_in;
+
 int error(const char *fmt, ...)
 {
 	va_list ap;
-	fputs("sbfs: ", stderr);
+	fputs("sbfs: ", ERR);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vfprintf(ERR, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	fputc('\n', ERR);
 	return -1;
 }
 
 void warning(const char *fmt, ...)
 {
 	va_list ap;
-	fputs("sbfs: warning: ", stderr);
+	fputs("sbfs: warning: ", ERR);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vfprintf(ERR, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	fputc('\n', ERR);
 }
 
 /* Names may hold any byte but NUL and '/': never let one steer a terminal. */
