@@ -674,6 +674,13 @@ static int sb_mirror_readdir_impl(struct sb_mirror *m, const char *path,
 				snprintf(alt, sizeof(alt), "%s%s", name, SUF_TGT);
 				ret = fill(arg, alt, (unsigned char)y[strlen(y) + 1]);
 			}
+		} else if (m->nconf && side < 0 &&
+			   ((ends_with(full, plen + nl, SUF_SRC, sizeof(SUF_SRC) - 1) &&
+			     in_conflict(m, full, plen + nl - (sizeof(SUF_SRC) - 1))) ||
+			    (ends_with(full, plen + nl, SUF_TGT, sizeof(SUF_TGT) - 1) &&
+			     in_conflict(m, full, plen + nl - (sizeof(SUF_TGT) - 1))))) {
+			/* a real NAME.conflict-x beside a conflicted NAME: the
+			 * conflict entry has the name until it is resolved */
 		} else {
 			ret = fill(arg, name, type);
 		}
