@@ -44,7 +44,7 @@ struct sb_mirror {
 	pthread_cond_t cv, done_cv;
 	struct rop *head, **tail;
 	uint64_t queued, applied;
-	int stop, started;
+	int stop, started, flushing;
 	pthread_t thr;
 	/* Every operation holds it shared; a reconcile or a resolution holds
 	 * it alone, so mount traffic and reconcile never race. */
@@ -189,10 +189,12 @@ static int enqueue(struct sb_mirror *m, int kind, const char *path,
 		r->has_sha = 1;
 	}
 	pthread_mutex_lock(&m->mu);
+	int was_empty = !m->head;
 	*m->tail = r;
 	m->tail = &r->next;
 	m->queued++;
-	pthread_cond_signal(&m->cv);
+	if (was_empty)	/* later ones wait for the batch window */
+		pthread_cond_signal(&m->cv);
 	pthread_mutex_unlock(&m->mu);
 	return 0;
 }
@@ -346,17 +348,14 @@ static void *recorder(void *arg)
 		while (!m->head && !m->stop)
 			pthread_cond_wait(&m->cv, &m->mu);
 		int stop = m->stop && !m->head;
-		if (!stop && !m->stop && m->queued - m->applied < 1024) {
-			/* Gather a batch: one commit for many small changes. */
-			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec += 50 * 1000000;
-			if (ts.tv_nsec >= 1000000000) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000;
-			}
-			pthread_cond_timedwait(&m->cv, &m->mu, &ts);
-		}
+		/* Gather a batch: one syncfs and one commit for many changes. A
+		 * flush (reconcile, unmount) does not wait for the window. */
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		while (!m->stop && !m->flushing && m->queued - m->applied < 16384 &&
+		       pthread_cond_timedwait(&m->cv, &m->mu, &ts) == 0)
+			;
 		pthread_mutex_unlock(&m->mu);
 		if (stop)
 			break;
@@ -373,9 +372,11 @@ int sb_mirror_flush(struct sb_mirror *m)
 {
 	pthread_mutex_lock(&m->mu);
 	uint64_t want = m->queued;
+	m->flushing++;
 	pthread_cond_signal(&m->cv);
 	while (m->applied < want)
 		pthread_cond_wait(&m->done_cv, &m->mu);
+	m->flushing--;
 	pthread_mutex_unlock(&m->mu);
 	return 0;
 }
@@ -720,8 +721,10 @@ static int on_sides(struct sb_mirror *m, const char *rel, int side, int create,
 		const char *base;
 		if (side >= 0 && i != side)
 			continue;
-		int r = side_parent(m, i, rel, create, &dfd, &base);
-		if (r == 0) {
+		int r = 0;
+		if (!*rel) {
+			r = op(m->p->rootfd[i], ".", arg);	/* the root itself */
+		} else if ((r = side_parent(m, i, rel, create, &dfd, &base)) == 0) {
 			r = op(dfd, base, arg);
 			close(dfd);
 		}
