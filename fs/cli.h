@@ -66,6 +66,8 @@ void control_stop(struct control *c);
 /* Runs argv in the mount that owns its partnership, if one does; returns the
  * exit status, or -1 when no mount owns it (run it here then). */
 int control_forward(int argc, char **argv);
+/* The mount point of a live mount of the partnership in dir, or NULL. */
+char *control_mounted(const char *dir);
 
 /* mount.c */
 int cmd_mount(int argc, char **argv, int (*reconcile)(int, char **));

@@ -459,3 +459,18 @@ out:
 	free_mounts(mv, nm);
 	return ret;
 }
+
+char *control_mounted(const char *dir)
+{
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	char *mnt = dfd >= 0 ? read_line(dfd, "mount", 0) : NULL;
+	if (dfd >= 0)
+		close(dfd);
+	int s = mnt ? connect_dir(dir) : -1;
+	if (s < 0) {
+		free(mnt);
+		return NULL;
+	}
+	close(s);
+	return mnt;
+}

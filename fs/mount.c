@@ -368,6 +368,13 @@ int cmd_mount(int argc, char **argv, int (*reconcile)(int, char **))
 			goto out;
 		}
 	}
+	char *other = control_mounted(sb_pship_dir(p));
+	if (other) {
+		error("%s and %s are already mounted at %s", sb_pship_root(p, 0),
+		      sb_pship_root(p, 1), other);
+		free(other);
+		goto out;
+	}
 	sb_pship_close(p);
 	p = NULL;
 
