@@ -100,6 +100,9 @@ int sb_state_del(struct sb_txn *t, uint64_t parent, const char *name,
 /* Moves one entry to a new key; a directory keeps its id and so its children. */
 int sb_state_move(struct sb_txn *t, uint64_t oparent, const char *oname,
 		  size_t olen, uint64_t nparent, const char *nname, size_t nlen);
+/* Exchanges two entries' records (either may be absent), ids kept. */
+int sb_state_swap(struct sb_txn *t, uint64_t pa, const char *na, size_t la,
+		  uint64_t pb, const char *nb, size_t lb);
 /* Id of directory rel (SB_ROOT_ID for ""), -ENOENT if not recorded as a dir. */
 int sb_state_dir_id(struct sb_txn *t, const char *rel, size_t len,
 		    uint64_t *id);

@@ -26,12 +26,16 @@
 #define SUF_SRC ".conflict-source"
 #define SUF_TGT ".conflict-target"
 
-enum { ROP_REFRESH, ROP_DEL, ROP_MOVE };
+/* REFRESH hashes again unless given the hash; META keeps the recorded hash
+ * when the size did not move (mode, owner, times, xattrs changed). */
+enum { ROP_REFRESH, ROP_META, ROP_DEL, ROP_MOVE, ROP_SWAP };
 
 struct rop {
 	struct rop *next;
 	int kind, has_sha;
 	char *path, *path2;
+	char *dpath;		/* refreshes: where the entry is on disk now, when a
+				 * later rename moved it (path: where in history) */
 	uint8_t sha[SB_SHA_LEN];
 };
 
@@ -49,9 +53,12 @@ struct sb_mirror {
 	/* Every operation holds it shared; a reconcile or a resolution holds
 	 * it alone, so mount traffic and reconcile never race. */
 	pthread_rwlock_t oplock;
+	pthread_mutex_t files_mu;	/* guards the open-file list */
+	struct sb_file *files;
 };
 
 struct sb_file {
+	struct sb_file *next, **pprev;	/* in m->files */
 	struct sb_mirror *m;
 	int fd[2];
 	char *rel;
@@ -173,6 +180,38 @@ out:
 
 /* ------------------------------------------------------------ recorder */
 
+/* path with prefix `from` (a whole component) gets `to` instead; NULL if not. */
+static char *moved(const char *path, const char *from, const char *to)
+{
+	size_t fl = strlen(from);
+	char *n = NULL;
+	if (strncmp(path, from, fl) || (path[fl] && path[fl] != '/'))
+		return NULL;
+	if (asprintf(&n, "%s%s", to, path + fl) < 0)
+		return NULL;
+	return n;
+}
+
+/*
+ * Refreshes read the disk when the recorder gets to them, after any later
+ * rename: those still waiting follow the entry to where it now is.
+ */
+static void follow_rename(struct sb_mirror *m, const struct rop *r)
+{
+	for (struct rop *q = m->head; q; q = q->next) {
+		if (q->kind != ROP_REFRESH && q->kind != ROP_META)
+			continue;
+		const char *cur = q->dpath ? q->dpath : q->path;
+		char *n = moved(cur, r->path, r->path2);
+		if (!n && r->kind == ROP_SWAP)
+			n = moved(cur, r->path2, r->path);
+		if (n) {
+			free(q->dpath);
+			q->dpath = n;
+		}
+	}
+}
+
 static int enqueue(struct sb_mirror *m, int kind, const char *path,
 		   const char *path2, const uint8_t *sha)
 {
@@ -189,6 +228,8 @@ static int enqueue(struct sb_mirror *m, int kind, const char *path,
 		r->has_sha = 1;
 	}
 	pthread_mutex_lock(&m->mu);
+	if (kind == ROP_MOVE || kind == ROP_SWAP)
+		follow_rename(m, r);
 	int was_empty = !m->head;
 	*m->tail = r;
 	m->tail = &r->next;
@@ -196,7 +237,14 @@ static int enqueue(struct sb_mirror *m, int kind, const char *path,
 	if (was_empty)	/* later ones wait for the batch window */
 		pthread_cond_signal(&m->cv);
 	pthread_mutex_unlock(&m->mu);
-	return 0;
+	/* A rename moves ctimes: the names get a refresh, which follows any
+	 * later rename like every other. */
+	int ret = 0;
+	if (kind == ROP_MOVE || kind == ROP_SWAP)
+		ret = enqueue(m, ROP_META, path2, NULL, NULL);
+	if (ret == 0 && kind == ROP_SWAP)
+		ret = enqueue(m, ROP_META, path, NULL, NULL);
+	return ret;
 }
 
 static int parent_id(struct sb_txn *t, const char *rel, uint64_t *id, const char **base)
@@ -210,7 +258,8 @@ static int parent_id(struct sb_txn *t, const char *rel, uint64_t *id, const char
 static int rec_refresh(struct sb_mirror *m, struct sb_txn *t, const struct rop *r)
 {
 	struct sb_pship *p = m->p;
-	size_t len = strlen(r->path);
+	const char *dp = r->dpath ? r->dpath : r->path, *dbase;
+	size_t len = strlen(r->path), dlen = strlen(dp);
 	int dfd[2] = { -1, -1 }, ret, fd = -1;
 	const char *base;
 	struct stat st[2];
@@ -222,9 +271,11 @@ static int rec_refresh(struct sb_mirror *m, struct sb_txn *t, const struct rop *
 	if ((ret = parent_id(t, r->path, &pid, &base)) < 0)
 		return ret == -ENOENT ? 0 : ret;	/* parent not synced yet */
 	for (int i = 0; i < 2; i++) {
-		if ((ret = sb_open_parent(p->rootfd[i], r->path, len, 0, &dfd[i], &base)) < 0)
+		if ((ret = sb_open_parent(p->rootfd[i], dp, dlen, 0, &dfd[i], &dbase)) < 0) {
+			ret = ret == -ENOENT || ret == -ENOTDIR ? 0 : ret;
 			goto out;
-		if (fstatat(dfd[i], base, &st[i], AT_SYMLINK_NOFOLLOW) < 0) {
+		}
+		if (fstatat(dfd[i], dbase, &st[i], AT_SYMLINK_NOFOLLOW) < 0) {
 			ret = errno == ENOENT ? 0 : -errno;
 			goto out;
 		}
@@ -239,13 +290,17 @@ static int rec_refresh(struct sb_mirror *m, struct sb_txn *t, const struct rop *
 	rec.mtime_ns = (int64_t)st[0].st_mtim.tv_sec * 1000000000 + st[0].st_mtim.tv_nsec;
 	sb_fp_from_stat(&rec.fp[0], &st[0]);
 	sb_fp_from_stat(&rec.fp[1], &st[1]);
+	int have_old = sb_state_get(t, pid, base, strlen(base), &old) == 0;
 	if (rec.type == SB_FILE) {
 		if (r->has_sha) {
 			memcpy(rec.sha, r->sha, SB_SHA_LEN);
+		} else if (r->kind == ROP_META && have_old && old.type == SB_FILE &&
+			   old.size == rec.size) {
+			memcpy(rec.sha, old.sha, SB_SHA_LEN);
 		} else {
 			struct stat after;
 			struct sb_fp fp;
-			fd = openat(dfd[0], base, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+			fd = openat(dfd[0], dbase, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 			if (fd < 0 || (ret = sb_hash_fd(fd, rec.sha, NULL)) < 0 || fstat(fd, &after) < 0) {
 				ret = ret < 0 ? ret : -errno;
 				goto out;
@@ -256,12 +311,12 @@ static int rec_refresh(struct sb_mirror *m, struct sb_txn *t, const struct rop *
 		}
 	} else if (rec.type == SB_LINK) {
 		char target[4096];
-		ssize_t n = readlinkat(dfd[0], base, target, sizeof(target));
+		ssize_t n = readlinkat(dfd[0], dbase, target, sizeof(target));
 		if (n < 0 || (ret = sb_hash_buf(target, n, rec.sha)) < 0) {
 			ret = ret < 0 ? ret : -errno;
 			goto out;
 		}
-	} else if (sb_state_get(t, pid, base, strlen(base), &old) == 0 && old.type == SB_DIR) {
+	} else if (have_old && old.type == SB_DIR) {
 		rec.dir_id = old.dir_id;
 	}
 	ret = sb_state_put(t, pid, base, strlen(base), &rec);
@@ -284,7 +339,13 @@ static int rec_apply(struct sb_mirror *m, struct sb_txn *t, const struct rop *r)
 
 	switch (r->kind) {
 	case ROP_REFRESH:
+	case ROP_META:
 		return rec_refresh(m, t, r);
+	case ROP_SWAP:
+		if ((ret = parent_id(t, r->path, &pid, &base)) < 0 ||
+		    (ret = parent_id(t, r->path2, &pid2, &base2)) < 0)
+			return ret == -ENOENT ? 0 : ret;
+		return sb_state_swap(t, pid, base, strlen(base), pid2, base2, strlen(base2));
 	case ROP_DEL:
 		if ((ret = parent_id(t, r->path, &pid, &base)) < 0)
 			return ret == -ENOENT ? 0 : ret;
@@ -295,18 +356,14 @@ static int rec_apply(struct sb_mirror *m, struct sb_txn *t, const struct rop *r)
 		    (ret = parent_id(t, r->path2, &pid2, &base2)) < 0)
 			return ret == -ENOENT ? 0 : ret;
 		ret = sb_state_move(t, pid, base, strlen(base), pid2, base2, strlen(base2));
-		if (ret == -ENOENT)
-			return 0;
-		if (ret < 0)
-			return ret;
-		struct rop again = { .kind = ROP_REFRESH, .path = r->path2 };
-		return rec_refresh(m, t, &again);
+		return ret == -ENOENT ? 0 : ret;
 	}
 	return 0;
 }
 
 static void rop_free(struct rop *r)
 {
+	free(r->dpath);
 	free(r->path);
 	free(r->path2);
 	free(r);
@@ -328,10 +385,13 @@ static uint64_t rec_batch(struct sb_mirror *m)
 	syncfs(m->p->rootfd[0]);
 	syncfs(m->p->rootfd[1]);
 	int ret = sb_state_begin(m->p->state, 0, &t);
+	/* In order, as it happened; a refresh reads its entry where it now is
+	 * and writes the record where the history has it, for later renames
+	 * to move. A path it cannot record is left to reconcile. */
+	for (struct rop *r = list; r && ret == 0; r = r->next)
+		rec_apply(m, t, r);
 	for (struct rop *r = list, *next; r; r = next) {
 		next = r->next;
-		if (ret == 0)
-			rec_apply(m, t, r);	/* a path it cannot record is left to reconcile */
 		rop_free(r);
 		n++;
 	}
@@ -394,6 +454,7 @@ int sb_mirror_open(struct sb_pship *p, struct sb_mirror **out)
 	pthread_rwlock_init(&m->clock, NULL);
 	pthread_mutex_init(&m->mu, NULL);
 	pthread_rwlock_init(&m->oplock, NULL);
+	pthread_mutex_init(&m->files_mu, NULL);
 	pthread_cond_init(&m->cv, NULL);
 	pthread_cond_init(&m->done_cv, NULL);
 	if ((ret = sb_mirror_reload_conflicts(m)) < 0)
@@ -427,6 +488,7 @@ void sb_mirror_close(struct sb_mirror *m)
 	pthread_rwlock_destroy(&m->clock);
 	pthread_mutex_destroy(&m->mu);
 	pthread_rwlock_destroy(&m->oplock);
+	pthread_mutex_destroy(&m->files_mu);
 	pthread_cond_destroy(&m->cv);
 	pthread_cond_destroy(&m->done_cv);
 	free(m);
@@ -704,6 +766,24 @@ out:
 
 /* ------------------------------------------------------------ changes */
 
+/* Open files follow a rename, so their state update lands on the new name. */
+static void files_renamed(struct sb_mirror *m, const char *from, const char *to)
+{
+	size_t fl = strlen(from);
+	pthread_mutex_lock(&m->files_mu);
+	for (struct sb_file *f = m->files; f; f = f->next) {
+		if (strncmp(f->rel, from, fl) || (f->rel[fl] && f->rel[fl] != '/'))
+			continue;
+		char *n = NULL;
+		if (asprintf(&n, "%s%s", to, f->rel + fl) >= 0) {
+			free(f->rel);
+			f->rel = n;
+		}
+	}
+	pthread_mutex_unlock(&m->files_mu);
+}
+
+
 /*
  * Runs op on each side that holds rel (both when side < 0). The call
  * succeeds only when every side did; on a failure the path is left
@@ -893,6 +973,24 @@ static int op_truncate(int dfd, const char *base, void *arg)
 	return ret;
 }
 
+/* Both sides carry the source's mtime, as a copy would. */
+static void same_mtime(struct sb_mirror *m, const char *rel)
+{
+	int d0, d1;
+	const char *b0, *b1;
+	struct stat st;
+	if (side_parent(m, 0, rel, 0, &d0, &b0) < 0)
+		return;
+	if (side_parent(m, 1, rel, 0, &d1, &b1) == 0) {
+		if (fstatat(d0, b0, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+			struct timespec t[2] = { st.st_atim, st.st_mtim };
+			utimensat(d1, b1, t, AT_SYMLINK_NOFOLLOW);
+		}
+		close(d1);
+	}
+	close(d0);
+}
+
 static int change(struct sb_mirror *m, const char *path, side_op op, void *arg)
 {
 	char *rel;
@@ -900,8 +998,11 @@ static int change(struct sb_mirror *m, const char *path, side_op op, void *arg)
 	if ((ret = map(m, path, &rel, &side)) < 0)
 		return ret;
 	ret = on_sides(m, rel, side, 0, op, arg, &done);
-	if (ret == 0 && side < 0)
-		ret = enqueue(m, ROP_REFRESH, rel, NULL, NULL);
+	if (ret == 0 && side < 0) {
+		if (op == op_truncate)
+			same_mtime(m, rel);
+		ret = enqueue(m, op == op_truncate ? ROP_REFRESH : ROP_META, rel, NULL, NULL);
+	}
 	free(rel);
 	return ret;
 }
@@ -1019,12 +1120,10 @@ static int rename_impl(struct sb_mirror *m, const char *from, const char *to,
 	}
 	ret = 0;
 	if (flags & RENAME_EXCHANGE) {
-		enqueue(m, ROP_DEL, rf, NULL, NULL);
-		enqueue(m, ROP_DEL, rt, NULL, NULL);
-		enqueue(m, ROP_REFRESH, rf, NULL, NULL);
-		enqueue(m, ROP_REFRESH, rt, NULL, NULL);
+		enqueue(m, ROP_SWAP, rf, rt, NULL);
 	} else {
 		enqueue(m, ROP_MOVE, rf, rt, NULL);
+		files_renamed(m, rf, rt);
 	}
 out:
 	free(rf);
@@ -1122,6 +1221,8 @@ static int sb_mirror_setxattr_impl(struct sb_mirror *m, const char *path, const 
 	}
 	if (ret == 0 && !any)
 		ret = -ENOENT;
+	if (ret == 0 && side < 0)
+		ret = enqueue(m, ROP_META, rel, NULL, NULL);	/* its ctime moved */
 	free(rel);
 	return ret;
 }
@@ -1160,6 +1261,13 @@ static void file_free(struct sb_file *f)
 {
 	if (!f)
 		return;
+	if (f->pprev) {
+		pthread_mutex_lock(&f->m->files_mu);
+		*f->pprev = f->next;
+		if (f->next)
+			f->next->pprev = f->pprev;
+		pthread_mutex_unlock(&f->m->files_mu);
+	}
 	for (int i = 0; i < 2; i++)
 		if (f->fd[i] >= 0)
 			close(f->fd[i]);
@@ -1223,6 +1331,22 @@ static int sb_file_open_impl(struct sb_mirror *m, const char *path, int flags, i
 	}
 	if (create || (flags & O_TRUNC))
 		f->written = 1;
+	/* Two handles on one file: neither's running hash tells the content. */
+	pthread_mutex_lock(&m->files_mu);
+	for (struct sb_file *o = m->files; o; o = o->next) {
+		if (!strcmp(o->rel, f->rel)) {
+			pthread_mutex_lock(&o->lock);
+			o->seq = 0;
+			pthread_mutex_unlock(&o->lock);
+			f->seq = 0;
+		}
+	}
+	f->next = m->files;
+	if (m->files)
+		m->files->pprev = &f->next;
+	f->pprev = &m->files;
+	m->files = f;
+	pthread_mutex_unlock(&m->files_mu);
 	ret = 0;
 out:
 	if (ret < 0) {
@@ -1343,9 +1467,15 @@ int sb_file_release(struct sb_file *f)
 			futimens(f->fd[1], t);
 		}
 		uint8_t sha[SB_SHA_LEN];
+		pthread_mutex_lock(&f->lock);
 		int known = f->seq && fstat(f->fd[0], &st) == 0 && (uint64_t)st.st_size == f->hoff &&
 			    sb_sha_final(f->sha, sha) == 0;
-		ret = enqueue(f->m, ROP_REFRESH, f->rel, NULL, known ? sha : NULL);
+		pthread_mutex_unlock(&f->lock);
+		pthread_mutex_lock(&f->m->files_mu);
+		char *rel = strdup(f->rel);
+		pthread_mutex_unlock(&f->m->files_mu);
+		ret = rel ? enqueue(f->m, ROP_REFRESH, rel, NULL, known ? sha : NULL) : -ENOMEM;
+		free(rel);
 	}
 	file_free(f);
 	return ret;

@@ -1011,3 +1011,36 @@ int sb_state_move(struct sb_txn *t, uint64_t oparent, const char *oname,
 		return ret;
 	return map_err(mdb_del(t->txn, t->st->entries, &k, NULL));
 }
+
+int sb_state_swap(struct sb_txn *t, uint64_t pa, const char *na, size_t la,
+		  uint64_t pb, const char *nb, size_t lb)
+{
+	uint8_t ka[KEY_MAX_LEN], kb[KEY_MAX_LEN];
+	struct sb_rec ra, rb;
+	MDB_val k;
+	int ret, ha, hb;
+
+	ret = sb_state_get(t, pa, na, la, &ra);
+	if (ret < 0 && ret != -ENOENT)
+		return ret;
+	ha = ret == 0;
+	ret = sb_state_get(t, pb, nb, lb, &rb);
+	if (ret < 0 && ret != -ENOENT)
+		return ret;
+	hb = ret == 0;
+	/* Remove both keys alone (no subtree goes), then put each at the
+	 * other's: directories keep their ids, so their children follow. */
+	if ((ret = make_key(ka, pa, na, la, &k)) < 0)
+		return ret;
+	if (ha && (ret = map_err(mdb_del(t->txn, t->st->entries, &k, NULL))) < 0)
+		return ret;
+	if ((ret = make_key(kb, pb, nb, lb, &k)) < 0)
+		return ret;
+	if (hb && (ret = map_err(mdb_del(t->txn, t->st->entries, &k, NULL))) < 0)
+		return ret;
+	if (ha && (ret = sb_state_put(t, pb, nb, lb, &ra)) < 0)
+		return ret;
+	if (hb && (ret = sb_state_put(t, pa, na, la, &rb)) < 0)
+		return ret;
+	return 0;
+}

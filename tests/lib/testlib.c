@@ -538,3 +538,425 @@ void tl_assert_nodac_denied(const char *dir)
 			       "tests would prove nothing", dir, r.status, r.out, r.err);
 	tl_run_free(&r);
 }
+
+/* ------------------------------------------------------------------
+ * FUSE mounts; see testlib.h.
+ */
+#include <sys/syscall.h>
+#include <time.h>
+
+void tl_fuse_required(void)
+{
+	struct stat st;
+	cr_assert(stat("/dev/fuse", &st) == 0 && S_ISCHR(st.st_mode),
+		  "/dev/fuse is missing or not a character device: the mount tests "
+		  "cannot run (and must not pass)");
+	int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+	cr_assert(fd >= 0, "cannot open /dev/fuse: %s: the mount tests cannot run",
+		  strerror(errno));
+	close(fd);
+	cr_assert(access("/usr/bin/fusermount3", X_OK) == 0 || access("/bin/fusermount3", X_OK) == 0,
+		  "fusermount3 not found: the mount tests cannot run");
+}
+
+/* dir with its parent canonicalised (a dead FUSE mount point cannot be
+ * resolved itself: stat gives ENOTCONN). */
+static char *canon(const char *dir)
+{
+	char *copy = strdup(dir), *slash = strrchr(copy, '/'), *res = NULL;
+	if (slash && slash[1]) {
+		*slash = '\0';
+		char *parent = realpath(*copy ? copy : "/", NULL);
+		if (parent) {
+			res = xasprintf("%s/%s", strcmp(parent, "/") ? parent : "", slash + 1);
+			free(parent);
+		}
+	}
+	if (!res)
+		res = realpath(dir, NULL);
+	if (!res)
+		res = strdup(dir);
+	free(copy);
+	return res;
+}
+
+/* Mount points from /proc/self/mountinfo, octal escapes decoded; calls
+ * match() for each and returns 1 as soon as one matches. */
+static int any_mount(int (*match)(const char *mp, const char *arg), const char *arg)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "r");
+	char *line = NULL;
+	size_t cap = 0;
+	int found = 0;
+	if (!f)
+		return 0;
+	while (!found && getline(&line, &cap, f) > 0) {
+		char *p = line;
+		for (int field = 0; field < 4 && p; field++) {
+			p = strchr(p, ' ');
+			if (p)
+				p++;
+		}
+		if (!p)
+			continue;
+		char mp[4096];
+		size_t n = 0;
+		while (*p && *p != ' ' && n < sizeof(mp) - 1) {
+			if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' && p[2] && p[3]) {
+				mp[n++] = (char)((p[1] - '0') * 64 + (p[2] - '0') * 8 + (p[3] - '0'));
+				p += 4;
+			} else {
+				mp[n++] = *p++;
+			}
+		}
+		mp[n] = '\0';
+		found = match(mp, arg);
+	}
+	free(line);
+	fclose(f);
+	return found;
+}
+
+static int match_eq(const char *mp, const char *dir)
+{
+	return !strcmp(mp, dir);
+}
+
+static int match_under(const char *mp, const char *dir)
+{
+	size_t n = strlen(dir);
+	return !strncmp(mp, dir, n) && (mp[n] == '/' || mp[n] == '\0');
+}
+
+int tl_mounted(const char *dir)
+{
+	char *c = canon(dir);
+	int r = any_mount(match_eq, c);
+	free(c);
+	return r;
+}
+
+int tl_mounted_under(const char *dir)
+{
+	char *c = canon(dir);
+	int r = any_mount(match_under, c);
+	free(c);
+	return r;
+}
+
+/* Runs argv with sanitizer reports going to files sanlog.PID (when sanlog
+ * is not NULL): the daemon's stderr is /dev/null. */
+static struct tl_run run_sanlog(const struct tl_env *e, const char *sanlog,
+				const char *const *argv)
+{
+	static const char *const vars[] = { "ASAN_OPTIONS", "UBSAN_OPTIONS" };
+	char *saved[2] = { NULL, NULL };
+	for (int i = 0; sanlog && i < 2; i++) {
+		const char *old = getenv(vars[i]);
+		saved[i] = old ? strdup(old) : NULL;
+		char *v = xasprintf("%s%slog_path=", old ? old : "", old && *old ? ":" : "");
+		char *full = xasprintf("%s%s", v, sanlog);
+		setenv(vars[i], full, 1);
+		free(v);
+		free(full);
+	}
+	struct tl_run r = tl_sbfs_run(e, NULL, argv);
+	for (int i = 0; sanlog && i < 2; i++) {
+		if (saved[i])
+			setenv(vars[i], saved[i], 1);
+		else
+			unsetenv(vars[i]);
+		free(saved[i]);
+	}
+	return r;
+}
+
+struct tl_run tl_mount_run(const struct tl_env *e, const char *mnt, const char *const *opts)
+{
+	const char *av[32];
+	size_t n = 0;
+	av[n++] = "mount";
+	for (size_t i = 0; opts && opts[i] && n < 27; i++)
+		av[n++] = opts[i];
+	av[n++] = e->src;
+	av[n++] = e->tgt;
+	av[n++] = mnt;
+	av[n] = NULL;
+	return tl_sbfs_run(e, NULL, av);
+}
+
+/* The process state letter from /proc/PID/stat, 0 if it is gone. */
+static char proc_state(pid_t pid, char *comm, size_t commlen)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	char *open_ = strchr(buf, '('), *close_ = strrchr(buf, ')');
+	if (!open_ || !close_ || close_[1] != ' ')
+		return 0;
+	if (comm && commlen) {
+		size_t l = (size_t)(close_ - open_ - 1);
+		if (l >= commlen)
+			l = commlen - 1;
+		memcpy(comm, open_ + 1, l);
+		comm[l] = '\0';
+	}
+	return close_[2];
+}
+
+/* 1 while pid is a live (not zombie) sbfs process. */
+static int sbfs_alive(pid_t pid)
+{
+	char comm[64] = "";
+	char s = proc_state(pid, comm, sizeof(comm));
+	return s && s != 'Z' && s != 'X' && !strncmp(comm, "sbfs", 4);
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000;
+}
+
+/* fusermount3 -u -z dir, quietly; its exit status. */
+static int lazy_unmount(const char *dir)
+{
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid == 0) {
+		int nul = open("/dev/null", O_RDWR);
+		dup2(nul, 0);
+		dup2(nul, 1);
+		dup2(nul, 2);
+		execlp("fusermount3", "fusermount3", "-u", "-z", dir, (char *)NULL);
+		_exit(127);
+	}
+	int st = 0;
+	if (pid < 0)
+		return -1;
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* The watchdog: waits for EOF on rfd (the test process is done or dead),
+ * then unmounts lazily and kills the daemon if either is still there. */
+static void guard_main(int rfd, const char *dir, pid_t daemon)
+{
+	int nul = open("/dev/null", O_RDWR);
+	dup2(nul, 0);
+	dup2(nul, 1);
+	if (nul > 2)
+		close(nul);
+	if (rfd > 3)
+		close_range(3, rfd - 1, 0);
+	close_range(rfd + 1, ~0U, 0);
+	setsid();
+	char c;
+	for (;;) {
+		ssize_t n = read(rfd, &c, 1);
+		if (n == 0 || (n < 0 && errno != EINTR))
+			break;
+	}
+	if (tl_mounted(dir)) {
+		dprintf(2, "testlib watchdog: %s still mounted: unmounting lazily\n", dir);
+		lazy_unmount(dir);
+	}
+	long end = now_ms() + 5000;
+	while (daemon > 0 && sbfs_alive(daemon) && now_ms() < end)
+		sleep_ms(20);
+	if (daemon > 0 && sbfs_alive(daemon)) {
+		dprintf(2, "testlib watchdog: sbfs daemon %d still alive: killing it\n", (int)daemon);
+		kill(daemon, SIGKILL);
+	}
+	_exit(0);
+}
+
+static pid_t lock_holder(const struct tl_env *e)
+{
+	DIR *d = opendir(e->state);
+	struct dirent *de;
+	pid_t pid = 0;
+	while (d && !pid && (de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		char *p = xasprintf("%s/%s/lock", e->state, de->d_name);
+		char *s = tl_read("/", p + 1);
+		if (s)
+			pid = (pid_t)strtol(s, NULL, 10);
+		free(s);
+		free(p);
+	}
+	if (d)
+		closedir(d);
+	return pid;
+}
+
+void tl_mount(const struct tl_env *e, struct tl_mount *m, const char *const *opts)
+{
+	memset(m, 0, sizeof(*m));
+	m->guard_fd = -1;
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
+		cr_assert_fail("prctl(PR_SET_CHILD_SUBREAPER): %s", strerror(errno));
+	m->dir = tl_join(e->base, "mnt");
+	m->sanlog = tl_join(e->base, "sanlog");
+	if (mkdir(m->dir, 0755) < 0 && errno != EEXIST)
+		cr_assert_fail("mkdir %s: %s", m->dir, strerror(errno));
+
+	const char *av[32];
+	size_t n = 0;
+	av[n++] = "mount";
+	for (size_t i = 0; opts && opts[i] && n < 27; i++)
+		av[n++] = opts[i];
+	av[n++] = e->src;
+	av[n++] = e->tgt;
+	av[n++] = m->dir;
+	av[n] = NULL;
+	struct tl_run r = run_sanlog(e, m->sanlog, av);
+	if (r.status != 0)
+		cr_assert_fail("sbfs mount exited %d:\n%s%s", r.status, r.out, r.err);
+	tl_run_free(&r);
+	if (!tl_mounted(m->dir))
+		cr_assert_fail("sbfs mount exited 0 but %s is not a mount point", m->dir);
+	m->daemon = lock_holder(e);
+	if (m->daemon <= 0 || !sbfs_alive(m->daemon))
+		cr_assert_fail("cannot find the sbfs mount daemon (lock file pid %d)", (int)m->daemon);
+
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0)
+		cr_assert_fail("pipe2: %s", strerror(errno));
+	fflush(NULL);
+	pid_t g = fork();
+	if (g < 0)
+		cr_assert_fail("fork: %s", strerror(errno));
+	if (g == 0)
+		guard_main(p[0], m->dir, m->daemon);
+	close(p[0]);
+	m->guard = g;
+	m->guard_fd = p[1];
+}
+
+int tl_mount_daemon_gone(struct tl_mount *m)
+{
+	if (m->daemon <= 0 || m->reaped)
+		return 1;
+	pid_t r = waitpid(m->daemon, &m->wstatus, WNOHANG);
+	if (r == m->daemon) {
+		m->reaped = 1;
+		return 1;
+	}
+	if (r < 0 && errno == ECHILD && !sbfs_alive(m->daemon)) {
+		m->reaped = 1;
+		m->wstatus = -1;	/* not ours: status unknown */
+		return 1;
+	}
+	return 0;
+}
+
+/* Sanitizer reports written under m->sanlog (malloc'd), NULL if none. */
+static char *sanlog_reports(const struct tl_mount *m)
+{
+	char *dir = strdup(m->sanlog), *slash = strrchr(dir, '/'), *res = NULL;
+	*slash = '\0';
+	const char *prefix = slash + 1;
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	while (d && (de = readdir(d))) {
+		if (strncmp(de->d_name, prefix, strlen(prefix)))
+			continue;
+		char *s = tl_read(dir, de->d_name);
+		char *n = xasprintf("%s%s", res ? res : "", s ? s : "");
+		free(res);
+		free(s);
+		res = n;
+	}
+	if (d)
+		closedir(d);
+	free(dir);
+	return res;
+}
+
+void tl_umount_wait(struct tl_mount *m)
+{
+	long end = now_ms() + 60000;
+	while (!tl_mount_daemon_gone(m) && now_ms() < end)
+		sleep_ms(10);
+	if (!tl_mount_daemon_gone(m))
+		cr_assert_fail("the sbfs daemon %d did not exit within 60 s of the unmount",
+			       (int)m->daemon);
+	char *san = sanlog_reports(m);
+	if (san)
+		cr_assert_fail("the sanitizers reported in sbfs mount or its daemon:\n%s", san);
+	if (m->wstatus != -1 && !(WIFEXITED(m->wstatus) && WEXITSTATUS(m->wstatus) == 0))
+		cr_assert_fail("the sbfs daemon ended with %s %d after the unmount",
+			       WIFEXITED(m->wstatus) ? "exit status" : "signal",
+			       WIFEXITED(m->wstatus) ? WEXITSTATUS(m->wstatus) : WTERMSIG(m->wstatus));
+	if (tl_mounted(m->dir))
+		cr_assert_fail("%s is still mounted after the daemon exited", m->dir);
+}
+
+void tl_umount(const struct tl_env *e, struct tl_mount *m)
+{
+	struct tl_run r = tl_sbfs_run(e, NULL, (const char *[]){ "umount", m->dir, NULL });
+	if (r.status != 0)
+		cr_assert_fail("sbfs umount %s exited %d:\n%s%s", m->dir, r.status, r.out, r.err);
+	tl_run_free(&r);
+	tl_umount_wait(m);
+}
+
+void tl_mount_cleanup(struct tl_mount *m)
+{
+	if (!m->dir)
+		return;
+	if (tl_mounted(m->dir))
+		lazy_unmount(m->dir);
+	if (m->daemon > 0) {
+		long end = now_ms() + 10000;
+		while (!tl_mount_daemon_gone(m) && now_ms() < end)
+			sleep_ms(10);
+		if (!tl_mount_daemon_gone(m)) {
+			if (sbfs_alive(m->daemon))
+				kill(m->daemon, SIGKILL);
+			end = now_ms() + 5000;
+			while (!tl_mount_daemon_gone(m) && now_ms() < end)
+				sleep_ms(10);
+		}
+	}
+	if (m->guard > 0) {
+		close(m->guard_fd);
+		while (waitpid(m->guard, NULL, 0) < 0 && errno == EINTR)
+			;
+	}
+	free(m->dir);
+	free(m->sanlog);
+	memset(m, 0, sizeof(*m));
+	m->guard_fd = -1;
+}
+
+int tl_status_wait_clean(const struct tl_env *e, int timeout_ms)
+{
+	long end = now_ms() + timeout_ms;
+	for (;;) {
+		struct tl_run r = tl_cmd(e, "status", NULL);
+		int st = r.status;
+		tl_run_free(&r);
+		if (st == 0 || now_ms() >= end)
+			return st;
+		sleep_ms(50);
+	}
+}

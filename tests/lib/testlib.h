@@ -97,3 +97,48 @@ struct tl_run tl_cmd_nodac(const struct tl_env *e, const char *cmd, const char *
 void tl_assert_nodac_denied(const char *dir);
 
 #endif
+
+/* ------------------------------------------------------------------
+ * FUSE mounts (`sbfs mount`). The test process becomes a child subreaper,
+ * so the daemon `sbfs mount` leaves behind is its child and can be waited
+ * for. A watchdog process lazily unmounts and kills the daemon should the
+ * test process die (a crash or a timeout) before tl_mount_cleanup().
+ */
+struct tl_mount {
+	char *dir;		/* the mount point, e->base/mnt (malloc'd) */
+	char *sanlog;		/* sanitizer log prefix of sbfs mount and its daemon */
+	pid_t daemon;		/* the process serving the mount; 0 if none */
+	int reaped, wstatus;	/* the daemon's wait status once reaped */
+	pid_t guard;		/* the watchdog; 0 if none */
+	int guard_fd;		/* its pipe: closing it tells it we are done */
+};
+
+/* Fails the test loudly unless /dev/fuse and fusermount3 are usable. */
+void tl_fuse_required(void);
+/* 1 if dir (canonicalised) is a mount point in /proc/self/mountinfo. */
+int tl_mounted(const char *dir);
+/* 1 if any mount point lies at or beneath dir. */
+int tl_mounted_under(const char *dir);
+/* Runs `sbfs mount [OPTS...] SRC TGT MNT` as is, and returns its result. */
+struct tl_run tl_mount_run(const struct tl_env *e, const char *mnt, const char *const *opts);
+/*
+ * Creates e->base/mnt (if needed) and mounts the env's partners there with
+ * opts (NULL-terminated, may be NULL); asserts it worked, finds the daemon
+ * (from the partnership's lock file) and starts the watchdog.
+ */
+void tl_mount(const struct tl_env *e, struct tl_mount *m, const char *const *opts);
+/* 1 once the daemon has exited (reaps it when it is our child). */
+int tl_mount_daemon_gone(struct tl_mount *m);
+/* Waits (up to 60 s) for the daemon to exit after an unmount; asserts it
+ * exited 0, left no sanitizer report and that the mount point is gone. */
+void tl_umount_wait(struct tl_mount *m);
+/* `sbfs umount MNT` (asserting exit 0), then tl_umount_wait(). */
+void tl_umount(const struct tl_env *e, struct tl_mount *m);
+/*
+ * For .fini, never asserts, idempotent: lazy unmount (fusermount3 -u -z) if
+ * still mounted, waits a little for the daemon, SIGKILLs it if still alive,
+ * stops the watchdog.
+ */
+void tl_mount_cleanup(struct tl_mount *m);
+/* Runs `sbfs status` until it exits 0 or timeout_ms pass; its last status. */
+int tl_status_wait_clean(const struct tl_env *e, int timeout_ms);

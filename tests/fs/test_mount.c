@@ -1,0 +1,1919 @@
+/*
+ * sbfs mount, end to end: the FUSE view of a partnership on real temporary
+ * trees. The union view; every change made through the mount, checked on
+ * both partners directly on disk and in the state; conflicts as
+ * NAME.conflict-source / NAME.conflict-target and their resolution by
+ * deleting or renaming those entries; refused mounts; a daemon killed while
+ * a writer is busy; allow_other with a non-root user; unmounting.
+ *
+ * Every test that mounts does so in its .init and is unmounted (lazily,
+ * fusermount3 -u -z) in its .fini, and a watchdog process (testlib) does the
+ * same should the test process die (crash, timeout, failed .init). Each
+ * change is checked on both partners directly on disk. The state is checked
+ * after an unmount (which waits for the daemon to exit, so its recorder is
+ * flushed): the partners identical, `sbfs status` exits 0, `sbfs reconcile`
+ * finds nothing to do (README: "A reconcile right after finds nothing to
+ * do"), and with every file's ctime moved on the target alone, `sbfs status`
+ * still exits 0 -- the hashes the mount recorded are right.
+ *
+ * Tests disabled with a BUG comment show bugs found; each comment has the
+ * reproducer.
+ */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testlib.h"
+
+#define OPTS(...) ((const char *const[]){ __VA_ARGS__, NULL })
+#define MIB (1024 * 1024)
+
+/* A fixed point in time (2023-11-14 22:13:20 UTC) for explicit mtimes. */
+#define T0 1700000000L
+
+#define NOBODY 65534
+
+static struct tl_env env;
+static struct tl_mount mnt;
+
+/* ================================================================ helpers */
+
+/* root/rel in one of a few rotating static buffers. */
+static const char *P(const char *root, const char *rel)
+{
+	static char buf[8][4096];
+	static int i;
+	char *b = buf[i++ % 8];
+	snprintf(b, sizeof(buf[0]), "%s/%s", root, rel);
+	return b;
+}
+
+#define S(rel) P(env.src, rel)
+#define T(rel) P(env.tgt, rel)
+#define M(rel) P(mnt.dir, rel)
+
+static const char *const side_name[3] = { "source", "target", "mount" };
+
+/* The whole file at path (malloc'd, NUL-terminated), NULL with errno set. */
+static char *slurp_path(const char *path, size_t *len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	size_t cap = 65536, n = 0;
+	char *buf = malloc(cap + 1);
+	for (;;) {
+		if (n == cap)
+			buf = realloc(buf, (cap *= 2) + 1);
+		ssize_t r = read(fd, buf + n, cap - n);
+		if (r < 0) {
+			int e = errno;
+			free(buf);
+			close(fd);
+			errno = e;
+			return NULL;
+		}
+		if (r == 0)
+			break;
+		n += r;
+	}
+	close(fd);
+	buf[n] = '\0';
+	if (len)
+		*len = n;
+	return buf;
+}
+
+/* rel holds exactly want (len bytes) in each of the roots given. */
+static void expect_in(const char *const *roots, int nroots, const char *rel,
+		      const void *want, size_t len)
+{
+	for (int i = 0; i < nroots; i++) {
+		size_t n;
+		char *got = slurp_path(P(roots[i], rel), &n);
+		cr_assert(got, "%s: %s cannot be read: %s", side_name[i], rel, strerror(errno));
+		if (n != len || memcmp(got, want, len)) {
+			size_t k = 0;
+			while (k < n && k < len && got[k] == ((const char *)want)[k])
+				k++;
+			cr_assert_fail("%s: %s holds %zu bytes, %zu expected, first difference at %zu%s%.60s%s",
+				       side_name[i], rel, n, len, k, len < 200 ? " (\"" : "",
+				       len < 200 ? got : "", len < 200 ? "\")" : "");
+		}
+		free(got);
+	}
+}
+
+/* On both partners, and in the mount. */
+static void expect_all(const char *rel, const void *want, size_t len)
+{
+	const char *roots[3] = { env.src, env.tgt, mnt.dir };
+	expect_in(roots, 3, rel, want, len);
+}
+
+static void expect_all_str(const char *rel, const char *want)
+{
+	expect_all(rel, want, strlen(want));
+}
+
+/* On both partners only (after an unmount). */
+static void expect_sides_str(const char *rel, const char *want)
+{
+	const char *roots[2] = { env.src, env.tgt };
+	expect_in(roots, 2, rel, want, strlen(want));
+}
+
+static void expect_absent(const char *rel, int with_mount)
+{
+	const char *roots[3] = { env.src, env.tgt, mnt.dir };
+	for (int i = 0; i < 2 + !!with_mount; i++) {
+		struct stat st;
+		int r = lstat(P(roots[i], rel), &st);
+		cr_assert(r < 0 && errno == ENOENT, "%s: %s should be absent (%s)", side_name[i], rel,
+			  r == 0 ? "it exists" : strerror(errno));
+	}
+}
+
+/* lstat of rel on source, target and (with_mount) in the mount. */
+static void lstat_all(const char *rel, struct stat st[3], int with_mount)
+{
+	const char *roots[3] = { env.src, env.tgt, mnt.dir };
+	for (int i = 0; i < 2 + !!with_mount; i++)
+		cr_assert(lstat(P(roots[i], rel), &st[i]) == 0, "%s: lstat %s: %s", side_name[i], rel,
+			  strerror(errno));
+}
+
+static void write_path(const char *path, const void *buf, size_t n, int flags)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | flags, 0644);
+	cr_assert(fd >= 0, "open %s: %s", path, strerror(errno));
+	const char *p = buf;
+	size_t left = n;
+	while (left) {
+		size_t chunk = left < 3 * MIB / 2 ? left : 3 * MIB / 2;	/* several requests */
+		ssize_t w = write(fd, p, chunk);
+		cr_assert(w > 0, "write %s: %s", path, strerror(errno));
+		p += w;
+		left -= w;
+	}
+	cr_assert(close(fd) == 0, "close %s: %s", path, strerror(errno));
+}
+
+static void write_str(const char *path, const char *s)
+{
+	write_path(path, s, strlen(s), O_TRUNC);
+}
+
+/* Sorted names in dir, joined by ' '. */
+static char *names(const char *dir)
+{
+	DIR *d = opendir(dir);
+	cr_assert(d, "opendir %s: %s", dir, strerror(errno));
+	char *v[256];
+	size_t n = 0, total = 1;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		cr_assert(n < 256);
+		v[n] = strdup(de->d_name);
+		total += strlen(v[n]) + 1;
+		n++;
+	}
+	closedir(d);
+	for (size_t i = 1; i < n; i++)
+		for (size_t j = i; j > 0 && strcmp(v[j - 1], v[j]) > 0; j--) {
+			char *t = v[j];
+			v[j] = v[j - 1];
+			v[j - 1] = t;
+		}
+	char *s = calloc(1, total);
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			strcat(s, " ");
+		strcat(s, v[i]);
+		free(v[i]);
+	}
+	return s;
+}
+
+static void expect_names(const char *dir, const char *want)
+{
+	char *got = names(dir);
+	cr_assert_str_eq(got, want, "%s lists \"%s\", expected \"%s\"", dir, got, want);
+	free(got);
+}
+
+/* Deterministic pseudo-random bytes. */
+static uint64_t rng = 88172645463325252ULL;
+static uint64_t rnd(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return rng;
+}
+
+static void fill_random(void *buf, size_t n)
+{
+	unsigned char *p = buf;
+	for (size_t i = 0; i < n; i++) {
+		if (i % 8 == 0) {
+			uint64_t r = rnd();
+			for (size_t k = 0; k < 8 && i + k < n; k++)
+				p[i + k] = (unsigned char)(r >> (8 * k));
+			i += 7;
+		}
+	}
+}
+
+static int64_t mtime_ns(const struct stat *st)
+{
+	return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+}
+
+/* Moves the ctime of every entry but directories under dir (setting the
+ * atime it already has): the next scan must hash them again. */
+static void bump_ctimes(const char *dir)
+{
+	DIR *d = opendir(dir);
+	cr_assert(d, "opendir %s: %s", dir, strerror(errno));
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		char *p = tl_join(dir, de->d_name);
+		struct stat st;
+		cr_assert(lstat(p, &st) == 0, "lstat %s: %s", p, strerror(errno));
+		if (S_ISDIR(st.st_mode))
+			bump_ctimes(p);
+		else {
+			struct timespec t[2] = { st.st_atim, { 0, UTIME_OMIT } };
+			cr_assert(utimensat(AT_FDCWD, p, t, AT_SYMLINK_NOFOLLOW) == 0,
+				  "utimensat %s: %s", p, strerror(errno));
+		}
+		free(p);
+	}
+	closedir(d);
+}
+
+static void expect_status_clean(const char *when)
+{
+	struct tl_run r = tl_cmd(&env, "status", NULL);
+	cr_assert_eq(r.status, 0, "sbfs status %s: exit %d (pending changes):\n%s%s", when,
+		     r.status, r.out, r.err);
+	tl_run_free(&r);
+}
+
+/*
+ * After an unmount: both partners identical (names, types, contents,
+ * modes, file mtimes) and nothing pending (`sbfs status` exits 0); with
+ * strict, not even a record for the state to add (`sbfs reconcile` has
+ * "Nothing to do"). Then, with every entry's ctime moved on the target
+ * alone, still nothing pending: the hashes the mount recorded are right.
+ */
+static void expect_state_ok(int strict)
+{
+	char *why;
+	cr_assert(tl_trees_equal(env.src, env.tgt, &why), "the partners differ: %s", why);
+	expect_status_clean("after the unmount");
+	if (strict) {
+		struct tl_run r = tl_cmd(&env, "reconcile", NULL);
+		cr_assert(r.status == 0 && strstr(r.out, "Nothing to do"),
+			  "the state is not current: sbfs reconcile after the unmount:\n%s%s", r.out,
+			  r.err);
+		tl_run_free(&r);
+	}
+	bump_ctimes(env.tgt);
+	expect_status_clean("after moving the ctimes of the target's files (a wrong recorded hash?)");
+}
+
+static void expect_state_current(void)
+{
+	expect_state_ok(1);
+}
+
+static void finish(void)
+{
+	tl_umount(&env, &mnt);
+	expect_state_current();
+}
+
+static void expect_no_conflicts(void)
+{
+	struct tl_run r = tl_cmd(&env, "conflicts", NULL);
+	cr_assert_eq(r.status, 0, "sbfs conflicts: exit %d:\n%s%s", r.status, r.out, r.err);
+	tl_run_free(&r);
+}
+
+/* ================================================================ suites */
+
+/* (criterion runs no .fini after a failed .init: the watchdog started by
+ * tl_mount then unmounts.) */
+static void setup_env(void)
+{
+	tl_fuse_required();
+	tl_env_init(&env);
+}
+
+/* The tree every write-through test starts from: some entries only on the
+ * source, some only on the target; the mount's reconcile joins them. */
+static void populate(void)
+{
+	tl_write(env.src, "only-src.txt", "from the source\n");
+	tl_write(env.src, "dir/sub/deep.txt", "deep in the source\n");
+	tl_mkdir(env.src, "empty-dir");
+	tl_write(env.tgt, "only-tgt.txt", "from the target\n");
+	tl_write(env.tgt, "dir/t.txt", "the target's file in dir\n");
+}
+
+static void setup_mounted(void)
+{
+	setup_env();
+	populate();
+	tl_mount(&env, &mnt, NULL);
+}
+
+/* Paths a test made immutable (FS_IMMUTABLE_FL), to clear before removal. */
+static char *immutable[4];
+
+static void set_immutable(const char *path, int on)
+{
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	cr_assert(fd >= 0, "open %s: %s", path, strerror(errno));
+	int flags = 0;
+	cr_assert(ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0, "FS_IOC_GETFLAGS %s: %s", path,
+		  strerror(errno));
+	flags = on ? flags | FS_IMMUTABLE_FL : flags & ~FS_IMMUTABLE_FL;
+	cr_assert(ioctl(fd, FS_IOC_SETFLAGS, &flags) == 0, "FS_IOC_SETFLAGS %s: %s", path,
+		  strerror(errno));
+	close(fd);
+	for (int i = 0; i < 4; i++) {
+		if (on && !immutable[i]) {
+			immutable[i] = strdup(path);
+			break;
+		}
+		if (!on && immutable[i] && !strcmp(immutable[i], path)) {
+			free(immutable[i]);
+			immutable[i] = NULL;
+		}
+	}
+}
+
+static void teardown(void)
+{
+	tl_mount_cleanup(&mnt);
+	for (int i = 0; i < 4; i++) {
+		if (!immutable[i])
+			continue;
+		int fd = open(immutable[i], O_RDONLY | O_NONBLOCK | O_CLOEXEC), flags = 0;
+		if (fd >= 0 && ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0) {
+			flags &= ~FS_IMMUTABLE_FL;
+			ioctl(fd, FS_IOC_SETFLAGS, &flags);
+		}
+		if (fd >= 0)
+			close(fd);
+		free(immutable[i]);
+		immutable[i] = NULL;
+	}
+	tl_env_fini(&env);
+}
+
+TestSuite(mount, .init = setup_mounted, .fini = teardown, .timeout = 60);
+
+/* ================================================================ 1. the view */
+
+Test(mount, view_is_the_union_of_both_sides)
+{
+	/* The mount's reconcile brought both sides together... */
+	char *why;
+	cr_assert(tl_trees_equal(env.src, env.tgt, &why), "after the mount's reconcile: %s", why);
+	expect_sides_str("only-src.txt", "from the source\n");
+	expect_sides_str("only-tgt.txt", "from the target\n");
+
+	/* ...and the mount shows all of it. */
+	expect_names(mnt.dir, "dir empty-dir only-src.txt only-tgt.txt");
+	expect_names(M("dir"), "sub t.txt");
+	expect_names(M("dir/sub"), "deep.txt");
+	expect_names(M("empty-dir"), "");
+	expect_all_str("only-src.txt", "from the source\n");
+	expect_all_str("only-tgt.txt", "from the target\n");
+	expect_all_str("dir/sub/deep.txt", "deep in the source\n");
+	expect_all_str("dir/t.txt", "the target's file in dir\n");
+
+	struct stat st[3];
+	lstat_all("only-tgt.txt", st, 1);
+	cr_assert(S_ISREG(st[2].st_mode));
+	cr_assert_eq(st[2].st_size, (off_t)strlen("from the target\n"));
+	cr_assert_eq(st[2].st_mode & 07777, st[0].st_mode & 07777);
+	cr_assert_eq(mtime_ns(&st[2]), mtime_ns(&st[0]));
+	lstat_all("dir", st, 1);
+	cr_assert(S_ISDIR(st[2].st_mode));
+
+	struct stat x;
+	cr_assert(lstat(M("nothing-here"), &x) < 0 && errno == ENOENT);
+	cr_assert(lstat(M("dir/nothing/deeper"), &x) < 0 && errno == ENOENT);
+
+	/* An entry made outside, on one side only, shows in the union too. */
+	tl_write(env.tgt, "late/outside.txt", "made on the target alone\n");
+	tl_write(env.src, "late-src.txt", "made on the source alone\n");
+	char *got = tl_read(mnt.dir, "late/outside.txt");
+	cr_assert(got && !strcmp(got, "made on the target alone\n"), "mount: late/outside.txt: %s",
+		  got ? got : strerror(errno));
+	free(got);
+	got = tl_read(mnt.dir, "late-src.txt");
+	cr_assert(got && !strcmp(got, "made on the source alone\n"));
+	free(got);
+	expect_names(mnt.dir, "dir empty-dir late late-src.txt only-src.txt only-tgt.txt");
+
+	tl_umount(&env, &mnt);
+	/* Made outside the mount: a reconcile carries them, then all is quiet. */
+	struct tl_run r = tl_cmd(&env, "reconcile", NULL);
+	cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+	tl_run_free(&r);
+	expect_state_current();
+}
+
+/* ================================================================ 2. write-through */
+
+Test(mount, create_small_and_large_files)
+{
+	write_str(M("new.txt"), "hello\n");
+	expect_all_str("new.txt", "hello\n");
+
+	size_t big = 5 * MIB + 12345;
+	char *buf = malloc(big);
+	fill_random(buf, big);
+	write_path(M("dir/big.bin"), buf, big, O_TRUNC);
+	expect_all("dir/big.bin", buf, big);
+
+	/* A new file in a new directory, and an empty file. */
+	cr_assert(mkdir(M("fresh"), 0755) == 0, "mkdir: %s", strerror(errno));
+	write_path(M("fresh/empty"), "", 0, O_EXCL);
+	expect_all("fresh/empty", "", 0);
+	/* O_EXCL on an existing name. */
+	int fd = open(M("new.txt"), O_WRONLY | O_CREAT | O_EXCL, 0644);
+	cr_assert(fd < 0 && errno == EEXIST, "O_EXCL on an existing file: fd %d, %s", fd,
+		  strerror(errno));
+	free(buf);
+	finish();
+	expect_sides_str("new.txt", "hello\n");
+}
+
+Test(mount, overwrite)
+{
+	write_str(M("only-src.txt"), "replaced\n");
+	expect_all_str("only-src.txt", "replaced\n");
+	/* In place, without truncation. */
+	int fd = open(M("only-tgt.txt"), O_WRONLY);
+	cr_assert(fd >= 0, "%s", strerror(errno));
+	cr_assert_eq(pwrite(fd, "TARGET", 6, 9), 6);
+	cr_assert_eq(close(fd), 0);
+	expect_all_str("only-tgt.txt", "from the TARGET\n");
+	/* Longer, then shorter again. */
+	write_str(M("dir/t.txt"), "a much longer replacement for the file in dir\n");
+	write_str(M("dir/t.txt"), "short\n");
+	expect_all_str("dir/t.txt", "short\n");
+	finish();
+}
+
+Test(mount, truncate_smaller_and_larger)
+{
+	/* truncate(2), by path */
+	cr_assert(truncate(M("only-src.txt"), 4) == 0, "%s", strerror(errno));
+	expect_all_str("only-src.txt", "from");
+	cr_assert(truncate(M("only-src.txt"), 10) == 0, "%s", strerror(errno));
+	expect_all("only-src.txt", "from\0\0\0\0\0\0", 10);
+	/* ftruncate(2), on an open file */
+	int fd = open(M("only-tgt.txt"), O_RDWR);
+	cr_assert(fd >= 0, "%s", strerror(errno));
+	cr_assert(ftruncate(fd, 9) == 0, "%s", strerror(errno));
+	expect_all_str("only-tgt.txt", "from the ");
+	cr_assert(ftruncate(fd, 100000) == 0, "%s", strerror(errno));
+	cr_assert(close(fd) == 0);
+	char *want = calloc(1, 100000);
+	memcpy(want, "from the ", 9);
+	expect_all("only-tgt.txt", want, 100000);
+	free(want);
+	/* O_TRUNC on open, then to zero by path */
+	write_path(M("dir/t.txt"), "x", 1, O_TRUNC);
+	expect_all_str("dir/t.txt", "x");
+	cr_assert(truncate(M("dir/t.txt"), 0) == 0);
+	expect_all("dir/t.txt", "", 0);
+	/* A truncate by path may leave the sides' mtimes apart (a bug, see
+	 * truncate_by_path_same_mtime_on_both_sides): set them, so that the
+	 * rest is checked. */
+	struct timespec t[2] = { { T0, 0 }, { T0, 0 } };
+	cr_assert(utimensat(AT_FDCWD, M("only-src.txt"), t, 0) == 0);
+	cr_assert(utimensat(AT_FDCWD, M("dir/t.txt"), t, 0) == 0);
+	finish();
+}
+
+/*
+ * BUG: truncate(2) by path (FUSE setattr without a file handle) runs
+ * ftruncate on each side in turn (sb_mirror_truncate), and each side takes
+ * its own "now" as mtime: whenever the clock ticks between the two, the
+ * partners are left with different mtimes (status still says 0: the state
+ * records each side's fingerprint). Writes through an open file do not have
+ * this: sb_file_release gives the target the source's mtime, "as a copy
+ * would"; utimens takes "now" once for both sides.
+ *   sbfs mount SRC TGT MNT; repeat: truncate(MNT/f, n); stat -c %y SRC/f TGT/f
+ *   expected: the same mtime on both sides; actual: differing now and then
+ *   (about 1 in 100 truncations here, by up to one clock tick).
+ */
+Test(mount, truncate_by_path_same_mtime_on_both_sides)
+{
+	/* Spaced out so that the coarse clock moves between truncations, each
+	 * taking it anew (no timing is asserted: the mtimes must be equal). */
+	for (int i = 0; i < 600; i++) {
+		usleep(5000);
+		cr_assert(truncate(M("only-src.txt"), 1 + i % 7) == 0, "%s", strerror(errno));
+		struct stat st[3];
+		lstat_all("only-src.txt", st, 0);
+		cr_assert_eq(mtime_ns(&st[0]), mtime_ns(&st[1]),
+			     "after truncate #%d by path: mtime %lld.%09lld on the source, %lld.%09lld "
+			     "on the target", i, (long long)st[0].st_mtim.tv_sec,
+			     (long long)st[0].st_mtim.tv_nsec, (long long)st[1].st_mtim.tv_sec,
+			     (long long)st[1].st_mtim.tv_nsec);
+	}
+	finish();
+}
+
+/*
+ * BUG: two descriptors open on one file: each sb_file keeps a running hash
+ * of its own sequential writes. A, opened with O_TRUNC, writes "aaaaaaaa";
+ * B writes "BB" at 0 and is closed; A is closed last and, its writes being
+ * in order and covering the file's size, queues its hash (of "aaaaaaaa")
+ * for a file that holds "BBaaaaaa". The state records a wrong hash: once
+ * the target's ctime moves (chmod, touch -a, a backup tool), the target
+ * looks changed ("Update source: f"); with a real change on the source it
+ * becomes a spurious conflict.
+ *   fd A = open(MNT/f, O_WRONLY|O_CREAT|O_TRUNC); write(A, "aaaaaaaa")
+ *   fd B = open(MNT/f, O_WRONLY); pwrite(B, "BB", 0); close(B); close(A)
+ *   sbfs umount MNT; touch -a TGT/f; sbfs status SRC TGT  -> exit 1, expected 0.
+ */
+Test(mount, two_descriptors_on_one_file)
+{
+	int a = open(M("two.txt"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	cr_assert(a >= 0, "%s", strerror(errno));
+	cr_assert_eq(write(a, "aaaaaaaa", 8), 8);
+	int b = open(M("two.txt"), O_WRONLY);
+	cr_assert(b >= 0, "%s", strerror(errno));
+	cr_assert_eq(pwrite(b, "BB", 2, 0), 2);
+	cr_assert(close(b) == 0);
+	cr_assert(close(a) == 0);
+	expect_all_str("two.txt", "BBaaaaaa");
+	finish();
+}
+
+/*
+ * BUG: a file renamed while open for writing: the rename records the new
+ * name as it is then; later writes through the still-open descriptor are
+ * queued at release under the old name (sb_file.rel), which no longer
+ * exists, so the new name's record stays stale. `sbfs status` says 0, but
+ * a change on one side afterwards is taken for a change on both sides: a
+ * spurious conflict.
+ *   fd = open(MNT/part, O_WRONLY|O_CREAT); write(fd, "first half ")
+ *   rename(MNT/part, MNT/done); write(fd, "second half\n"); close(fd)
+ *   sbfs umount MNT; echo edited > SRC/done; sbfs reconcile SRC TGT
+ *   expected: "Update target: done"; actual: "done (changed on both sides)".
+ */
+Test(mount, rename_while_open_for_writing)
+{
+	int fd = open(M("part"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	cr_assert(fd >= 0, "%s", strerror(errno));
+	cr_assert_eq(write(fd, "first half ", 11), 11);
+	cr_assert(rename(M("part"), M("done")) == 0, "%s", strerror(errno));
+	cr_assert_eq(write(fd, "second half\n", 12), 12);
+	cr_assert(close(fd) == 0);
+	expect_all_str("done", "first half second half\n");
+	expect_absent("part", 1);
+	tl_umount(&env, &mnt);
+	expect_status_clean("after the unmount");
+	/* a change on the source alone goes to the target */
+	tl_write(env.src, "done", "edited on the source\n");
+	struct tl_run r = tl_cmd(&env, "reconcile", NULL);
+	cr_assert_eq(r.status, 0, "a change made on the source alone after the unmount:\n%s%s",
+		     r.out, r.err);
+	tl_run_free(&r);
+	expect_sides_str("done", "edited on the source\n");
+	expect_state_current();
+}
+
+Test(mount, append)
+{
+	for (int i = 0; i < 3; i++) {
+		int fd = open(M("only-src.txt"), O_WRONLY | O_APPEND);
+		cr_assert(fd >= 0, "%s", strerror(errno));
+		char line[32];
+		int n = snprintf(line, sizeof(line), "appended %d\n", i);
+		cr_assert_eq(write(fd, line, n), n, "%s", strerror(errno));
+		/* pwrite on O_APPEND appends too (Linux) */
+		cr_assert_eq(pwrite(fd, "+", 1, 0), 1);
+		cr_assert(close(fd) == 0);
+	}
+	expect_all_str("only-src.txt",
+		       "from the source\nappended 0\n+appended 1\n+appended 2\n+");
+	/* A new file made by appends. */
+	for (int i = 0; i < 2; i++) {
+		int fd = open(M("log.txt"), O_WRONLY | O_APPEND | O_CREAT, 0640);
+		cr_assert(fd >= 0, "%s", strerror(errno));
+		cr_assert_eq(write(fd, "line\n", 5), 5);
+		cr_assert(close(fd) == 0);
+	}
+	expect_all_str("log.txt", "line\nline\n");
+	finish();
+}
+
+Test(mount, random_writes_in_a_large_file)
+{
+	size_t size = 8 * MIB, cap = size + MIB;
+	unsigned char *model = calloc(1, cap), *chunk = malloc(MIB);
+	fill_random(model, size);
+	write_path(M("random.bin"), model, size, O_TRUNC);
+
+	int fd = open(M("random.bin"), O_RDWR);
+	cr_assert(fd >= 0, "%s", strerror(errno));
+	for (int i = 0; i < 300; i++) {
+		size_t len = 1 + rnd() % (i % 10 == 0 ? 300000 : 5000);
+		size_t off = rnd() % (size + 4096);	/* now and then beyond the end */
+		fill_random(chunk, len);
+		cr_assert_eq(pwrite(fd, chunk, len, off), (ssize_t)len, "pwrite at %zu: %s", off,
+			     strerror(errno));
+		memcpy(model + off, chunk, len);
+		if (off + len > size)
+			size = off + len;
+		if (i % 50 == 0) {
+			/* read back through the same descriptor */
+			size_t roff = rnd() % size, rlen = size - roff < 70000 ? size - roff : 70000;
+			cr_assert_eq(pread(fd, chunk, rlen, roff), (ssize_t)rlen);
+			cr_assert(!memcmp(chunk, model + roff, rlen), "read back at %zu differs", roff);
+		}
+	}
+	cr_assert(close(fd) == 0);
+	expect_all("random.bin", model, size);
+	free(model);
+	free(chunk);
+	finish();
+}
+
+Test(mount, mmap_shared_writes)
+{
+	size_t size = 1 * MIB + 4096 * 3;
+	unsigned char *want = malloc(size);
+	fill_random(want, size);
+	write_path(M("mapped.bin"), want, size, O_TRUNC);
+
+	int fd = open(M("mapped.bin"), O_RDWR);
+	cr_assert(fd >= 0, "%s", strerror(errno));
+	unsigned char *map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	cr_assert(map != MAP_FAILED, "mmap MAP_SHARED through the mount: %s", strerror(errno));
+	cr_assert(!memcmp(map, want, size), "the mapping does not show the file");
+	for (size_t off = 100; off < size; off += 300007) {
+		memset(map + off, 0xA5, 5000 < size - off ? 5000 : size - off);
+		memset(want + off, 0xA5, 5000 < size - off ? 5000 : size - off);
+	}
+	memcpy(map + size - 7, "THE END", 7);
+	memcpy(want + size - 7, "THE END", 7);
+	cr_assert(msync(map, size, MS_SYNC) == 0, "msync: %s", strerror(errno));
+	/* msync returned: the pages are written, on both sides. */
+	const char *roots[2] = { env.src, env.tgt };
+	expect_in(roots, 2, "mapped.bin", want, size);
+	cr_assert(munmap(map, size) == 0);
+	cr_assert(close(fd) == 0);
+	expect_all("mapped.bin", want, size);
+	free(want);
+	finish();
+}
+
+Test(mount, fallocate)
+{
+	int fd = open(M("alloc.bin"), O_RDWR | O_CREAT | O_EXCL, 0644);
+	cr_assert(fd >= 0, "%s", strerror(errno));
+	cr_assert(fallocate(fd, 0, 0, 2 * MIB) == 0, "fallocate: %s", strerror(errno));
+	struct stat st[3];
+	lstat_all("alloc.bin", st, 1);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(st[i].st_size, 2 * MIB, "%s: size %lld after fallocate", side_name[i],
+			     (long long)st[i].st_size);
+	cr_assert_eq(pwrite(fd, "data", 4, 4096), 4);
+	/* beyond the end, keeping the size */
+	cr_assert(fallocate(fd, FALLOC_FL_KEEP_SIZE, 2 * MIB, MIB) == 0, "%s", strerror(errno));
+	/* a hole punched over the data */
+	cr_assert(fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 4096, 4096) == 0,
+		  "punch hole: %s", strerror(errno));
+	cr_assert_eq(pwrite(fd, "kept", 4, 3 * 4096), 4);
+	cr_assert(close(fd) == 0);
+	char *want = calloc(1, 2 * MIB);
+	memcpy(want + 3 * 4096, "kept", 4);
+	expect_all("alloc.bin", want, 2 * MIB);
+	free(want);
+	lstat_all("alloc.bin", st, 1);
+	cr_assert_eq(st[0].st_size, 2 * MIB);
+	cr_assert_eq(st[1].st_size, 2 * MIB);
+	finish();
+}
+
+Test(mount, fsync_and_fdatasync)
+{
+	int fd = open(M("synced.txt"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	cr_assert(fd >= 0, "%s", strerror(errno));
+	cr_assert_eq(write(fd, "first\n", 6), 6);
+	cr_assert(fsync(fd) == 0, "fsync: %s", strerror(errno));
+	/* fsync returned: on both sides, while still open. */
+	const char *roots[2] = { env.src, env.tgt };
+	expect_in(roots, 2, "synced.txt", "first\n", 6);
+	cr_assert_eq(write(fd, "second\n", 7), 7);
+	cr_assert(fdatasync(fd) == 0, "fdatasync: %s", strerror(errno));
+	expect_in(roots, 2, "synced.txt", "first\nsecond\n", 13);
+	cr_assert(close(fd) == 0);
+	int dfd = open(M("dir"), O_RDONLY | O_DIRECTORY);
+	cr_assert(dfd >= 0, "%s", strerror(errno));
+	cr_assert(fsync(dfd) == 0, "fsync of a directory: %s", strerror(errno));
+	close(dfd);
+	expect_all_str("synced.txt", "first\nsecond\n");
+	finish();
+}
+
+Test(mount, mkdir_rmdir_unlink)
+{
+	cr_assert(mkdir(M("newdir"), 0750) == 0, "mkdir: %s", strerror(errno));
+	cr_assert(mkdir(M("newdir/inner"), 0700) == 0, "mkdir: %s", strerror(errno));
+	struct stat st[3];
+	lstat_all("newdir", st, 1);
+	for (int i = 0; i < 3; i++)
+		cr_assert(S_ISDIR(st[i].st_mode) && (st[i].st_mode & 07777) == 0750,
+			  "%s: newdir mode %o", side_name[i], st[i].st_mode);
+	lstat_all("newdir/inner", st, 1);
+	for (int i = 0; i < 3; i++)
+		cr_assert(S_ISDIR(st[i].st_mode) && (st[i].st_mode & 07777) == 0700);
+	cr_assert(mkdir(M("newdir"), 0755) < 0 && errno == EEXIST, "mkdir over a directory: %s",
+		  strerror(errno));
+	cr_assert(mkdir(M("only-src.txt"), 0755) < 0 && errno == EEXIST);
+
+	/* rmdir of a non-empty directory fails and leaves both sides alone */
+	cr_assert(rmdir(M("newdir")) < 0 && errno == ENOTEMPTY, "rmdir non-empty: %s",
+		  strerror(errno));
+	lstat_all("newdir/inner", st, 1);
+	cr_assert(rmdir(M("newdir/inner")) == 0, "%s", strerror(errno));
+	expect_absent("newdir/inner", 1);
+	cr_assert(rmdir(M("empty-dir")) == 0, "%s", strerror(errno));
+	expect_absent("empty-dir", 1);
+	cr_assert(rmdir(M("only-src.txt")) < 0 && errno == ENOTDIR);
+
+	cr_assert(unlink(M("only-tgt.txt")) == 0, "%s", strerror(errno));
+	expect_absent("only-tgt.txt", 1);
+	cr_assert(unlink(M("dir/sub/deep.txt")) == 0, "%s", strerror(errno));
+	expect_absent("dir/sub/deep.txt", 1);
+	cr_assert(unlink(M("no-such-file")) < 0 && errno == ENOENT);
+	cr_assert(unlink(M("dir")) < 0 && (errno == EISDIR || errno == EPERM));
+	lstat_all("dir", st, 1);
+
+	/* Deleting a file still open: gone on both sides at once. */
+	write_str(M("open-deleted.txt"), "open\n");
+	int fd = open(M("open-deleted.txt"), O_RDWR);
+	cr_assert(fd >= 0);
+	cr_assert(unlink(M("open-deleted.txt")) == 0, "%s", strerror(errno));
+	expect_absent("open-deleted.txt", 1);
+	cr_assert_eq(write(fd, "more\n", 5), 5);
+	close(fd);
+	expect_absent("open-deleted.txt", 1);
+
+	expect_names(mnt.dir, "dir newdir only-src.txt");
+	finish();
+}
+
+Test(mount, rename)
+{
+	/* a file */
+	cr_assert(rename(M("only-src.txt"), M("renamed.txt")) == 0, "%s", strerror(errno));
+	expect_absent("only-src.txt", 1);
+	expect_all_str("renamed.txt", "from the source\n");
+	/* into another (new) directory */
+	cr_assert(mkdir(M("box"), 0755) == 0);
+	cr_assert(rename(M("renamed.txt"), M("box/moved.txt")) == 0, "%s", strerror(errno));
+	expect_absent("renamed.txt", 1);
+	expect_all_str("box/moved.txt", "from the source\n");
+	/* a directory with children */
+	cr_assert(rename(M("dir"), M("box/dir2")) == 0, "%s", strerror(errno));
+	expect_absent("dir", 1);
+	expect_all_str("box/dir2/sub/deep.txt", "deep in the source\n");
+	expect_all_str("box/dir2/t.txt", "the target's file in dir\n");
+	expect_names(M("box/dir2"), "sub t.txt");
+	/* over an existing file */
+	cr_assert(rename(M("only-tgt.txt"), M("box/moved.txt")) == 0, "%s", strerror(errno));
+	expect_absent("only-tgt.txt", 1);
+	expect_all_str("box/moved.txt", "from the target\n");
+	/* a directory over an empty directory; a missing source */
+	cr_assert(rename(M("box/dir2/sub"), M("empty-dir")) == 0, "%s", strerror(errno));
+	expect_absent("box/dir2/sub", 1);
+	expect_all_str("empty-dir/deep.txt", "deep in the source\n");
+	cr_assert(rename(M("nothing"), M("else")) < 0 && errno == ENOENT);
+	expect_absent("else", 1);
+	/* a directory over a non-empty one fails, changing nothing */
+	cr_assert(rename(M("box"), M("empty-dir")) < 0 && (errno == ENOTEMPTY || errno == EEXIST),
+		  "%s", strerror(errno));
+	expect_all_str("box/moved.txt", "from the target\n");
+	expect_all_str("empty-dir/deep.txt", "deep in the source\n");
+	finish();
+}
+
+static int renameat2_(const char *from, const char *to, unsigned flags)
+{
+	return (int)syscall(SYS_renameat2, AT_FDCWD, from, AT_FDCWD, to, flags);
+}
+
+Test(mount, renameat2_noreplace_and_exchange)
+{
+	/* RENAME_NOREPLACE: refused over an existing name, both sides intact */
+	int r = renameat2_(M("only-src.txt"), M("only-tgt.txt"), RENAME_NOREPLACE);
+	cr_assert(r < 0 && errno == EEXIST, "RENAME_NOREPLACE over an existing file: %d %s", r,
+		  strerror(errno));
+	expect_all_str("only-src.txt", "from the source\n");
+	expect_all_str("only-tgt.txt", "from the target\n");
+	/* ...and done over a free name */
+	cr_assert(renameat2_(M("only-src.txt"), M("free.txt"), RENAME_NOREPLACE) == 0, "%s",
+		  strerror(errno));
+	expect_absent("only-src.txt", 1);
+	expect_all_str("free.txt", "from the source\n");
+
+	/* RENAME_EXCHANGE of two files */
+	cr_assert(renameat2_(M("free.txt"), M("only-tgt.txt"), RENAME_EXCHANGE) == 0,
+		  "RENAME_EXCHANGE: %s", strerror(errno));
+	expect_all_str("free.txt", "from the target\n");
+	expect_all_str("only-tgt.txt", "from the source\n");
+	/* ...with a missing name */
+	r = renameat2_(M("free.txt"), M("missing"), RENAME_EXCHANGE);
+	cr_assert(r < 0 && errno == ENOENT, "RENAME_EXCHANGE with a missing name: %d %s", r,
+		  strerror(errno));
+	expect_absent("missing", 1);
+	expect_all_str("free.txt", "from the target\n");
+	finish();
+}
+
+/*
+ * BUG: RENAME_EXCHANGE through the mount when one of the two is a
+ * directory drops the records of everything beneath it from the state
+ * (sb_mirror_rename queues ROP_DEL + ROP_REFRESH for both names; the
+ * refresh records the directory itself with a new dir_id, not its
+ * children). `sbfs status` still says 0, but `sbfs reconcile` has records
+ * to add, and a file deleted on one side afterwards is copied back from the
+ * other side instead of being deleted there.
+ *   sbfs mount SRC TGT MNT    (SRC holds file and dir/child)
+ *   renameat2(MNT/file, MNT/dir, RENAME_EXCHANGE); sbfs umount MNT
+ *   rm SRC/file/child; sbfs reconcile SRC TGT
+ *   expected: "Delete in target: file/child"; actual: "Copy to source: file/child".
+ */
+Test(mount, renameat2_exchange_with_a_directory)
+{
+	cr_assert(mkdir(M("other"), 0755) == 0);
+	write_str(M("other/o.txt"), "in other\n");
+	/* a file and a directory */
+	cr_assert(renameat2_(M("only-src.txt"), M("dir"), RENAME_EXCHANGE) == 0,
+		  "RENAME_EXCHANGE: %s", strerror(errno));
+	expect_all_str("dir", "from the source\n");
+	expect_all_str("only-src.txt/t.txt", "the target's file in dir\n");
+	expect_all_str("only-src.txt/sub/deep.txt", "deep in the source\n");
+	/* two directories */
+	cr_assert(renameat2_(M("only-src.txt"), M("other"), RENAME_EXCHANGE) == 0,
+		  "RENAME_EXCHANGE: %s", strerror(errno));
+	expect_all_str("other/t.txt", "the target's file in dir\n");
+	expect_all_str("only-src.txt/o.txt", "in other\n");
+	tl_umount(&env, &mnt);
+	expect_status_clean("after the unmount");
+
+	/* Deleted on the source alone: the deletion must reach the target. */
+	tl_rm(env.src, "other/sub/deep.txt");
+	tl_rm(env.src, "only-src.txt/o.txt");
+	struct tl_run r = tl_cmd(&env, "reconcile", NULL);
+	cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+	tl_run_free(&r);
+	cr_assert(!tl_exists(env.src, "other/sub/deep.txt") && !tl_exists(env.tgt, "other/sub/deep.txt"),
+		  "other/sub/deep.txt, deleted on the source after the exchange, was %s",
+		  tl_exists(env.src, "other/sub/deep.txt") ? "copied back to the source" : "kept on the target");
+	cr_assert(!tl_exists(env.src, "only-src.txt/o.txt") && !tl_exists(env.tgt, "only-src.txt/o.txt"),
+		  "only-src.txt/o.txt, deleted on the source after the exchange, came back");
+	expect_state_current();
+}
+
+Test(mount, symlink_and_readlink)
+{
+	cr_assert(symlink("only-src.txt", M("link")) == 0, "%s", strerror(errno));
+	cr_assert(symlink("../nowhere/at all", M("dir/dangling")) == 0, "%s", strerror(errno));
+	const char *roots[3] = { env.src, env.tgt, mnt.dir };
+	for (int i = 0; i < 3; i++) {
+		char buf[256];
+		ssize_t n = readlink(P(roots[i], "link"), buf, sizeof(buf) - 1);
+		cr_assert(n >= 0, "%s: readlink: %s", side_name[i], strerror(errno));
+		buf[n] = '\0';
+		cr_assert_str_eq(buf, "only-src.txt", "%s", side_name[i]);
+		n = readlink(P(roots[i], "dir/dangling"), buf, sizeof(buf) - 1);
+		cr_assert(n >= 0, "%s: readlink: %s", side_name[i], strerror(errno));
+		buf[n] = '\0';
+		cr_assert_str_eq(buf, "../nowhere/at all", "%s", side_name[i]);
+	}
+	/* followed through the mount */
+	expect_all_str("link", "from the source\n");
+	struct stat st[3];
+	lstat_all("link", st, 1);
+	for (int i = 0; i < 3; i++)
+		cr_assert(S_ISLNK(st[i].st_mode), "%s: not a symlink", side_name[i]);
+	cr_assert(symlink("x", M("link")) < 0 && errno == EEXIST);
+	/* deleting the link leaves its target */
+	cr_assert(unlink(M("link")) == 0);
+	expect_absent("link", 1);
+	expect_all_str("only-src.txt", "from the source\n");
+	cr_assert(symlink("dir/t.txt", M("link2")) == 0, "%s", strerror(errno));
+	finish();
+}
+
+Test(mount, hard_link)
+{
+	cr_assert(link(M("only-src.txt"), M("dir/hard")) == 0, "link: %s", strerror(errno));
+	struct stat a[3], b[3];
+	lstat_all("only-src.txt", a, 1);
+	lstat_all("dir/hard", b, 1);
+	for (int i = 0; i < 2; i++) {
+		cr_assert_eq(a[i].st_nlink, 2, "%s: link count %lu", side_name[i],
+			     (unsigned long)a[i].st_nlink);
+		cr_assert_eq(b[i].st_nlink, 2, "%s: link count %lu", side_name[i],
+			     (unsigned long)b[i].st_nlink);
+		cr_assert_eq(a[i].st_ino, b[i].st_ino, "%s: not the same inode", side_name[i]);
+	}
+	cr_assert_eq(b[2].st_nlink, 2, "mount: link count %lu", (unsigned long)b[2].st_nlink);
+	expect_all_str("dir/hard", "from the source\n");
+	cr_assert(link(M("only-tgt.txt"), M("dir/hard")) < 0 && errno == EEXIST);
+	cr_assert(link(M("nothing"), M("dir/hard2")) < 0 && errno == ENOENT);
+	expect_absent("dir/hard2", 1);
+	finish();
+	struct stat x, y;
+	cr_assert(stat(S("dir/hard"), &x) == 0 && stat(T("dir/hard"), &y) == 0);
+	cr_assert(x.st_nlink == 2 && y.st_nlink == 2);
+}
+
+Test(mount, chmod_and_chown)
+{
+	cr_assert(chmod(M("only-src.txt"), 0600) == 0, "%s", strerror(errno));
+	cr_assert(chmod(M("dir"), 0750) == 0, "%s", strerror(errno));
+	cr_assert(chmod(M("only-tgt.txt"), 04755) == 0, "%s", strerror(errno));
+	cr_assert(chown(M("dir/t.txt"), 1234, 5678) == 0, "%s", strerror(errno));
+	struct stat st[3];
+	lstat_all("only-src.txt", st, 1);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(st[i].st_mode & 07777, 0600, "%s: mode %o", side_name[i], st[i].st_mode);
+	lstat_all("dir", st, 1);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(st[i].st_mode & 07777, 0750, "%s: mode %o", side_name[i], st[i].st_mode);
+	lstat_all("only-tgt.txt", st, 1);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(st[i].st_mode & 07777, 04755, "%s: mode %o", side_name[i], st[i].st_mode);
+	lstat_all("dir/t.txt", st, 1);
+	for (int i = 0; i < 3; i++)
+		cr_assert(st[i].st_uid == 1234 && st[i].st_gid == 5678, "%s: owner %u:%u",
+			  side_name[i], st[i].st_uid, st[i].st_gid);
+	cr_assert(chmod(M("missing"), 0600) < 0 && errno == ENOENT);
+	finish();
+}
+
+Test(mount, utimens)
+{
+	struct timespec t[2] = { { T0, 0 }, { T0 + 3600, 123456789 } };
+	cr_assert(utimensat(AT_FDCWD, M("only-src.txt"), t, 0) == 0, "%s", strerror(errno));
+	struct stat st[3];
+	lstat_all("only-src.txt", st, 1);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(mtime_ns(&st[i]), (T0 + 3600) * 1000000000LL + 123456789,
+			     "%s: mtime %lld", side_name[i], (long long)mtime_ns(&st[i]));
+	/* touch -d: mtime only, atime left */
+	struct timespec m[2] = { { 0, UTIME_OMIT }, { T0 - 86400, 0 } };
+	cr_assert(utimensat(AT_FDCWD, M("only-tgt.txt"), m, 0) == 0, "%s", strerror(errno));
+	lstat_all("only-tgt.txt", st, 1);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(mtime_ns(&st[i]), (T0 - 86400) * 1000000000LL, "%s", side_name[i]);
+	/* "now": the very same time on both sides */
+	cr_assert(utimensat(AT_FDCWD, M("dir/t.txt"), NULL, 0) == 0, "%s", strerror(errno));
+	lstat_all("dir/t.txt", st, 1);
+	cr_assert_eq(mtime_ns(&st[0]), mtime_ns(&st[1]), "touch: mtimes %lld and %lld",
+		     (long long)mtime_ns(&st[0]), (long long)mtime_ns(&st[1]));
+	cr_assert(st[0].st_mtim.tv_sec > T0);
+	/* a directory, and a symlink itself */
+	cr_assert(utimensat(AT_FDCWD, M("dir/sub"), t, 0) == 0, "%s", strerror(errno));
+	lstat_all("dir/sub", st, 1);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(mtime_ns(&st[i]), (T0 + 3600) * 1000000000LL + 123456789, "%s",
+			     side_name[i]);
+	cr_assert(symlink("only-src.txt", M("ln")) == 0);
+	cr_assert(utimensat(AT_FDCWD, M("ln"), t, AT_SYMLINK_NOFOLLOW) == 0, "%s", strerror(errno));
+	lstat_all("ln", st, 1);
+	for (int i = 0; i < 2; i++)
+		cr_assert_eq(mtime_ns(&st[i]), (T0 + 3600) * 1000000000LL + 123456789,
+			     "%s: the symlink's own mtime", side_name[i]);
+	lstat_all("only-src.txt", st, 1);
+	cr_assert_eq(mtime_ns(&st[0]), (T0 + 3600) * 1000000000LL + 123456789,
+		     "the symlink's target changed");
+	finish();
+	lstat_all("only-tgt.txt", st, 0);
+	cr_assert_eq(mtime_ns(&st[0]), mtime_ns(&st[1]));
+}
+
+Test(mount, user_xattrs)
+{
+	const char *roots[3] = { env.src, env.tgt, mnt.dir };
+	cr_assert(setxattr(M("only-src.txt"), "user.color", "blue", 4, 0) == 0, "setxattr: %s",
+		  strerror(errno));
+	cr_assert(setxattr(M("dir"), "user.dirattr", "d\0x", 3, 0) == 0, "setxattr on a dir: %s",
+		  strerror(errno));
+	for (int i = 0; i < 3; i++) {
+		char buf[64];
+		ssize_t n = getxattr(P(roots[i], "only-src.txt"), "user.color", buf, sizeof(buf));
+		cr_assert(n == 4 && !memcmp(buf, "blue", 4), "%s: user.color: %zd %s", side_name[i], n,
+			  n < 0 ? strerror(errno) : "");
+		n = getxattr(P(roots[i], "dir"), "user.dirattr", buf, sizeof(buf));
+		cr_assert(n == 3 && !memcmp(buf, "d\0x", 3), "%s: user.dirattr: %zd", side_name[i], n);
+	}
+	/* the size query, and the list */
+	cr_assert_eq(getxattr(M("only-src.txt"), "user.color", NULL, 0), 4);
+	cr_assert(setxattr(M("only-src.txt"), "user.second", "2", 1, 0) == 0);
+	char list[256];
+	ssize_t n = listxattr(M("only-src.txt"), list, sizeof(list));
+	cr_assert(n > 0, "listxattr: %s", strerror(errno));
+	int color = 0, second = 0;
+	for (ssize_t k = 0; k < n; k += strlen(list + k) + 1) {
+		color |= !strcmp(list + k, "user.color");
+		second |= !strcmp(list + k, "user.second");
+	}
+	cr_assert(color && second, "listxattr through the mount misses a name");
+	cr_assert(listxattr(M("only-src.txt"), NULL, 0) >= n);
+	/* flags */
+	cr_assert(setxattr(M("only-src.txt"), "user.color", "red", 3, XATTR_CREATE) < 0 &&
+		  errno == EEXIST, "XATTR_CREATE over an existing attribute: %s", strerror(errno));
+	cr_assert(setxattr(M("only-src.txt"), "user.none", "x", 1, XATTR_REPLACE) < 0 &&
+		  errno == ENODATA, "XATTR_REPLACE of a missing attribute: %s", strerror(errno));
+	cr_assert(setxattr(M("only-src.txt"), "user.color", "red", 3, XATTR_REPLACE) == 0);
+	for (int i = 0; i < 3; i++) {
+		char buf[64];
+		ssize_t k = getxattr(P(roots[i], "only-src.txt"), "user.color", buf, sizeof(buf));
+		cr_assert(k == 3 && !memcmp(buf, "red", 3), "%s: after XATTR_REPLACE", side_name[i]);
+		cr_assert(getxattr(P(roots[i], "only-src.txt"), "user.none", buf, sizeof(buf)) < 0 &&
+			  errno == ENODATA);
+	}
+	/* remove */
+	cr_assert(removexattr(M("only-src.txt"), "user.color") == 0, "%s", strerror(errno));
+	for (int i = 0; i < 3; i++) {
+		char buf[64];
+		cr_assert(getxattr(P(roots[i], "only-src.txt"), "user.color", buf, sizeof(buf)) < 0 &&
+			  errno == ENODATA, "%s: user.color still there", side_name[i]);
+		ssize_t k = getxattr(P(roots[i], "only-src.txt"), "user.second", buf, sizeof(buf));
+		cr_assert(k == 1 && buf[0] == '2', "%s: user.second lost", side_name[i]);
+	}
+	cr_assert(removexattr(M("only-src.txt"), "user.color") < 0 && errno == ENODATA);
+	/* only user.* goes through */
+	cr_assert(setxattr(M("only-src.txt"), "trusted.sbfs-test", "x", 1, 0) < 0,
+		  "a trusted.* attribute was accepted");
+	for (int i = 0; i < 2; i++) {
+		char buf[8];
+		cr_assert(getxattr(P(roots[i], "only-src.txt"), "trusted.sbfs-test", buf, sizeof(buf)) < 0,
+			  "%s: trusted.sbfs-test was set", side_name[i]);
+	}
+	/* through the mount a file created there carries them too */
+	write_str(M("x.txt"), "x\n");
+	cr_assert(setxattr(M("x.txt"), "user.k", "v", 1, 0) == 0);
+	for (int i = 0; i < 2; i++) {
+		char buf[8];
+		cr_assert_eq(getxattr(P(roots[i], "x.txt"), "user.k", buf, sizeof(buf)), 1);
+	}
+	tl_umount(&env, &mnt);
+	expect_state_ok(0);	/* not strict: see xattr_change_is_recorded */
+}
+
+/*
+ * BUG (minor: costs a re-hash, decides nothing wrong): an xattr set through
+ * the mount moves the file's ctime on both sides, but sb_mirror_setxattr
+ * queues no state refresh, so the recorded fingerprints are stale: the next
+ * `sbfs reconcile` hashes the file again and records it ("Done: 1") instead
+ * of "Nothing to do".
+ *   sbfs mount SRC TGT MNT; setfattr -n user.a -v 1 MNT/f; sbfs umount MNT
+ *   sbfs reconcile SRC TGT   -> "Done: 1", expected "Nothing to do".
+ */
+Test(mount, xattr_change_is_recorded)
+{
+	cr_assert(setxattr(M("only-src.txt"), "user.color", "blue", 4, 0) == 0, "setxattr: %s",
+		  strerror(errno));
+	finish();
+}
+
+Test(mount, statfs)
+{
+	struct statvfs m, s;
+	cr_assert(statvfs(mnt.dir, &m) == 0, "statvfs of the mount: %s", strerror(errno));
+	cr_assert(statvfs(env.src, &s) == 0);
+	cr_assert(m.f_bsize > 0 && m.f_frsize > 0 && m.f_blocks > 0);
+	/* both partners live on one file system here */
+	cr_assert_eq(m.f_blocks * m.f_frsize, s.f_blocks * s.f_frsize);
+	cr_assert_eq(m.f_namemax, s.f_namemax);
+	cr_assert(m.f_bavail <= m.f_blocks);
+	struct statvfs sub;
+	cr_assert(statvfs(M("dir/sub"), &sub) == 0, "%s", strerror(errno));
+	finish();
+}
+
+/*
+ * A change that cannot be made on one side: a creation is undone on the
+ * other; another change returns the error and is left to the next
+ * reconcile (README). The target's copy is made immutable to fail it.
+ */
+Test(mount, change_failing_on_one_side)
+{
+	cr_assert(mkdir(M("locked"), 0755) == 0);
+	set_immutable(T("locked"), 1);
+	int fd = open(M("locked/new.txt"), O_WRONLY | O_CREAT | O_EXCL, 0644);
+	cr_assert(fd < 0, "a file was created where the target cannot hold it");
+	cr_assert(errno == EPERM || errno == EACCES, "create: %s", strerror(errno));
+	expect_absent("locked/new.txt", 1);
+	cr_assert(mkdir(M("locked/d"), 0755) < 0);
+	expect_absent("locked/d", 1);
+	cr_assert(symlink("x", M("locked/ln")) < 0);
+	expect_absent("locked/ln", 1);
+	cr_assert(link(M("only-src.txt"), M("locked/hard")) < 0);
+	expect_absent("locked/hard", 1);
+	set_immutable(T("locked"), 0);
+
+	set_immutable(T("only-src.txt"), 1);
+	cr_assert(chmod(M("only-src.txt"), 0600) < 0 && (errno == EPERM || errno == EACCES),
+		  "chmod with the target's copy immutable: %s", strerror(errno));
+	set_immutable(T("only-src.txt"), 0);
+	tl_umount(&env, &mnt);
+	/* whatever was done on the source alone, the next reconcile settles it */
+	struct tl_run r = tl_cmd(&env, "reconcile", NULL);
+	cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+	tl_run_free(&r);
+	struct stat st[3];
+	lstat_all("only-src.txt", st, 0);
+	cr_assert_eq(st[0].st_mode & 07777, st[1].st_mode & 07777);
+	expect_state_current();
+}
+
+/* README: `sbfs reconcile MOUNTPOINT` after editing a partner directly: the
+ * mount does it, and what it changes shows in the mount at once. */
+Test(mount, reconcile_while_mounted)
+{
+	expect_all_str("dir/t.txt", "the target's file in dir\n");	/* now cached */
+	tl_write(env.tgt, "dir/t.txt", "edited on the target directly\n");
+	tl_write(env.src, "outside.txt", "made on the source directly\n");
+	tl_rm(env.src, "dir/sub/deep.txt");
+	struct tl_run r = tl_sbfs_run(&env, NULL, OPTS("status", mnt.dir));
+	cr_assert_eq(r.status, 1, "sbfs status MNT with changes made outside: %d\n%s%s", r.status,
+		     r.out, r.err);
+	tl_run_free(&r);
+	r = tl_sbfs_run(&env, NULL, OPTS("reconcile", mnt.dir));
+	cr_assert_eq(r.status, 0, "sbfs reconcile MNT: %s%s", r.out, r.err);
+	tl_run_free(&r);
+	expect_all_str("dir/t.txt", "edited on the target directly\n");
+	expect_all_str("outside.txt", "made on the source directly\n");
+	expect_absent("dir/sub/deep.txt", 1);
+	r = tl_cmd(&env, "status", NULL);	/* SOURCE TARGET: the mount answers too */
+	cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+	tl_run_free(&r);
+	write_str(M("after.txt"), "after\n");
+	finish();
+}
+
+/* A partnership is mounted once (bad input too). */
+Test(mount, second_mount_is_refused)
+{
+	char *other = tl_join(env.base, "mnt2");
+	cr_assert(mkdir(other, 0755) == 0);
+	struct tl_run r = tl_mount_run(&env, other, NULL);
+	cr_assert_eq(r.status, 2, "a second mount of the partnership: exit %d\n%s%s", r.status,
+		     r.out, r.err);
+	cr_assert(strstr(r.err, mnt.dir), "the refusal does not name where it is mounted: %s", r.err);
+	cr_assert(!tl_mounted(other), "mounted twice");
+	tl_run_free(&r);
+	/* the first one still works */
+	write_str(M("still.txt"), "still\n");
+	expect_all_str("still.txt", "still\n");
+	free(other);
+	finish();
+}
+
+/* ================================================================ 3. the state after a write */
+
+Test(mount, reconcile_after_unmount_has_nothing_to_do)
+{
+	write_str(M("written.txt"), "written through the mount\n");
+	write_str(M("dir/t.txt"), "changed through the mount\n");
+	cr_assert(mkdir(M("d2"), 0755) == 0);
+	write_str(M("d2/f"), "f\n");
+	tl_umount(&env, &mnt);
+	struct tl_run r = tl_cmd(&env, "reconcile", NULL);
+	cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+	cr_assert(strstr(r.out, "Nothing to do"), "reconcile after the unmount:\n%s%s", r.out, r.err);
+	tl_run_free(&r);
+	expect_sides_str("written.txt", "written through the mount\n");
+	expect_sides_str("dir/t.txt", "changed through the mount\n");
+	expect_sides_str("d2/f", "f\n");
+	expect_state_current();
+}
+
+Test(mount, state_current_while_mounted)
+{
+	write_str(M("w.txt"), "while mounted\n");
+	cr_assert(mkdir(M("wd"), 0755) == 0);
+	cr_assert(rename(M("only-src.txt"), M("wd/moved.txt")) == 0);
+	cr_assert(unlink(M("only-tgt.txt")) == 0);
+	int st = tl_status_wait_clean(&env, 2000);
+	cr_assert_eq(st, 0, "sbfs status still exits %d 2 s after the changes (mounted)", st);
+	expect_sides_str("w.txt", "while mounted\n");
+	expect_sides_str("wd/moved.txt", "from the source\n");
+	finish();
+}
+
+/* ================================================================ 8. unmounting */
+
+Test(mount, sbfs_umount)
+{
+	write_str(M("before-umount.txt"), "x\n");
+	struct tl_run r = tl_sbfs_run(&env, NULL, OPTS("umount", mnt.dir));
+	cr_assert_eq(r.status, 0, "sbfs umount: %s%s", r.out, r.err);
+	tl_run_free(&r);
+	tl_umount_wait(&mnt);
+	cr_assert(!tl_mounted(mnt.dir));
+	expect_names(mnt.dir, "");
+	expect_sides_str("before-umount.txt", "x\n");
+	expect_state_current();
+	/* again: nothing is mounted there any more */
+	r = tl_sbfs_run(&env, NULL, OPTS("umount", mnt.dir));
+	cr_assert_neq(r.status, 0, "sbfs umount of a directory not mounted succeeded");
+	cr_assert(strstr(r.err, "not unmounted"), "%s", r.err);
+	tl_run_free(&r);
+	r = tl_sbfs_run(&env, NULL, OPTS("umount"));
+	cr_assert_eq(r.status, 2);
+	tl_run_free(&r);
+}
+
+Test(mount, fusermount_u)
+{
+	write_str(M("before-umount.txt"), "y\n");
+	cr_assert(rename(M("dir"), M("dir-renamed")) == 0);
+	struct tl_proc p;
+	tl_spawn_ex(&p, NULL, "fusermount3", 0, OPTS("-u", mnt.dir));
+	struct tl_run r = tl_proc_wait(&p, 0);
+	cr_assert_eq(r.status, 0, "fusermount3 -u: %s", r.err);
+	tl_run_free(&r);
+	tl_umount_wait(&mnt);
+	expect_sides_str("before-umount.txt", "y\n");
+	expect_sides_str("dir-renamed/t.txt", "the target's file in dir\n");
+	expect_state_current();
+}
+
+/* ================================================================ 6. daemon killed */
+
+#define KW_SIZE (256 * 1024 + 1000)
+#define KW_FILES 25
+#define KW_CHUNK 65536
+#define KW_PAUSED (-1)
+
+static void kw_content(int i, unsigned char *buf)
+{
+	uint64_t x = 0x9E3779B97F4A7C15ULL * (uint64_t)(i + 1);
+	for (size_t k = 0; k < KW_SIZE; k++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		buf[k] = (unsigned char)x;
+	}
+}
+
+/*
+ * The writer (a child process): writes kw/f00000... one after the other,
+ * reporting each number on fd once its close succeeded. After KW_FILES
+ * files it opens one more, writes two chunks of it, reports KW_PAUSED and
+ * waits on go; then goes on until the first error.
+ */
+static void kill_writer(const char *dir, int fd, int go)
+{
+	unsigned char *buf = malloc(KW_SIZE);
+	for (int i = 0;; i++) {
+		char path[4096];
+		snprintf(path, sizeof(path), "%s/kw/f%05d", dir, i);
+		kw_content(i, buf);
+		int f = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		if (f < 0)
+			_exit(0);
+		for (size_t off = 0; off < KW_SIZE;) {
+			size_t n = KW_SIZE - off < KW_CHUNK ? KW_SIZE - off : KW_CHUNK;
+			if (i == KW_FILES && off == 2 * KW_CHUNK) {
+				int p = KW_PAUSED;
+				char c;
+				if (write(fd, &p, sizeof(p)) != sizeof(p) || read(go, &c, 1) < 0)
+					_exit(0);
+			}
+			ssize_t w = write(f, buf + off, n);
+			if (w <= 0)
+				_exit(0);
+			off += w;
+		}
+		if (close(f) < 0)
+			_exit(0);
+		if (write(fd, &i, sizeof(i)) != sizeof(i))
+			_exit(0);
+	}
+}
+
+/*
+ * The daemon killed (SIGKILL) while a writer is busy: KW_FILES files
+ * written and closed one after the other just before (their releases and
+ * state updates possibly still queued), one more open and half written.
+ */
+Test(mount, daemon_killed_while_writing)
+{
+	cr_assert(mkdir(M("kw"), 0755) == 0);
+	int pfd[2], gfd[2];
+	cr_assert(pipe(pfd) == 0 && pipe(gfd) == 0);
+	fflush(NULL);
+	pid_t w = fork();
+	cr_assert(w >= 0);
+	if (w == 0) {
+		close(pfd[0]);
+		close(gfd[1]);
+		kill_writer(mnt.dir, pfd[1], gfd[0]);
+	}
+	close(pfd[1]);
+	close(gfd[0]);
+	int ndone = 0, i;
+	while (read(pfd[0], &i, sizeof(i)) == sizeof(i) && i != KW_PAUSED) {
+		cr_assert_eq(i, ndone, "the writer reported file %d after %d files", i, ndone);
+		ndone++;
+	}
+	cr_assert_eq(i, KW_PAUSED, "the writer stopped early, after %d files", ndone);
+	cr_assert_eq(ndone, KW_FILES);
+	cr_assert(kill(mnt.daemon, SIGKILL) == 0, "kill: %s", strerror(errno));
+	for (int k = 0; k < 500 && !tl_mount_daemon_gone(&mnt); k++)
+		usleep(10000);
+	cr_assert(tl_mount_daemon_gone(&mnt), "the daemon survived SIGKILL?");
+	/* the writer goes on: its writes fail (ENOTCONN), it stops */
+	cr_assert_eq(write(gfd[1], "g", 1), 1);
+	close(gfd[1]);
+	while (read(pfd[0], &i, sizeof(i)) == sizeof(i))
+		cr_assert_fail("the writer closed file %d after the daemon was killed", i);
+	close(pfd[0]);
+	int st;
+	cr_assert_eq(waitpid(w, &st, 0), w);
+
+	/* Written through: the files closed before the kill are whole on both
+	 * sides already, and so is what was written of the open one. */
+	unsigned char *want = malloc(KW_SIZE);
+	const char *roots[2] = { env.src, env.tgt };
+	char rel[64];
+	for (int k = 0; k < KW_FILES; k++) {
+		snprintf(rel, sizeof(rel), "kw/f%05d", k);
+		kw_content(k, want);
+		expect_in(roots, 2, rel, want, KW_SIZE);
+	}
+	snprintf(rel, sizeof(rel), "kw/f%05d", KW_FILES);
+	kw_content(KW_FILES, want);
+	expect_in(roots, 2, rel, want, 2 * KW_CHUNK);
+
+	/* A dead mount: lazily unmounted, then mounted again (its reconcile
+	 * takes up whatever the dead daemon left unrecorded). */
+	cr_assert(tl_mounted(mnt.dir));
+	tl_mount_cleanup(&mnt);
+	cr_assert(!tl_mounted_under(env.base), "still mounted after fusermount3 -u -z");
+	/* the dead mount's control socket is left behind: commands run here */
+	struct tl_run r = tl_cmd(&env, "status", NULL);
+	cr_assert(r.status == 0 || r.status == 1, "sbfs status after the daemon died: exit %d\n%s%s",
+		  r.status, r.out, r.err);
+	tl_run_free(&r);
+	tl_mount(&env, &mnt, NULL);
+	for (int k = 0; k < KW_FILES; k++) {
+		snprintf(rel, sizeof(rel), "kw/f%05d", k);
+		kw_content(k, want);
+		expect_all(rel, want, KW_SIZE);
+	}
+	snprintf(rel, sizeof(rel), "kw/f%05d", KW_FILES);
+	kw_content(KW_FILES, want);
+	expect_all(rel, want, 2 * KW_CHUNK);
+	tl_umount(&env, &mnt);
+	expect_no_conflicts();
+	expect_state_current();
+	free(want);
+}
+
+/*
+ * BUG: the daemon killed while it carries one write out: sb_file_write
+ * writes the source, then the target; a SIGKILL in between (or during the
+ * source's pwrite) leaves the file being written with more on the source
+ * than on the target, neither recorded. The next reconcile (the remount's)
+ * cannot tell which is right and leaves a conflict "changed on both sides"
+ * for a file nobody changed outside the mount, instead of settling it (the
+ * mount always writes the source first: the source's version is the later).
+ *   sbfs mount SRC TGT MNT; dd if=/dev/urandom of=MNT/big bs=1M count=2000 &
+ *   kill -9 <daemon> while it runs; fusermount3 -u -z MNT
+ *   (repeat until SRC/big and TGT/big differ in size)
+ *   sbfs mount SRC TGT MNT; sbfs umount MNT; sbfs conflicts SRC TGT
+ *   expected: no conflict, big equal on both sides; actual: big in conflict.
+ * The kill cannot be placed exactly: up to 30 attempts until the sides
+ * differ (most attempts do); if none does, the test checks nothing more.
+ */
+Test(mount, daemon_killed_in_the_middle_of_a_write, .disabled = true)
+{
+	static char chunk[MIB];
+	fill_random(chunk, sizeof(chunk));
+	int diverged = 0;
+	for (int attempt = 0; attempt < 30 && !diverged; attempt++) {
+		char rel[64];
+		snprintf(rel, sizeof(rel), "big%02d", attempt);
+		const char *mp = M(rel);
+		fflush(NULL);
+		pid_t w = fork();
+		cr_assert(w >= 0);
+		if (w == 0) {
+			int f = open(mp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+			for (int k = 0; f >= 0 && k < 2000; k++)
+				if (write(f, chunk, sizeof(chunk)) != (ssize_t)sizeof(chunk))
+					_exit(0);
+			_exit(0);
+		}
+		struct stat x;
+		for (int k = 0; k < 1000; k++) {
+			if (stat(S(rel), &x) == 0 && x.st_size >= 4 * MIB + attempt * 100000)
+				break;
+			usleep(1000);
+		}
+		cr_assert(kill(mnt.daemon, SIGKILL) == 0);
+		int st;
+		cr_assert_eq(waitpid(w, &st, 0), w);
+		for (int k = 0; k < 500 && !tl_mount_daemon_gone(&mnt); k++)
+			usleep(10000);
+		tl_mount_cleanup(&mnt);
+		struct stat a, b;
+		cr_assert(stat(S(rel), &a) == 0);
+		diverged = stat(T(rel), &b) < 0 || a.st_size != b.st_size;
+		if (diverged)
+			cr_log_info("attempt %d: %s has %lld bytes on the source, %lld on the target",
+				    attempt, rel, (long long)a.st_size, (long long)b.st_size);
+		tl_mount(&env, &mnt, NULL);
+	}
+	tl_umount(&env, &mnt);
+	struct tl_run r = tl_cmd(&env, "conflicts", NULL);
+	cr_assert_eq(r.status, 0, "after the remount:\n%s", r.out);
+	tl_run_free(&r);
+	expect_state_current();
+}
+
+/* ================================================================ 4. conflicts */
+
+static void reconcile_ok(void)
+{
+	struct tl_run r = tl_cmd(&env, "reconcile", NULL);
+	cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+	tl_run_free(&r);
+}
+
+#define V_SRC "the source's version\n"
+#define V_TGT "the target's version, a longer one\n"
+
+/* doc.txt changed differently on both sides since the last sync. */
+static void setup_conflict(void)
+{
+	setup_env();
+	tl_write(env.src, "doc.txt", "original\n");
+	tl_write(env.src, "keep.txt", "unrelated\n");
+	tl_write(env.src, "sub/inner.txt", "inner original\n");
+	reconcile_ok();
+	tl_write(env.src, "doc.txt", V_SRC);
+	tl_write(env.tgt, "doc.txt", V_TGT);
+	tl_set_mtime(env.src, "doc.txt", T0);
+	tl_set_mtime(env.tgt, "doc.txt", T0 + 10);
+	tl_mount(&env, &mnt, NULL);
+	struct tl_run r = tl_cmd(&env, "conflicts", NULL);
+	cr_assert_eq(r.status, 1, "the mount's reconcile should have left doc.txt in conflict:\n%s",
+		     r.out);
+	cr_assert(strstr(r.out, "doc.txt"));
+	tl_run_free(&r);
+}
+
+TestSuite(mount_conflict, .init = setup_conflict, .fini = teardown, .timeout = 60);
+
+Test(mount_conflict, view_shows_both_versions)
+{
+	expect_names(mnt.dir, "doc.txt.conflict-source doc.txt.conflict-target keep.txt sub");
+	struct stat st;
+	cr_assert(lstat(M("doc.txt"), &st) < 0 && errno == ENOENT,
+		  "the conflicted name itself should not show");
+	char *s = tl_read(mnt.dir, "doc.txt.conflict-source"), *t = tl_read(mnt.dir, "doc.txt.conflict-target");
+	cr_assert(s && t, "cannot read the conflict entries");
+	cr_assert_str_eq(s, V_SRC);
+	cr_assert_str_eq(t, V_TGT);
+	free(s);
+	free(t);
+	cr_assert(stat(M("doc.txt.conflict-target"), &st) == 0);
+	cr_assert_eq(st.st_size, (off_t)strlen(V_TGT));
+	cr_assert_eq(st.st_mtim.tv_sec, T0 + 10);
+	/* other names are not affected */
+	cr_assert(lstat(M("keep.txt.conflict-source"), &st) < 0 && errno == ENOENT);
+	expect_all_str("keep.txt", "unrelated\n");
+	/* the partners are untouched */
+	char *a = tl_read(env.src, "doc.txt"), *b = tl_read(env.tgt, "doc.txt");
+	cr_assert_str_eq(a, V_SRC);
+	cr_assert_str_eq(b, V_TGT);
+	free(a);
+	free(b);
+	cr_assert(!tl_exists(env.src, "doc.txt.conflict-source") &&
+		  !tl_exists(env.tgt, "doc.txt.conflict-target"));
+	tl_umount(&env, &mnt);
+	struct tl_run r = tl_cmd(&env, "conflicts", NULL);
+	cr_assert_eq(r.status, 1, "the conflict should still be recorded");
+	tl_run_free(&r);
+}
+
+static void expect_resolved(const char *name_content)
+{
+	expect_names(mnt.dir, "doc.txt keep.txt sub");
+	expect_all_str("doc.txt", name_content);
+	tl_umount(&env, &mnt);
+	expect_no_conflicts();
+	expect_sides_str("doc.txt", name_content);
+	expect_state_current();
+}
+
+Test(mount_conflict, delete_source_entry_target_wins)
+{
+	cr_assert(unlink(M("doc.txt.conflict-source")) == 0, "%s", strerror(errno));
+	expect_resolved(V_TGT);
+}
+
+Test(mount_conflict, delete_target_entry_source_wins)
+{
+	cr_assert(unlink(M("doc.txt.conflict-target")) == 0, "%s", strerror(errno));
+	expect_resolved(V_SRC);
+}
+
+Test(mount_conflict, rename_target_entry_to_name_target_wins)
+{
+	cr_assert(rename(M("doc.txt.conflict-target"), M("doc.txt")) == 0, "%s", strerror(errno));
+	expect_resolved(V_TGT);
+}
+
+Test(mount_conflict, rename_source_entry_to_name_source_wins)
+{
+	cr_assert(rename(M("doc.txt.conflict-source"), M("doc.txt")) == 0, "%s", strerror(errno));
+	expect_resolved(V_SRC);
+}
+
+Test(mount_conflict, rename_source_entry_elsewhere_keeps_both)
+{
+	cr_assert(rename(M("doc.txt.conflict-source"), M("other.txt")) == 0, "%s", strerror(errno));
+	expect_names(mnt.dir, "doc.txt keep.txt other.txt sub");
+	expect_all_str("other.txt", V_SRC);
+	expect_all_str("doc.txt", V_TGT);
+	tl_umount(&env, &mnt);
+	expect_no_conflicts();
+	expect_sides_str("other.txt", V_SRC);
+	expect_sides_str("doc.txt", V_TGT);
+	expect_state_current();
+}
+
+/* README: writing to a conflict entry changes that side only. */
+Test(mount_conflict, writing_to_an_entry_changes_that_side_only)
+{
+	write_str(M("doc.txt.conflict-target"), "the target, edited in the mount\n");
+	char *s = tl_read(env.src, "doc.txt"), *t = tl_read(env.tgt, "doc.txt");
+	cr_assert_str_eq(s, V_SRC);
+	cr_assert_str_eq(t, "the target, edited in the mount\n");
+	free(s);
+	free(t);
+	expect_names(mnt.dir, "doc.txt.conflict-source doc.txt.conflict-target keep.txt sub");
+	s = tl_read(mnt.dir, "doc.txt.conflict-target");
+	cr_assert_str_eq(s, "the target, edited in the mount\n");
+	free(s);
+	/* then resolved: that edited version wins */
+	cr_assert(unlink(M("doc.txt.conflict-source")) == 0, "%s", strerror(errno));
+	expect_resolved("the target, edited in the mount\n");
+}
+
+/*
+ * README: a real file named NAME.conflict-source beside a conflicted NAME:
+ * the conflict entry takes the name in the view; the real file is
+ * untouched and shows again once the conflict is resolved.
+ */
+Test(mount_conflict, real_file_named_like_a_conflict_entry)
+{
+	tl_write(env.src, "doc.txt.conflict-source", "a real file\n");
+	tl_write(env.tgt, "doc.txt.conflict-source", "a real file\n");
+	expect_names(mnt.dir, "doc.txt.conflict-source doc.txt.conflict-target keep.txt sub");
+	char *s = tl_read(mnt.dir, "doc.txt.conflict-source");
+	cr_assert_str_eq(s, V_SRC, "the conflict entry should take the name");
+	free(s);
+	cr_assert(unlink(M("doc.txt.conflict-target")) == 0, "%s", strerror(errno));
+	expect_names(mnt.dir, "doc.txt doc.txt.conflict-source keep.txt sub");
+	expect_all_str("doc.txt", V_SRC);
+	expect_all_str("doc.txt.conflict-source", "a real file\n");
+	tl_umount(&env, &mnt);
+	expect_no_conflicts();
+	struct tl_run r = tl_cmd(&env, "reconcile", NULL);	/* records the real file */
+	cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+	tl_run_free(&r);
+	expect_state_current();
+}
+
+/* md.txt: modified on the source, deleted on the target; sub/dm.txt:
+ * deleted on the source, modified on the target. */
+static void setup_modified_deleted(void)
+{
+	setup_env();
+	tl_write(env.src, "md.txt", "md original\n");
+	tl_write(env.src, "sub/dm.txt", "dm original\n");
+	tl_write(env.src, "keep.txt", "unrelated\n");
+	reconcile_ok();
+	tl_write(env.src, "md.txt", "md modified on the source\n");
+	tl_rm(env.tgt, "md.txt");
+	tl_rm(env.src, "sub/dm.txt");
+	tl_write(env.tgt, "sub/dm.txt", "dm modified on the target\n");
+	tl_mount(&env, &mnt, NULL);
+	struct tl_run r = tl_cmd(&env, "conflicts", NULL);
+	cr_assert_eq(r.status, 1, "md.txt and dm.txt should be in conflict:\n%s", r.out);
+	tl_run_free(&r);
+}
+
+TestSuite(mount_deleted, .init = setup_modified_deleted, .fini = teardown, .timeout = 60);
+
+Test(mount_deleted, modified_vs_deleted_shows_one_entry)
+{
+	expect_names(mnt.dir, "keep.txt md.txt.conflict-source sub");
+	expect_names(M("sub"), "dm.txt.conflict-target");
+	struct stat st;
+	cr_assert(lstat(M("md.txt"), &st) < 0 && errno == ENOENT);
+	cr_assert(lstat(M("md.txt.conflict-target"), &st) < 0 && errno == ENOENT,
+		  "the deleted side's entry should not exist");
+	cr_assert(lstat(M("sub/dm.txt.conflict-source"), &st) < 0 && errno == ENOENT);
+	cr_assert(lstat(M("sub/dm.txt"), &st) < 0 && errno == ENOENT);
+	char *s = tl_read(mnt.dir, "md.txt.conflict-source"), *t = tl_read(mnt.dir, "sub/dm.txt.conflict-target");
+	cr_assert(s && t);
+	cr_assert_str_eq(s, "md modified on the source\n");
+	cr_assert_str_eq(t, "dm modified on the target\n");
+	free(s);
+	free(t);
+
+	/* Deleting md.txt.conflict-source: the target (its deletion) wins. */
+	cr_assert(unlink(M("md.txt.conflict-source")) == 0, "%s", strerror(errno));
+	expect_absent("md.txt", 1);
+	expect_absent("md.txt.conflict-source", 1);
+	/* Renaming dm.txt.conflict-target to dm.txt: the target's version wins. */
+	cr_assert(rename(M("sub/dm.txt.conflict-target"), M("sub/dm.txt")) == 0, "%s",
+		  strerror(errno));
+	expect_all_str("sub/dm.txt", "dm modified on the target\n");
+	expect_names(mnt.dir, "keep.txt sub");
+	expect_names(M("sub"), "dm.txt");
+	tl_umount(&env, &mnt);
+	expect_no_conflicts();
+	expect_absent("md.txt", 0);
+	expect_sides_str("sub/dm.txt", "dm modified on the target\n");
+	expect_state_current();
+}
+
+/* ================================================================ 7. allow_other */
+
+static void setup_allow_other(void)
+{
+	setup_env();
+	/* the way to the mount point must be open to the other user */
+	cr_assert(chmod(env.base, 0755) == 0);
+	tl_write(env.src, "rootfile", "root's file\n");
+	tl_mount(&env, &mnt, OPTS("-o", "allow_other"));
+}
+
+TestSuite(mount_other, .init = setup_allow_other, .fini = teardown, .timeout = 60);
+
+/* In a child as uid/gid 65534; returns "" or what went wrong. */
+static char *as_nobody(const char *mntdir)
+{
+	int pfd[2];
+	cr_assert(pipe(pfd) == 0);
+	fflush(NULL);
+	pid_t pid = fork();
+	cr_assert(pid >= 0);
+	if (pid == 0) {
+		char msg[512] = "";
+		char p[4096];
+		int fd;
+		close(pfd[0]);
+		if (setgroups(0, NULL) < 0 || setgid(NOBODY) < 0 || setuid(NOBODY) < 0) {
+			snprintf(msg, sizeof(msg), "cannot become %d: %s", NOBODY, strerror(errno));
+			goto out;
+		}
+		umask(022);
+		snprintf(p, sizeof(p), "%s/pub/by-nobody", mntdir);
+		if (mkdir(p, 0755) < 0) {
+			snprintf(msg, sizeof(msg), "mkdir pub/by-nobody: %s", strerror(errno));
+			goto out;
+		}
+		snprintf(p, sizeof(p), "%s/pub/by-nobody.txt", mntdir);
+		fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0644);
+		if (fd < 0 || write(fd, "nobody's\n", 9) != 9 || close(fd) < 0) {
+			snprintf(msg, sizeof(msg), "create pub/by-nobody.txt: %s", strerror(errno));
+			goto out;
+		}
+		snprintf(p, sizeof(p), "%s/pub/by-nobody/inner.txt", mntdir);
+		fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
+		if (fd < 0 || close(fd) < 0) {
+			snprintf(msg, sizeof(msg), "create pub/by-nobody/inner.txt: %s", strerror(errno));
+			goto out;
+		}
+		snprintf(p, sizeof(p), "%s/rootfile", mntdir);
+		fd = open(p, O_WRONLY);
+		if (fd >= 0 || errno != EACCES) {
+			snprintf(msg, sizeof(msg), "open rootfile for writing: %s",
+				 fd >= 0 ? "allowed" : strerror(errno));
+			goto out;
+		}
+		if (truncate(p, 0) == 0 || errno != EACCES) {
+			snprintf(msg, sizeof(msg), "truncate rootfile: %s", strerror(errno));
+			goto out;
+		}
+		if (chmod(p, 0666) == 0 || errno != EPERM) {
+			snprintf(msg, sizeof(msg), "chmod rootfile: %s", strerror(errno));
+			goto out;
+		}
+		fd = open(p, O_RDONLY);
+		if (fd < 0) {
+			snprintf(msg, sizeof(msg), "open rootfile for reading: %s", strerror(errno));
+			goto out;
+		}
+		close(fd);
+		if (unlink(p) == 0 || errno != EACCES) {
+			snprintf(msg, sizeof(msg), "unlink rootfile in a root-owned 0755 directory: %s",
+				 strerror(errno));
+			goto out;
+		}
+		snprintf(p, sizeof(p), "%s/not-mine.txt", mntdir);
+		fd = open(p, O_WRONLY | O_CREAT, 0644);
+		if (fd >= 0 || errno != EACCES) {
+			snprintf(msg, sizeof(msg), "create in the root-owned root: %s",
+				 fd >= 0 ? "allowed" : strerror(errno));
+			goto out;
+		}
+out:
+		if (write(pfd[1], msg, strlen(msg)) < 0)
+			_exit(2);
+		_exit(0);
+	}
+	close(pfd[1]);
+	char *msg = calloc(1, 600);
+	size_t n = 0;
+	ssize_t r;
+	while ((r = read(pfd[0], msg + n, 599 - n)) > 0)
+		n += r;
+	close(pfd[0]);
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the child as nobody failed: %d", st);
+	return msg;
+}
+
+Test(mount_other, non_root_user_in_allow_other_mount)
+{
+	cr_assert(mkdir(M("pub"), 0777) == 0, "%s", strerror(errno));
+	cr_assert(chmod(M("pub"), 01777) == 0, "%s", strerror(errno));
+	struct stat st[3];
+	lstat_all("pub", st, 1);
+	for (int i = 0; i < 3; i++)
+		cr_assert(S_ISDIR(st[i].st_mode) && (st[i].st_mode & 07777) == 01777,
+			  "%s: pub has mode %o", side_name[i], st[i].st_mode);
+
+	char *msg = as_nobody(mnt.dir);
+	cr_assert_str_empty(msg, "as uid %d: %s", NOBODY, msg);
+	free(msg);
+
+	const char *made[] = { "pub/by-nobody", "pub/by-nobody.txt", "pub/by-nobody/inner.txt" };
+	for (size_t k = 0; k < 3; k++) {
+		lstat_all(made[k], st, 1);
+		for (int i = 0; i < 3; i++)
+			cr_assert(st[i].st_uid == NOBODY && st[i].st_gid == NOBODY,
+				  "%s: %s is owned by %u:%u, not %d:%d", side_name[i], made[k],
+				  st[i].st_uid, st[i].st_gid, NOBODY, NOBODY);
+	}
+	lstat_all("pub/by-nobody", st, 0);
+	cr_assert_eq(st[0].st_mode & 07777, 0755);
+	cr_assert_eq(st[1].st_mode & 07777, 0755);
+	lstat_all("pub/by-nobody/inner.txt", st, 0);
+	cr_assert_eq(st[0].st_mode & 07777, 0600);
+	cr_assert_eq(st[1].st_mode & 07777, 0600);
+	expect_all_str("pub/by-nobody.txt", "nobody's\n");
+	expect_all_str("rootfile", "root's file\n");
+	lstat_all("rootfile", st, 1);
+	for (int i = 0; i < 3; i++)
+		cr_assert(st[i].st_uid == 0 && (st[i].st_mode & 07777) == 0644);
+	finish();
+}
+
+/* ================================================================ 5. bad input */
+
+static void teardown_input(void)
+{
+	/* should any of the refused mounts have happened after all */
+	if (env.base) {
+		for (int k = 0; k < 3 && tl_mounted_under(env.base); k++) {
+			const char *dirs[] = { env.base, S("mnt"), T("mnt"), P(env.base, "mnt") };
+			for (size_t i = 0; i < 4; i++) {
+				if (!tl_mounted(dirs[i]))
+					continue;
+				struct tl_proc p;
+				tl_spawn_ex(&p, NULL, "fusermount3", 0, OPTS("-u", "-z", dirs[i]));
+				struct tl_run r = tl_proc_wait(&p, 0);
+				tl_run_free(&r);
+			}
+		}
+	}
+	tl_env_fini(&env);
+}
+
+TestSuite(mount_input, .init = setup_env, .fini = teardown_input, .timeout = 60);
+
+static void expect_refused(struct tl_run *r, const char *what, const char *mp)
+{
+	cr_assert_eq(r->status, 2, "%s: exit %d, 2 expected:\n%s%s", what, r->status, r->out, r->err);
+	cr_assert(r->errlen > 0, "%s: no error message", what);
+	cr_assert(!tl_mounted_under(env.base), "%s: something got mounted", what);
+	if (mp)
+		cr_assert(!tl_mounted(mp), "%s: %s got mounted", what, mp);
+	tl_run_free(r);
+}
+
+Test(mount_input, mount_point_inside_a_partner)
+{
+	tl_write(env.src, "a.txt", "a\n");
+	tl_mkdir(env.src, "mnt");
+	tl_mkdir(env.tgt, "deeper/mnt");
+	struct tl_run r = tl_mount_run(&env, S("mnt"), NULL);
+	cr_assert(strstr(r.err, "must not contain"), "%s", r.err);
+	expect_refused(&r, "mount point inside the source", S("mnt"));
+	r = tl_mount_run(&env, T("deeper/mnt"), NULL);
+	expect_refused(&r, "mount point inside the target", T("deeper/mnt"));
+	/* the mount point given as the source itself */
+	r = tl_mount_run(&env, env.src, NULL);
+	expect_refused(&r, "mount point = the source", env.src);
+	/* refused before the reconcile: nothing was copied */
+	cr_assert(!tl_exists(env.tgt, "a.txt") && !tl_exists(env.tgt, "mnt"),
+		  "a refused mount synchronised the partners");
+	cr_assert(!tl_exists(env.src, "deeper"));
+}
+
+Test(mount_input, partner_inside_the_mount_point)
+{
+	tl_write(env.src, "a.txt", "a\n");
+	struct tl_run r = tl_mount_run(&env, env.base, NULL);
+	cr_assert(strstr(r.err, "must not contain"), "%s", r.err);
+	expect_refused(&r, "mount point containing both partners", env.base);
+	/* the root directory contains everything */
+	r = tl_mount_run(&env, "/", NULL);
+	expect_refused(&r, "mount point /", NULL);
+	cr_assert(!tl_exists(env.tgt, "a.txt"), "a refused mount synchronised the partners");
+}
+
+Test(mount_input, missing_or_bad_arguments)
+{
+	tl_mkdir(env.base, "mnt");
+	const char *mp = P(env.base, "mnt");
+	char *missing = tl_join(env.base, "no-such-source");
+	struct tl_run r = tl_sbfs_run(&env, NULL, OPTS("mount", missing, env.tgt, mp));
+	expect_refused(&r, "missing source", mp);
+	r = tl_sbfs_run(&env, NULL, OPTS("mount", env.src, missing, mp));
+	expect_refused(&r, "missing target", mp);
+	r = tl_mount_run(&env, missing, NULL);
+	expect_refused(&r, "missing mount point", NULL);
+	tl_write(env.base, "a-file", "x");
+	r = tl_mount_run(&env, P(env.base, "a-file"), NULL);
+	expect_refused(&r, "mount point is a file", NULL);
+	r = tl_sbfs_run(&env, NULL, OPTS("mount", env.src, env.tgt));
+	expect_refused(&r, "two operands", NULL);
+	r = tl_sbfs_run(&env, NULL, OPTS("mount", env.src, env.src, mp));
+	expect_refused(&r, "source = target", mp);
+	r = tl_mount_run(&env, mp, OPTS("-o", "no_such_fuse_option_xyz"));
+	expect_refused(&r, "unknown mount option", mp);
+	free(missing);
+	/* nothing holds the partnership: a reconcile runs at once */
+	tl_write(env.src, "after.txt", "after\n");
+	r = tl_cmd(&env, "reconcile", NULL);
+	cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+	cr_assert(!strstr(r.err, "waiting"), "a refused mount left a process holding the lock");
+	tl_run_free(&r);
+}
