@@ -39,6 +39,7 @@ struct apply {
 	size_t nfollow;
 	uint8_t *buf;
 	struct sb_sha *sha;
+	int dirty[2];		/* side written since the last commit */
 	pid_t pid_self;
 	uid_t euid;
 	gid_t egid;
@@ -288,9 +289,10 @@ static int copy_file(struct apply *a, int sfd, const char *name,
 		goto out;
 	if ((ret = set_meta_fd(a, out, s)) < 0)
 		goto out;
-	/* Start writeback now, so the syncfs before the next commit finds
-	 * little left to write and the I/O overlaps the rest of the copy. */
-	if (total)
+	/* Start writeback of a large file now, so the syncfs before the next
+	 * commit finds little left to write and the I/O overlaps the rest of
+	 * the copy (for small files the call costs more than it saves). */
+	if (total >= COPY_BUF)
 		sync_file_range(out, 0, 0, SYNC_FILE_RANGE_WRITE);
 	ret = close(out) < 0 ? -errno : 0;
 	out = -1;
@@ -606,12 +608,26 @@ static int do_keep_both(struct apply *a, const struct sb_pitem *it,
 
 /* ------------------------------------------------------------ batches */
 
+/* Data first, then the state that vouches for it: each file system that
+ * was written is synced, once, before the commit. */
+int sb_sync_written(struct sb_pship *p, const int dirty[2])
+{
+	struct stat st[2];
+	int same = fstat(p->rootfd[0], &st[0]) == 0 && fstat(p->rootfd[1], &st[1]) == 0 &&
+		   st[0].st_dev == st[1].st_dev;
+	for (int i = 0; i < 2; i++) {
+		if (!dirty[i] || (i == 1 && same && dirty[0]))
+			continue;
+		if (syncfs(p->rootfd[i]) < 0)
+			return -errno;
+	}
+	return 0;
+}
+
 static int commit(struct apply *a, int reopen)
 {
-	int ret = 0;
-	/* Data first, then the state that vouches for it. */
-	if (syncfs(a->p->rootfd[0]) < 0 || syncfs(a->p->rootfd[1]) < 0)
-		ret = -errno;
+	int ret = sb_sync_written(a->p, a->dirty);
+	a->dirty[0] = a->dirty[1] = 0;
 	if (ret == 0)
 		ret = sb_txn_commit(a->txn);
 	else
@@ -724,6 +740,9 @@ int sb_plan_apply(struct sb_pship *p, struct sb_plan *plan,
 		uint8_t sha[SB_SHA_LEN];
 		int logsha = 0;
 		int err = apply_item(&a, &it, path, sha, &logsha);
+		if (it.op != SB_OP_RECORD && it.op != SB_OP_FORGET && it.op != SB_OP_CONFLICT &&
+		    it.op != SB_OP_SKIP)
+			a.dirty[it.op == SB_OP_KEEP_BOTH ? 1 : it.to] = 1;
 		if (err == -ENOMEM) {
 			ret = err;
 			goto out;

@@ -55,6 +55,10 @@ void sb_scan_from_stat(struct sb_scan *s, const struct stat *st);
 int sb_fp_equal(const struct sb_fp *a, const struct sb_fp *b);
 int sb_type_of_mode(mode_t m);
 
+/* apply.c: syncs each file system written (dirty[side]), once, so a
+ * commit that follows never vouches for data a crash could lose. */
+int sb_sync_written(struct sb_pship *p, const int dirty[2]);
+
 /* plan.c, for apply.c */
 int sb_plan_next_raw(struct sb_plan *plan, struct sb_pitem *it, const char **path);
 int sb_plan_is_full(const struct sb_plan *plan);

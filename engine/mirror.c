@@ -382,8 +382,8 @@ static uint64_t rec_batch(struct sb_mirror *m)
 	pthread_mutex_unlock(&m->mu);
 	if (!list)
 		return 0;
-	syncfs(m->p->rootfd[0]);
-	syncfs(m->p->rootfd[1]);
+	static const int both[2] = { 1, 1 };
+	sb_sync_written(m->p, both);
 	int ret = sb_state_begin(m->p->state, 0, &t);
 	/* In order, as it happened; a refresh reads its entry where it now is
 	 * and writes the record where the history has it, for later renames
