@@ -23,6 +23,11 @@
 
 #include "core.h"
 
+/* The view's inode numbers: the source's own, or the target's with the top
+ * bit set where only the target has the entry; stable across renames and
+ * remounts, distinct between the sides. */
+#define SB_VIEW_INO(ino, side) ((side) == SB_TGT ? (ino) | (1ULL << 63) : (ino))
+
 #define SUF_SRC ".conflict-source"
 #define SUF_TGT ".conflict-target"
 
@@ -598,6 +603,8 @@ static int sb_mirror_getattr_impl(struct sb_mirror *m, const char *path, struct 
 	if ((ret = map(m, path, &rel, &side)) < 0)
 		return ret;
 	ret = find_side(m, rel, side, &dfd, &base, st);
+	if (ret == SB_TGT)
+		st->st_ino = SB_VIEW_INO(st->st_ino, SB_TGT);
 	if (dfd >= 0)
 		close(dfd);
 	free(rel);
@@ -638,7 +645,7 @@ static int cmp_str(const void *a, const void *b)
 }
 
 static int sb_mirror_readdir_impl(struct sb_mirror *m, const char *path,
-		      int (*fill)(void *arg, const char *name, unsigned char type),
+		      int (*fill)(void *arg, const char *name, unsigned char type, uint64_t ino),
 		      void *arg)
 {
 	struct dlist l = { 0 };
@@ -684,15 +691,17 @@ static int sb_mirror_readdir_impl(struct sb_mirror *m, const char *path,
 			}
 			/* [side bit] name NUL [d_type]: sorts by side, then name */
 			size_t nl = strlen(n);
-			char *e = malloc(nl + 3);
+			char *e = malloc(nl + 3 + sizeof(uint64_t));
 			if (!e) {
 				ret = -ENOMEM;
 				closedir(d);
 				goto out;
 			}
+			uint64_t ino = SB_VIEW_INO((uint64_t)de->d_ino, i);
 			e[0] = (char)(1 << i);
 			memcpy(e + 1, n, nl + 1);
 			e[nl + 2] = (char)de->d_type;
+			memcpy(e + nl + 3, &ino, sizeof(ino));
 			l.v[l.n++] = e;
 		}
 		closedir(d);
@@ -725,17 +734,21 @@ static int sb_mirror_readdir_impl(struct sb_mirror *m, const char *path,
 		const char *name = c <= 0 ? x : y;
 		size_t nl = strlen(name);
 		unsigned char type = (unsigned char)name[nl + 1];
+		uint64_t ino;
+		memcpy(&ino, name + nl + 2, sizeof(ino));
 		int has0 = c <= 0, has1 = c >= 0;
 		memcpy(full + plen, name, nl);
 		if (m->nconf && side < 0 && in_conflict(m, full, plen + nl)) {
 			char alt[300];
 			if (has0) {
 				snprintf(alt, sizeof(alt), "%s%s", name, SUF_SRC);
-				ret = fill(arg, alt, type);
+				ret = fill(arg, alt, type, ino);
 			}
 			if (ret == 0 && has1) {
 				snprintf(alt, sizeof(alt), "%s%s", name, SUF_TGT);
-				ret = fill(arg, alt, (unsigned char)y[strlen(y) + 1]);
+				uint64_t yino;
+				memcpy(&yino, y + strlen(y) + 2, sizeof(yino));
+				ret = fill(arg, alt, (unsigned char)y[strlen(y) + 1], yino);
 			}
 		} else if (m->nconf && side < 0 &&
 			   ((ends_with(full, plen + nl, SUF_SRC, sizeof(SUF_SRC) - 1) &&
@@ -745,7 +758,7 @@ static int sb_mirror_readdir_impl(struct sb_mirror *m, const char *path,
 			/* a real NAME.conflict-x beside a conflicted NAME: the
 			 * conflict entry has the name until it is resolved */
 		} else {
-			ret = fill(arg, name, type);
+			ret = fill(arg, name, type, ino);
 		}
 		if (c <= 0)
 			a++;
@@ -1585,7 +1598,7 @@ int sb_file_open(struct sb_mirror *m, const char *path, int flags, int create,
 }
 
 int sb_mirror_readdir(struct sb_mirror *m, const char *path,
-		      int (*fill)(void *arg, const char *name, unsigned char type),
+		      int (*fill)(void *arg, const char *name, unsigned char type, uint64_t ino),
 		      void *arg)
 {
 	SHARED(m);

@@ -240,9 +240,11 @@ int sb_mirror_exclusive(struct sb_mirror *m, int begin);
 
 int sb_mirror_getattr(struct sb_mirror *m, const char *path, struct stat *st);
 int sb_mirror_readlink(struct sb_mirror *m, const char *path, char *buf, size_t size);
-/* Calls fill for each name (with its d_type); a non-zero return stops. */
+/* Calls fill for each name with its d_type and the view's inode number (the
+ * one getattr gives); a non-zero return stops. */
 int sb_mirror_readdir(struct sb_mirror *m, const char *path,
-		      int (*fill)(void *arg, const char *name, unsigned char type),
+		      int (*fill)(void *arg, const char *name, unsigned char type,
+				  uint64_t ino),
 		      void *arg);
 int sb_mirror_mkdir(struct sb_mirror *m, const char *path, unsigned mode,
 		    unsigned uid, unsigned gid);

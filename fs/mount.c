@@ -42,6 +42,9 @@ static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	conn->max_readahead = 1 << 20;
 	/* Deleting an open file must delete it on both sides, not hide it. */
 	cfg->hard_remove = 1;
+	/* The partners' own inode numbers (see SB_VIEW_INO): stable. */
+	cfg->use_ino = 1;
+	cfg->readdir_ino = 1;
 	/* Short caches: edits made outside show after a reconcile. */
 	cfg->entry_timeout = 1.0;
 	cfg->attr_timeout = 1.0;
@@ -65,10 +68,10 @@ struct fill_ctx {
 	fuse_fill_dir_t filler;
 };
 
-static int fill_one(void *arg, const char *name, unsigned char type)
+static int fill_one(void *arg, const char *name, unsigned char type, uint64_t ino)
 {
 	struct fill_ctx *c = arg;
-	struct stat st = { .st_mode = (mode_t)DTTOIF(type) };
+	struct stat st = { .st_mode = (mode_t)DTTOIF(type), .st_ino = ino };
 	return c->filler(c->buf, name, &st, 0, 0);
 }
 
