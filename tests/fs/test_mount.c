@@ -801,6 +801,37 @@ Test(mount, mkdir_rmdir_unlink)
 	finish();
 }
 
+/* Inode numbers are the partners' own: stable across a rename and a
+ * remount, and the same in a directory listing as in stat. */
+Test(mount, stable_inode_numbers)
+{
+	struct stat st, st2;
+	cr_assert(mkdir(M("idir"), 0755) == 0);
+	write_str(M("idir/f"), "x\n");
+	cr_assert(stat(M("idir/f"), &st) == 0);
+	cr_assert(stat(S("idir/f"), &st2) == 0);
+	cr_assert_eq(st.st_ino, st2.st_ino, "the source's inode number");
+	cr_assert(rename(M("idir/f"), M("idir/g")) == 0);
+	cr_assert(stat(M("idir/g"), &st2) == 0);
+	cr_assert_eq(st.st_ino, st2.st_ino, "changed by a rename");
+	DIR *d = opendir(M("idir"));
+	struct dirent *de;
+	int seen = 0;
+	while (d && (de = readdir(d)))
+		if (!strcmp(de->d_name, "g")) {
+			cr_assert_eq(de->d_ino, st.st_ino, "readdir and stat disagree");
+			seen = 1;
+		}
+	if (d)
+		closedir(d);
+	cr_assert(seen);
+	tl_umount(&env, &mnt);
+	tl_mount(&env, &mnt, NULL);
+	cr_assert(stat(M("idir/g"), &st2) == 0);
+	cr_assert_eq(st.st_ino, st2.st_ino, "changed by a remount");
+	finish();
+}
+
 Test(mount, rename)
 {
 	/* a file */
