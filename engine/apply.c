@@ -40,6 +40,7 @@ struct apply {
 	uint8_t *buf;
 	struct sb_sha *sha;
 	int dirty[2];		/* side written since the last commit */
+	int no_tmpfile;		/* O_TMPFILE + linkat failed here once */
 	pid_t pid_self;
 	uid_t euid;
 	gid_t egid;
@@ -230,9 +231,15 @@ static int set_meta_fd(const struct apply *a, int fd, const struct sb_scan *s)
 }
 
 /* Copies a file into a new temporary in dfd; -EAGAIN if the source moved. */
+/*
+ * Copies a file into a new temporary in dfd; -EAGAIN if the source moved.
+ * With *anon not NULL (a new name), the temporary may be an unnamed
+ * O_TMPFILE, returned open in *anon for link_anon(): a killed run then
+ * leaves nothing behind, and no rename is needed.
+ */
 static int copy_file(struct apply *a, int sfd, const char *name,
 		     const struct sb_scan *s, int dfd, char tmp[64],
-		     uint8_t sha[SB_SHA_LEN])
+		     uint8_t sha[SB_SHA_LEN], int *anon)
 {
 	int in = -1, out = -1, ret;
 	struct stat st;
@@ -251,12 +258,19 @@ static int copy_file(struct apply *a, int sfd, const char *name,
 	ret = -EAGAIN;
 	if (!sb_fp_equal(&fp, &s->fp))
 		goto out;
-	make_temp_name(a, tmp);
-	out = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (anon && !a->no_tmpfile) {
+		out = openat(dfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+		if (out < 0)
+			a->no_tmpfile = 1;	/* not on this file system: named ones */
+	}
 	if (out < 0) {
-		ret = -errno;
-		tmp[0] = '\0';
-		goto out;
+		make_temp_name(a, tmp);
+		out = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (out < 0) {
+			ret = -errno;
+			tmp[0] = '\0';
+			goto out;
+		}
 	}
 	if ((ret = sb_sha_reset(a->sha)) < 0)
 		goto out;
@@ -294,6 +308,12 @@ static int copy_file(struct apply *a, int sfd, const char *name,
 	 * the copy (for small files the call costs more than it saves). */
 	if (total >= COPY_BUF)
 		sync_file_range(out, 0, 0, SYNC_FILE_RANGE_WRITE);
+	if (!tmp[0]) {
+		*anon = out;	/* still unnamed: link_anon() names it */
+		out = -1;
+		ret = 0;
+		goto out;
+	}
 	ret = close(out) < 0 ? -errno : 0;
 	out = -1;
 out:
@@ -364,6 +384,20 @@ static int install(int dfd, const char *tmp, const char *name,
 			return -errno;
 	}
 	return renameat(dfd, tmp, dfd, name) < 0 ? -errno : 0;
+}
+
+/* Gives an unnamed temporary the name, which must still be free. */
+static int link_anon(struct apply *a, int fd, int dfd, const char *name)
+{
+	char proc[64];
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	if (linkat(AT_FDCWD, proc, dfd, name, AT_SYMLINK_FOLLOW) == 0)
+		return 0;
+	if (errno == EEXIST)
+		return -EAGAIN;	/* it appeared since the scan */
+	if (errno == ENOENT || errno == EPERM || errno == EXDEV)
+		a->no_tmpfile = 1;	/* no /proc here: named temporaries from now on */
+	return -errno;
 }
 
 /* ------------------------------------------------------------ state */
@@ -495,11 +529,25 @@ static int do_copy(struct apply *a, const struct sb_pitem *it, const char *name,
 		memset(sha, 0, SB_SHA_LEN);
 		return ret;
 	}
+	int anon = -1, fresh = dst->info.type == SB_NONE;
 	ret = src->info.type == SB_LINK
 		? copy_link(a, a->pfd[from], name, src, a->pfd[to], tmp, sha)
-		: copy_file(a, a->pfd[from], name, src, a->pfd[to], tmp, sha);
+		: copy_file(a, a->pfd[from], name, src, a->pfd[to], tmp, sha,
+			    fresh ? &anon : NULL);
 	if (ret < 0)
 		return ret;
+	if (anon >= 0) {
+		ret = 0;
+		if ((it->flags & (from ? SB_IF_HASH1 : SB_IF_HASH0)) &&
+		    memcmp(sha, it->sha[from], SB_SHA_LEN))
+			ret = -EAGAIN;
+		if (ret == 0)
+			ret = link_anon(a, anon, a->pfd[to], name);
+		close(anon);
+		if (ret == -ENOENT || ret == -EPERM || ret == -EXDEV)
+			return do_copy(a, it, name, sha);	/* again, with a named temporary */
+		return ret;
+	}
 	/* The plan may already know the content: a mismatch means it moved. */
 	if ((it->flags & (from ? SB_IF_HASH1 : SB_IF_HASH0)) &&
 	    memcmp(sha, it->sha[from], SB_SHA_LEN))
