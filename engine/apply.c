@@ -506,7 +506,7 @@ static int do_copy(struct apply *a, const struct sb_pitem *it, const char *name,
 	if (src->info.type != SB_FILE && (ret = unchanged(a->pfd[from], name, src)) < 0)
 		return ret;
 	if (a->pfd[to] < 0)
-		return -ENOENT;
+		return -EAGAIN;	/* its directory went (or became a symlink) since the scan */
 	if (src->info.type == SB_DIR) {
 		if ((ret = unchanged(a->pfd[to], name, dst)) < 0)
 			return ret;
