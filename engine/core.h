@@ -59,6 +59,10 @@ int sb_type_of_mode(mode_t m);
  * commit that follows never vouches for data a crash could lose. */
 int sb_sync_written(struct sb_pship *p, const int dirty[2]);
 
+/* journal.c: the mount's record of files open for writing */
+int sb_journal_open(struct sb_pship *p, int *fd);
+int sb_journal_note(int fd, char what, const char *rel);	/* 'W' or 'C' */
+
 /* plan.c, for apply.c */
 int sb_plan_next_raw(struct sb_plan *plan, struct sb_pitem *it, const char **path);
 int sb_plan_is_full(const struct sb_plan *plan);

@@ -60,6 +60,7 @@ struct sb_mirror {
 	pthread_rwlock_t oplock;
 	pthread_mutex_t files_mu;	/* guards the open-file list */
 	struct sb_file *files;
+	int journal;			/* see journal.c; -1 if none */
 };
 
 struct sb_file {
@@ -71,6 +72,7 @@ struct sb_file {
 	struct sb_sha *sha;
 	uint64_t hoff;			/* bytes hashed so far, in order */
 	int seq, written, failed;
+	char *jrel;			/* the name its 'W' journal record gave */
 };
 
 /* ------------------------------------------------------------ conflicts */
@@ -456,6 +458,8 @@ int sb_mirror_open(struct sb_pship *p, struct sb_mirror **out)
 		return -ENOMEM;
 	m->p = p;
 	m->tail = &m->head;
+	if (sb_journal_open(p, &m->journal) < 0)
+		m->journal = -1;	/* only the crash hint is lost */
 	pthread_rwlock_init(&m->clock, NULL);
 	pthread_mutex_init(&m->mu, NULL);
 	pthread_rwlock_init(&m->oplock, NULL);
@@ -494,6 +498,12 @@ void sb_mirror_close(struct sb_mirror *m)
 	pthread_mutex_destroy(&m->mu);
 	pthread_rwlock_destroy(&m->oplock);
 	pthread_mutex_destroy(&m->files_mu);
+	/* Every file was closed: nothing is left half written. */
+	if (m->journal >= 0) {
+		close(m->journal);
+		if (!m->files)
+			sb_journal_clear(m->p);
+	}
 	pthread_cond_destroy(&m->cv);
 	pthread_cond_destroy(&m->done_cv);
 	free(m);
@@ -1285,6 +1295,7 @@ static void file_free(struct sb_file *f)
 		if (f->fd[i] >= 0)
 			close(f->fd[i]);
 	sb_sha_free(f->sha);
+	free(f->jrel);
 	free(f->rel);
 	pthread_mutex_destroy(&f->lock);
 	free(f);
@@ -1344,6 +1355,12 @@ static int sb_file_open_impl(struct sb_mirror *m, const char *path, int flags, i
 	}
 	if (create || (flags & O_TRUNC))
 		f->written = 1;
+	if ((flags & O_ACCMODE) != O_RDONLY && f->fd[0] >= 0 && f->fd[1] >= 0 &&
+	    m->journal >= 0 && (f->jrel = strdup(f->rel)) &&
+	    sb_journal_note(m->journal, 'W', f->jrel) < 0) {
+		free(f->jrel);
+		f->jrel = NULL;
+	}
 	/* Two handles on one file: neither's running hash tells the content. */
 	pthread_mutex_lock(&m->files_mu);
 	for (struct sb_file *o = m->files; o; o = o->next) {
@@ -1490,6 +1507,8 @@ int sb_file_release(struct sb_file *f)
 		ret = rel ? enqueue(f->m, ROP_REFRESH, rel, NULL, known ? sha : NULL) : -ENOMEM;
 		free(rel);
 	}
+	if (f->jrel)
+		sb_journal_note(f->m->journal, 'C', f->jrel);
 	file_free(f);
 	return ret;
 }

@@ -100,6 +100,15 @@ char *sb_state_root(const char *given);
  */
 int sb_pship_lock(struct sb_pship *p, int wait, long *holder);
 
+/*
+ * Files a mount had open for writing when it stopped without closing them
+ * (killed): their source, written first, is ahead of their target. *paths
+ * (malloc'd, each malloc'd) lists them; none when no mount left any.
+ */
+int sb_journal_dirty(struct sb_pship *p, char ***paths, size_t *n);
+/* Forgets them, once a reconcile has settled them. */
+int sb_journal_clear(struct sb_pship *p);
+
 /* ---------------------------------------------------------- plan */
 
 enum sb_op {

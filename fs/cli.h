@@ -45,6 +45,8 @@ struct ctx {
 	FILE *prompt_in;
 	size_t prompted;
 	int eof;
+	char **dirty;		/* half written by a killed mount: source wins */
+	size_t ndirty;
 	/* set when a mount runs the command for a client (control.c) */
 	struct sb_pship *shared;
 	void (*changed)(void *arg, const char *path, size_t len);

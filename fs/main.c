@@ -101,6 +101,10 @@ static int choose_auto(void *arg, const struct sb_item *it)
 {
 	struct ctx *c = arg;
 	const struct sb_sideinfo *s = &it->conflict.side[0], *t = &it->conflict.side[1];
+	/* Half written by a mount that was killed: the source went first. */
+	for (size_t i = 0; i < c->ndirty; i++)
+		if (strlen(c->dirty[i]) == it->len && !memcmp(c->dirty[i], it->path, it->len))
+			return SB_CHOOSE_SOURCE;
 	switch (c->auto_policy) {
 	case 1: return SB_CHOOSE_SOURCE;
 	case 2: return SB_CHOOSE_TARGET;
@@ -292,10 +296,20 @@ int cmd_reconcile(struct ctx *c, int argc, char **argv, int status_only)
 	}
 	if (status_only)
 		c->dry_run = 1;
-	if (c->auto_policy)
-		h.choose = choose_auto;
 	if ((ret = open_pship(c, argv[i], argv[i + 1], &p)))
 		goto out;
+	/* A mount that was killed may have left files half written. */
+	if (!c->shared && sb_journal_dirty(p, &c->dirty, &c->ndirty) == 0 && c->ndirty && !c->json) {
+		fprintf(OUT, "%zu file(s) were being written through a mount that stopped; "
+			"their source version, written first, wins:\n", c->ndirty);
+		for (size_t k = 0; k < c->ndirty; k++) {
+			fputs("  ", OUT);
+			put_path(OUT, c->dirty[k], strlen(c->dirty[k]));
+			fputc('\n', OUT);
+		}
+	}
+	if (c->auto_policy || c->ndirty)
+		h.choose = choose_auto;
 	if (!c->dry_run && (ret = lock_pship(c, p)))
 		goto out;
 	if (!c->json) {
@@ -332,6 +346,8 @@ int cmd_reconcile(struct ctx *c, int argc, char **argv, int status_only)
 		goto out;
 	}
 	if (!pending && sb_plan_count(plan) == 0) {
+		if (c->ndirty)
+			sb_journal_clear(p);
 		fprintf(OUT, "\nNothing to do: source and target are in sync.\n");
 		ret = EXIT_SYNCED;
 		goto out;
@@ -345,6 +361,8 @@ int cmd_reconcile(struct ctx *c, int argc, char **argv, int status_only)
 		ret = EXIT_FAILED;
 		goto out;
 	}
+	if (c->ndirty && !res.failed)
+		sb_journal_clear(p);
 	fprintf(OUT, "\n=== RESULT ===\nDone: %llu, skipped: %llu, failed: %llu, conflicts left: %llu\n",
 	       (unsigned long long)res.done, (unsigned long long)res.skipped,
 	       (unsigned long long)res.failed, (unsigned long long)res.conflicts);
@@ -352,6 +370,11 @@ int cmd_reconcile(struct ctx *c, int argc, char **argv, int status_only)
 		fprintf(OUT, "Resolve with: sbfs resolve %s %s\n", sb_pship_root(p, 0), sb_pship_root(p, 1));
 	ret = res.failed ? EXIT_FAILED : res.conflicts || res.skipped ? EXIT_PENDING : EXIT_SYNCED;
 out:
+	for (size_t k = 0; k < c->ndirty; k++)
+		free(c->dirty[k]);
+	free(c->dirty);
+	c->dirty = NULL;
+	c->ndirty = 0;
 	sb_plan_free(plan);
 	if (!c->shared)
 		sb_pship_close(p);
