@@ -1070,8 +1070,6 @@ static int rename_impl(struct sb_mirror *m, const char *from, const char *to,
 	if (sf >= 0) {
 		/* A conflict entry renamed: to NAME, that side wins; elsewhere,
 		 * that version lives on under the new name and the other is NAME. */
-		size_t tl = strlen(to);
-		char *plain = NULL;
 		ret = map(m, to, &rt, &st);
 		if (ret == -ENOENT && !strcmp(to, rf))
 			ret = 0, st = -2;
@@ -1093,8 +1091,6 @@ static int rename_impl(struct sb_mirror *m, const char *from, const char *to,
 		ret = renameat2(dfd, b1, dfd2, b2, RENAME_NOREPLACE) < 0 ? -errno : 0;
 		close(dfd);
 		close(dfd2);
-		(void)tl;
-		(void)plain;
 		if (ret == 0)
 			ret = resolve_paths(m, paths, 2, sf == SB_SRC ? SB_CHOOSE_TARGET : SB_CHOOSE_SOURCE);
 		goto out;
