@@ -45,9 +45,10 @@ static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	/* The partners' own inode numbers (see SB_VIEW_INO): stable. */
 	cfg->use_ino = 1;
 	cfg->readdir_ino = 1;
-	/* Short caches: edits made outside show after a reconcile. */
-	cfg->entry_timeout = 1.0;
-	cfg->attr_timeout = 1.0;
+	/* A reconcile invalidates what it changes, so the caches may hold a
+	 * while; edits made outside without one show within 5 s. */
+	cfg->entry_timeout = 5.0;
+	cfg->attr_timeout = 5.0;
 	cfg->negative_timeout = 0;
 	return fuse_get_context()->private_data;
 }
