@@ -826,6 +826,7 @@ Test(mount, stable_inode_numbers)
 		closedir(d);
 	cr_assert(seen);
 	tl_umount(&env, &mnt);
+	tl_mount_cleanup(&mnt);
 	tl_mount(&env, &mnt, NULL);
 	cr_assert(stat(M("idir/g"), &st2) == 0);
 	cr_assert_eq(st.st_ino, st2.st_ino, "changed by a remount");
