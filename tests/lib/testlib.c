@@ -139,9 +139,10 @@ struct tl_run tl_sbfs_run(const struct tl_env *e, const char *input, const char 
 	return r;
 }
 
-struct tl_run tl_cmd(const struct tl_env *e, const char *cmd, const char *const *opts)
+/* `CMD [OPTS...] SRC TGT` into av (32 slots). */
+static void cmd_argv(const struct tl_env *e, const char *cmd, const char *const *opts,
+		     const char *av[32])
 {
-	const char *av[32];
 	size_t n = 0;
 	av[n++] = cmd;
 	for (size_t i = 0; opts && opts[i] && n < 28; i++)
@@ -149,6 +150,12 @@ struct tl_run tl_cmd(const struct tl_env *e, const char *cmd, const char *const 
 	av[n++] = e->src;
 	av[n++] = e->tgt;
 	av[n] = NULL;
+}
+
+struct tl_run tl_cmd(const struct tl_env *e, const char *cmd, const char *const *opts)
+{
+	const char *av[32];
+	cmd_argv(e, cmd, opts, av);
 	return tl_sbfs_run(e, NULL, av);
 }
 
@@ -514,13 +521,7 @@ struct tl_run tl_sbfs_run_nodac(const struct tl_env *e, const char *const *argv)
 struct tl_run tl_cmd_nodac(const struct tl_env *e, const char *cmd, const char *const *opts)
 {
 	const char *av[32];
-	size_t n = 0;
-	av[n++] = cmd;
-	for (size_t i = 0; opts && opts[i] && n < 28; i++)
-		av[n++] = opts[i];
-	av[n++] = e->src;
-	av[n++] = e->tgt;
-	av[n] = NULL;
+	cmd_argv(e, cmd, opts, av);
 	return tl_sbfs_run_nodac(e, av);
 }
 
