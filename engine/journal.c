@@ -1,9 +1,10 @@
 /*
  * The mount's write journal: which files are open for writing through the
- * mount. A mount killed between the two sides' halves of a write leaves a
- * file whose source (written first) is ahead of its target; the next
- * reconcile finds it still "open" here and lets the source's version win
- * instead of reporting a conflict nobody made. Records are appended with
+ * mount. A mount killed during a write leaves the two sides of the file
+ * different, but only by the write in flight: every write the application
+ * saw complete is on both. The next reconcile finds the file still "open"
+ * here and lets the source's version win instead of reporting a conflict
+ * nobody made. Records are appended with
  * one write(2) each and never synced: a killed process loses nothing from
  * the page cache, and after a power loss the sync-before-commit rule of
  * the state already holds.

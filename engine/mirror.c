@@ -61,6 +61,21 @@ struct sb_mirror {
 	pthread_mutex_t files_mu;	/* guards the open-file list */
 	struct sb_file *files;
 	int journal;			/* see journal.c; -1 if none */
+	/* writers of the target's half of large writes (see sb_file_write) */
+	pthread_mutex_t wmu;
+	pthread_cond_t wcv, wdone;
+	struct wjob *whead, **wtail;
+	pthread_t wthr[2];
+	int nwthr, wstop;
+};
+
+/* One side's half of a write, done by a writer thread. */
+struct wjob {
+	struct wjob *next;
+	int fd, ret, done;
+	const void *buf;
+	size_t size;
+	int64_t off;
 };
 
 struct sb_file {
@@ -74,6 +89,50 @@ struct sb_file {
 	int seq, written, failed;
 	char *jrel;			/* the name its 'W' journal record gave */
 };
+
+static int pwrite_all(int fd, const void *buf, size_t size, off_t off);
+
+static void *writer(void *arg)
+{
+	struct sb_mirror *m = arg;
+	pthread_mutex_lock(&m->wmu);
+	for (;;) {
+		while (!m->whead && !m->wstop)
+			pthread_cond_wait(&m->wcv, &m->wmu);
+		if (!m->whead)
+			break;
+		struct wjob *j = m->whead;
+		if (!(m->whead = j->next))
+			m->wtail = &m->whead;
+		pthread_mutex_unlock(&m->wmu);
+		int ret = pwrite_all(j->fd, j->buf, j->size, j->off);
+		pthread_mutex_lock(&m->wmu);
+		j->ret = ret;
+		j->done = 1;
+		pthread_cond_broadcast(&m->wdone);
+	}
+	pthread_mutex_unlock(&m->wmu);
+	return NULL;
+}
+
+static void wjob_submit(struct sb_mirror *m, struct wjob *j)
+{
+	pthread_mutex_lock(&m->wmu);
+	j->next = NULL;
+	*m->wtail = j;
+	m->wtail = &j->next;
+	pthread_cond_signal(&m->wcv);
+	pthread_mutex_unlock(&m->wmu);
+}
+
+static int wjob_wait(struct sb_mirror *m, struct wjob *j)
+{
+	pthread_mutex_lock(&m->wmu);
+	while (!j->done)
+		pthread_cond_wait(&m->wdone, &m->wmu);
+	pthread_mutex_unlock(&m->wmu);
+	return j->ret;
+}
 
 /* ------------------------------------------------------------ conflicts */
 
@@ -460,6 +519,13 @@ int sb_mirror_open(struct sb_pship *p, struct sb_mirror **out)
 	m->tail = &m->head;
 	if (sb_journal_open(p, &m->journal) < 0)
 		m->journal = -1;	/* only the crash hint is lost */
+	pthread_mutex_init(&m->wmu, NULL);
+	pthread_cond_init(&m->wcv, NULL);
+	pthread_cond_init(&m->wdone, NULL);
+	m->wtail = &m->whead;
+	for (int i = 0; i < 2; i++)
+		if (pthread_create(&m->wthr[i], NULL, writer, m) == 0)
+			m->nwthr++;	/* none: writes go one side after the other */
 	pthread_rwlock_init(&m->clock, NULL);
 	pthread_mutex_init(&m->mu, NULL);
 	pthread_rwlock_init(&m->oplock, NULL);
@@ -491,6 +557,15 @@ void sb_mirror_close(struct sb_mirror *m)
 	}
 	while (m->head)
 		m->applied += rec_batch(m);
+	pthread_mutex_lock(&m->wmu);
+	m->wstop = 1;
+	pthread_cond_broadcast(&m->wcv);
+	pthread_mutex_unlock(&m->wmu);
+	for (int i = 0; i < m->nwthr; i++)
+		pthread_join(m->wthr[i], NULL);
+	pthread_mutex_destroy(&m->wmu);
+	pthread_cond_destroy(&m->wcv);
+	pthread_cond_destroy(&m->wdone);
 	for (size_t i = 0; i < m->nconf; i++)
 		free(m->conf[i]);
 	free(m->conf);
@@ -1417,23 +1492,36 @@ static int pwrite_all(int fd, const void *buf, size_t size, off_t off)
 	return 0;
 }
 
+/* Large writes: the target's half runs on a writer thread meanwhile. */
+#define PARALLEL_WRITE (128 * 1024)
+
 static long sb_file_write_impl(struct sb_file *f, const void *buf, size_t size, int64_t off)
 {
-	int ret = 0;
+	struct sb_mirror *m = f->m;
+	struct wjob j = { .fd = f->fd[1], .buf = buf, .size = size, .off = off };
+	int ret = 0, par = f->fd[0] >= 0 && f->fd[1] >= 0 && size >= PARALLEL_WRITE && m->nwthr;
+
 	pthread_mutex_lock(&f->lock);
-	for (int i = 0; i < 2 && ret == 0; i++)
+	if (par)
+		wjob_submit(m, &j);
+	for (int i = 0; i < (par ? 1 : 2) && ret == 0; i++)
 		if (f->fd[i] >= 0)
 			ret = pwrite_all(f->fd[i], buf, size, off);
-	f->written = 1;
-	if (ret < 0) {
-		f->failed = 1;
-	} else if (f->seq && (uint64_t)off == f->hoff) {
+	if (ret == 0 && f->seq && (uint64_t)off == f->hoff) {
 		/* Hashed while written, as long as the writes come in order. */
 		sb_sha_update(f->sha, buf, size);
 		f->hoff += size;
 	} else {
 		f->seq = 0;
 	}
+	if (par) {
+		int r = wjob_wait(m, &j);	/* buf must outlive the job */
+		if (ret == 0)
+			ret = r;
+	}
+	f->written = 1;
+	if (ret < 0)
+		f->failed = 1;
 	pthread_mutex_unlock(&f->lock);
 	return ret < 0 ? ret : (ssize_t)size;
 }

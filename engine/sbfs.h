@@ -102,7 +102,7 @@ int sb_pship_lock(struct sb_pship *p, int wait, long *holder);
 
 /*
  * Files a mount had open for writing when it stopped without closing them
- * (killed): their source, written first, is ahead of their target. *paths
+ * (killed): their sides may differ by the write in flight. *paths
  * (malloc'd, each malloc'd) lists them; none when no mount left any.
  */
 int sb_journal_dirty(struct sb_pship *p, char ***paths, size_t *n);

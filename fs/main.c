@@ -101,7 +101,8 @@ static int choose_auto(void *arg, const struct sb_item *it)
 {
 	struct ctx *c = arg;
 	const struct sb_sideinfo *s = &it->conflict.side[0], *t = &it->conflict.side[1];
-	/* Half written by a mount that was killed: the source went first. */
+	/* Written through a mount that was killed mid-write: the sides differ
+	 * only by the write in flight, so the source's version is as good. */
 	for (size_t i = 0; i < c->ndirty; i++)
 		if (strlen(c->dirty[i]) == it->len && !memcmp(c->dirty[i], it->path, it->len))
 			return SB_CHOOSE_SOURCE;
@@ -301,7 +302,8 @@ int cmd_reconcile(struct ctx *c, int argc, char **argv, int status_only)
 	/* A mount that was killed may have left files half written. */
 	if (!c->shared && sb_journal_dirty(p, &c->dirty, &c->ndirty) == 0 && c->ndirty && !c->json) {
 		fprintf(OUT, "%zu file(s) were being written through a mount that stopped; "
-			"their source version, written first, wins:\n", c->ndirty);
+			"their source version wins (the sides differ at most by the write in flight):\n",
+			c->ndirty);
 		for (size_t k = 0; k < c->ndirty; k++) {
 			fputs("  ", OUT);
 			put_path(OUT, c->dirty[k], strlen(c->dirty[k]));
