@@ -95,27 +95,13 @@ static void free_bufs(void)
 	gbuf = fbuf = NULL;
 }
 
-static void mkparents(const char *path)
-{
-	char *p = strdup(path);
-	for (char *s = p + 1; *s; s++) {
-		if (*s != '/')
-			continue;
-		*s = '\0';
-		if (mkdir(p, 0755) < 0 && errno != EEXIST)
-			cr_assert_fail("mkdir %s: %s", p, strerror(errno));
-		*s = '/';
-	}
-	free(p);
-}
-
 /* Writes version v of root/rel as a new inode renamed into place, so that
  * the change shows in the fingerprint whatever the clock granularity. */
 static void write_ver(const char *root, const char *rel, struct ver v)
 {
 	char *p = tl_join(root, rel), *tmp = NULL;
 	cr_assert(asprintf(&tmp, "%s.writing", p) > 0);
-	mkparents(p);
+	tl_mkparents(p);
 	bufs();
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	cr_assert(fd >= 0, "open %s: %s", tmp, strerror(errno));

@@ -171,7 +171,7 @@ char *tl_join(const char *dir, const char *rel)
 	return xasprintf("%s/%s", dir, rel);
 }
 
-static void mkparents(const char *path)
+void tl_mkparents(const char *path)
 {
 	char *p = strdup(path);
 	for (char *s = p + 1; *s; s++) {
@@ -188,7 +188,7 @@ static void mkparents(const char *path)
 void tl_write_n(const char *dir, const char *rel, const void *buf, size_t n)
 {
 	char *p = tl_join(dir, rel);
-	mkparents(p);
+	tl_mkparents(p);
 	int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	if (fd < 0 || write(fd, buf, n) != (ssize_t)n)
 		cr_assert_fail("write %s: %s", p, strerror(errno));
@@ -226,7 +226,7 @@ int tl_exists(const char *dir, const char *rel)
 void tl_mkdir(const char *dir, const char *rel)
 {
 	char *p = tl_join(dir, rel);
-	mkparents(p);
+	tl_mkparents(p);
 	if (mkdir(p, 0755) < 0 && errno != EEXIST)
 		cr_assert_fail("mkdir %s: %s", p, strerror(errno));
 	free(p);
@@ -444,13 +444,7 @@ void tl_spawn_cmd(struct tl_proc *p, const struct tl_env *e, const char *cmd,
 		  const char *const *opts)
 {
 	const char *av[32];
-	size_t n = 0;
-	av[n++] = cmd;
-	for (size_t i = 0; opts && opts[i] && n < 28; i++)
-		av[n++] = opts[i];
-	av[n++] = e->src;
-	av[n++] = e->tgt;
-	av[n] = NULL;
+	cmd_argv(e, cmd, opts, av);
 	tl_spawn_ex(p, e, NULL, 0, av);
 }
 

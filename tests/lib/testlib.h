@@ -36,6 +36,8 @@ void tl_run_free(struct tl_run *r);
 
 /* Files under a root, relative path joined with "/" (mkdir -p for parents). */
 char *tl_join(const char *dir, const char *rel);	/* malloc'd */
+/* mkdir -p of the directories above path (not path itself). */
+void tl_mkparents(const char *path);
 void tl_write(const char *dir, const char *rel, const char *content);
 void tl_write_n(const char *dir, const char *rel, const void *buf, size_t n);
 char *tl_read(const char *dir, const char *rel);	/* malloc'd, NULL if absent */
