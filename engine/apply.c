@@ -660,11 +660,8 @@ static int do_keep_both(struct apply *a, const struct sb_pitem *it,
  * was written is synced, once, before the commit. */
 int sb_sync_written(struct sb_pship *p, const int dirty[2])
 {
-	struct stat st[2];
-	int same = fstat(p->rootfd[0], &st[0]) == 0 && fstat(p->rootfd[1], &st[1]) == 0 &&
-		   st[0].st_dev == st[1].st_dev;
 	for (int i = 0; i < 2; i++) {
-		if (!dirty[i] || (i == 1 && same && dirty[0]))
+		if (!dirty[i] || (i == 1 && p->same_fs && dirty[0]))
 			continue;
 		if (syncfs(p->rootfd[i]) < 0)
 			return -errno;

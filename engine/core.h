@@ -14,6 +14,7 @@ struct sb_pship {
 	struct sb_state *state;
 	struct sb_log *log;
 	int lockfd;
+	int same_fs;		/* both roots on one file system: sync it once */
 };
 
 /* Temporary files are created under this prefix in the destination
@@ -65,6 +66,5 @@ int sb_journal_note(int fd, char what, const char *rel);	/* 'W' or 'C' */
 
 /* plan.c, for apply.c */
 int sb_plan_next_raw(struct sb_plan *plan, struct sb_pitem *it, const char **path);
-int sb_plan_is_full(const struct sb_plan *plan);
 
 #endif

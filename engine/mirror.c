@@ -1134,14 +1134,13 @@ static int sb_mirror_truncate_impl(struct sb_mirror *m, const char *path, int64_
 	return change(m, path, op_truncate, &sz);
 }
 
-static int rename_impl(struct sb_mirror *m, const char *from, const char *to,
+/* rf, sf: the source path as map() gave it (the caller owns rf). */
+static int rename_impl(struct sb_mirror *m, const char *rf, int sf, const char *to,
 		       unsigned int flags)
 {
-	char *rf = NULL, *rt = NULL;
-	int sf, st, ret, done = 0;
+	char *rt = NULL;
+	int st, ret, done = 0;
 
-	if ((ret = map(m, from, &rf, &sf)) < 0)
-		return ret;
 	if (sf >= 0) {
 		/* A conflict entry renamed: to NAME, that side wins; elsewhere,
 		 * that version lives on under the new name and the other is NAME. */
@@ -1220,7 +1219,6 @@ static int rename_impl(struct sb_mirror *m, const char *from, const char *to,
 		files_renamed(m, rf, rt);
 	}
 out:
-	free(rf);
 	free(rt);
 	return ret;
 }
@@ -1749,13 +1747,17 @@ int sb_mirror_rename(struct sb_mirror *m, const char *from, const char *to,
 	char *rf;
 	int side, ret;
 	SHARED(m);
-	ret = map(m, from, &rf, &side);
-	free(rf);
-	if (ret < 0 || side < 0) {
-		ret = ret < 0 ? ret : rename_impl(m, from, to, flags);
+	if ((ret = map(m, from, &rf, &side)) < 0) {
 		UNSHARED(m);
 		return ret;
 	}
-	UNSHARED(m);
-	return rename_impl(m, from, to, flags);
+	if (side < 0) {
+		ret = rename_impl(m, rf, side, to, flags);
+		UNSHARED(m);
+	} else {
+		UNSHARED(m);
+		ret = rename_impl(m, rf, side, to, flags);
+	}
+	free(rf);
+	return ret;
 }

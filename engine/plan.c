@@ -828,11 +828,6 @@ uint64_t sb_plan_count(const struct sb_plan *plan)
 	return plan->count;
 }
 
-int sb_plan_is_full(const struct sb_plan *plan)
-{
-	return plan->full;
-}
-
 int sb_plan_rewind(struct sb_plan *plan)
 {
 	return fseeko(plan->f, 0, SEEK_SET) < 0 ? -errno : 0;

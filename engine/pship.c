@@ -147,6 +147,7 @@ int sb_pship_open(const char *source, const char *target,
 		if (ret < 0)
 			goto out;
 	}
+	p->same_fs = st[0].st_dev == st[1].st_dev;
 	if (st[0].st_dev == st[1].st_dev && st[0].st_ino == st[1].st_ino) {
 		ret = SB_E_SAME;
 		set_err(err, ret, target);
