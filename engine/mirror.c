@@ -35,13 +35,20 @@
  * when the size did not move (mode, owner, times, xattrs changed). */
 enum { ROP_REFRESH, ROP_META, ROP_DEL, ROP_MOVE, ROP_SWAP };
 
+/* A hash taken as the file was written, and the source's fingerprint
+ * when it was taken: the hash holds only while the file still has it. */
+struct known {
+	uint8_t sha[SB_SHA_LEN];
+	struct sb_fp fp;
+};
+
 struct rop {
 	struct rop *next;
 	int kind, has_sha;
 	char *path, *path2;
 	char *dpath;		/* refreshes: where the entry is on disk now, when a
 				 * later rename moved it (path: where in history) */
-	uint8_t sha[SB_SHA_LEN];
+	struct known k;
 };
 
 struct sb_mirror {
@@ -279,7 +286,7 @@ static void follow_rename(struct sb_mirror *m, const struct rop *r)
 }
 
 static int enqueue(struct sb_mirror *m, int kind, const char *path,
-		   const char *path2, const uint8_t *sha)
+		   const char *path2, const struct known *k)
 {
 	struct rop *r = calloc(1, sizeof(*r));
 	if (!r || !(r->path = strdup(path)) || (path2 && !(r->path2 = strdup(path2)))) {
@@ -289,8 +296,8 @@ static int enqueue(struct sb_mirror *m, int kind, const char *path,
 		return -ENOMEM;
 	}
 	r->kind = kind;
-	if (sha) {
-		memcpy(r->sha, sha, SB_SHA_LEN);
+	if (k) {
+		r->k = *k;
 		r->has_sha = 1;
 	}
 	pthread_mutex_lock(&m->mu);
@@ -358,8 +365,10 @@ static int rec_refresh(struct sb_mirror *m, struct sb_txn *t, const struct rop *
 	sb_fp_from_stat(&rec.fp[1], &st[1]);
 	int have_old = sb_state_get(t, pid, base, strlen(base), &old) == 0;
 	if (rec.type == SB_FILE) {
-		if (r->has_sha) {
-			memcpy(rec.sha, r->sha, SB_SHA_LEN);
+		/* Releases run on several threads: a hash queued late may be
+		 * older than the content, which a later write changed. */
+		if (r->has_sha && sb_fp_equal(&r->k.fp, &rec.fp[0])) {
+			memcpy(rec.sha, r->k.sha, SB_SHA_LEN);
 		} else if (r->kind == ROP_META && have_old && old.type == SB_FILE &&
 			   old.size == rec.size) {
 			memcpy(rec.sha, old.sha, SB_SHA_LEN);
@@ -1578,15 +1587,17 @@ int sb_file_release(struct sb_file *f)
 			struct timespec t[2] = { st.st_atim, st.st_mtim };
 			futimens(f->fd[1], t);
 		}
-		uint8_t sha[SB_SHA_LEN];
+		struct known k;
 		pthread_mutex_lock(&f->lock);
 		int known = f->seq && fstat(f->fd[0], &st) == 0 && (uint64_t)st.st_size == f->hoff &&
-			    sb_sha_final(f->sha, sha) == 0;
+			    sb_sha_final(f->sha, k.sha) == 0;
 		pthread_mutex_unlock(&f->lock);
+		if (known)
+			sb_fp_from_stat(&k.fp, &st);
 		pthread_mutex_lock(&f->m->files_mu);
 		char *rel = strdup(f->rel);
 		pthread_mutex_unlock(&f->m->files_mu);
-		ret = rel ? enqueue(f->m, ROP_REFRESH, rel, NULL, known ? sha : NULL) : -ENOMEM;
+		ret = rel ? enqueue(f->m, ROP_REFRESH, rel, NULL, known ? &k : NULL) : -ENOMEM;
 		free(rel);
 	}
 	if (f->jrel)
