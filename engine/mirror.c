@@ -35,6 +35,8 @@
  * when the size did not move (mode, owner, times, xattrs changed). */
 enum { ROP_REFRESH, ROP_META, ROP_DEL, ROP_MOVE, ROP_SWAP };
 
+#define SB_COPY_BUF (1 << 20)
+
 /* A hash taken as the file was written, and the source's fingerprint
  * when it was taken: the hash holds only while the file still has it. */
 struct known {
@@ -937,7 +939,7 @@ struct creds {
 /* New entries belong to the caller, as if made without sbfs (root only). */
 static void own(int dfd, const char *base, const struct creds *c)
 {
-	if (c && geteuid() == 0 && (c->uid != 0 || c->gid != 0))
+	if (c && (c->uid != 0 || c->gid != 0) && geteuid() == 0)
 		fchownat(dfd, base, c->uid, c->gid, AT_SYMLINK_NOFOLLOW);
 }
 
@@ -1379,6 +1381,36 @@ static void file_free(struct sb_file *f)
 	free(f);
 }
 
+/*
+ * Opens base on one side; *existed says whether it was there before, so
+ * that only what this call made is owned by the caller or undone. An
+ * O_EXCL attempt first spares a stat in the usual case, a new file.
+ */
+static int open_side(int dfd, const char *base, int flags, unsigned mode, int create,
+		     int *existed)
+{
+	flags |= O_NOFOLLOW | O_CLOEXEC;
+	*existed = 1;
+	if (!create) {
+		int fd = openat(dfd, base, flags, mode);
+		return fd >= 0 ? fd : -errno;
+	}
+	for (int tries = 0; tries < 3; tries++) {
+		int fd = openat(dfd, base, flags | O_CREAT | O_EXCL, mode);
+		if (fd >= 0) {
+			*existed = 0;
+			return fd;
+		}
+		if (errno != EEXIST || (flags & O_EXCL))
+			return -errno;
+		fd = openat(dfd, base, flags & ~O_CREAT, mode);
+		if (fd >= 0 || errno != ENOENT)
+			return fd >= 0 ? fd : -errno;
+		/* removed in between: create it after all */
+	}
+	return -EEXIST;
+}
+
 static int sb_file_open_impl(struct sb_mirror *m, const char *path, int flags, int create,
 		 unsigned mode, unsigned uid, unsigned gid, struct sb_file **out)
 {
@@ -1404,7 +1436,6 @@ static int sb_file_open_impl(struct sb_mirror *m, const char *path, int flags, i
 	for (int i = 0; i < 2; i++) {
 		int dfd;
 		const char *base;
-		struct stat st;
 		if (side >= 0 && i != side)
 			continue;
 		ret = side_parent(m, i, f->rel, create, &dfd, &base);
@@ -1412,13 +1443,13 @@ static int sb_file_open_impl(struct sb_mirror *m, const char *path, int flags, i
 			continue;
 		if (ret < 0)
 			goto out;
-		existed[i] = fstatat(dfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0;
-		if (!existed[i] && !create) {
+		ret = open_side(dfd, base, flags, mode, create, &existed[i]);
+		if (ret == -ENOENT && !create) {
 			close(dfd);
 			continue;
 		}
-		f->fd[i] = openat(dfd, base, flags | O_NOFOLLOW | O_CLOEXEC, mode);
-		ret = f->fd[i] < 0 ? -errno : 0;
+		f->fd[i] = ret < 0 ? -1 : ret;
+		ret = ret < 0 ? ret : 0;
 		if (ret == 0 && create && !existed[i]) {
 			struct creds c = { uid, gid, mode, NULL };
 			own(dfd, base, &c);
@@ -1569,6 +1600,103 @@ static int sb_file_fallocate_impl(struct sb_file *f, int mode, int64_t off, int6
 	return ret;
 }
 
+/* The view's attributes of an open file: those of the side it reads. */
+static int sb_file_getattr_impl(struct sb_file *f, struct stat *st)
+{
+	int side = f->fd[SB_SRC] >= 0 ? SB_SRC : SB_TGT;
+	if (fstat(f->fd[side], st) < 0)
+		return -errno;
+	st->st_ino = SB_VIEW_INO(st->st_ino, side);
+	return 0;
+}
+
+/* Copies len bytes, fewer only at in's end of file: in the kernel where
+ * it can, else (another file system type, say) through a buffer. */
+static long copy_range_all(int in, int64_t off_in, int out, int64_t off_out, size_t len)
+{
+	loff_t oi = off_in, oo = off_out;
+	size_t done = 0;
+	char *buf = NULL;
+	long ret = 0;
+
+	while (done < len) {
+		ssize_t n;
+		if (!buf) {
+			n = copy_file_range(in, &oi, out, &oo, len - done, 0);
+			if (n < 0 && (errno == EXDEV || errno == EOPNOTSUPP || errno == EINVAL ||
+				      errno == ENOSYS)) {
+				if (!(buf = malloc(SB_COPY_BUF))) {
+					ret = -ENOMEM;
+					break;
+				}
+				continue;
+			}
+		} else {
+			size_t want = len - done < SB_COPY_BUF ? len - done : SB_COPY_BUF;
+			n = pread(in, buf, want, oi);
+			if (n > 0 && (ret = pwrite_all(out, buf, n, oo)) < 0)
+				break;
+			if (n > 0) {
+				oi += n;
+				oo += n;
+			}
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			ret = -errno;
+			break;
+		}
+		if (n == 0)
+			break;
+		done += n;
+	}
+	free(buf);
+	return ret < 0 ? ret : (long)done;
+}
+
+/*
+ * In the kernel, on both sides, from what `in` reads: no data through the
+ * daemon, and a reflink where the file system can. The running hash cannot
+ * follow, so the file is hashed again after close.
+ */
+static long sb_file_copy_range_impl(struct sb_file *in, int64_t off_in, struct sb_file *out,
+				    int64_t off_out, size_t len)
+{
+	int ifd = in->fd[SB_SRC] >= 0 ? in->fd[SB_SRC] : in->fd[SB_TGT];
+	long n = -1, ret = 0;
+
+	if (in == out)
+		pthread_mutex_lock(&out->lock);
+	else if (in < out) {
+		pthread_mutex_lock(&in->lock);
+		pthread_mutex_lock(&out->lock);
+	} else {
+		pthread_mutex_lock(&out->lock);
+		pthread_mutex_lock(&in->lock);
+	}
+	for (int i = 0; i < 2 && ret >= 0; i++) {
+		if (out->fd[i] < 0)
+			continue;
+		/* The second side gets exactly what the first got. */
+		long got = copy_range_all(ifd, off_in, out->fd[i], off_out, n < 0 ? len : (size_t)n);
+		if (got < 0)
+			ret = got;
+		else if (n >= 0 && got != n)
+			ret = -EIO;	/* the input changed under the copy */
+		else
+			n = got;
+	}
+	out->written = 1;
+	out->seq = 0;
+	if (ret < 0)
+		out->failed = 1;
+	if (in != out)
+		pthread_mutex_unlock(&in->lock);
+	pthread_mutex_unlock(&out->lock);
+	return ret < 0 ? ret : n;
+}
+
 int sb_file_fsync(struct sb_file *f, int datasync)
 {
 	for (int i = 0; i < 2; i++)
@@ -1582,14 +1710,15 @@ int sb_file_release(struct sb_file *f)
 	int ret = 0;
 	if (f->written && !f->failed && f->fd[0] >= 0 && f->fd[1] >= 0) {
 		struct stat st;
+		int have = fstat(f->fd[0], &st) == 0;
 		/* Both sides carry the source's mtime, as a copy would. */
-		if (fstat(f->fd[0], &st) == 0) {
+		if (have) {
 			struct timespec t[2] = { st.st_atim, st.st_mtim };
 			futimens(f->fd[1], t);
 		}
 		struct known k;
 		pthread_mutex_lock(&f->lock);
-		int known = f->seq && fstat(f->fd[0], &st) == 0 && (uint64_t)st.st_size == f->hoff &&
+		int known = have && f->seq && (uint64_t)st.st_size == f->hoff &&
 			    sb_sha_final(f->sha, k.sha) == 0;
 		pthread_mutex_unlock(&f->lock);
 		if (known)
@@ -1748,6 +1877,23 @@ int sb_file_fallocate(struct sb_file *f, int mode, int64_t off, int64_t len)
 	SHARED(f->m);
 	int ret = sb_file_fallocate_impl(f, mode, off, len);
 	UNSHARED(f->m);
+	return ret;
+}
+
+int sb_file_getattr(struct sb_file *f, struct stat *st)
+{
+	SHARED(f->m);
+	int ret = sb_file_getattr_impl(f, st);
+	UNSHARED(f->m);
+	return ret;
+}
+
+long sb_file_copy_range(struct sb_file *in, int64_t off_in, struct sb_file *out,
+			int64_t off_out, size_t len)
+{
+	SHARED(out->m);
+	long ret = sb_file_copy_range_impl(in, off_in, out, off_out, len);
+	UNSHARED(out->m);
 	return ret;
 }
 

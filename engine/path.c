@@ -200,11 +200,11 @@ static int open_dir_at(int rootfd, const char *dir, size_t dlen,
 		ret = reopen_dir(rootfd, out);
 		goto out;
 	}
-	/* openat2 cannot create, and takes at most PATH_MAX bytes. */
-	if (!mkdir_mode && dlen < PATH_MAX &&
-	    !__atomic_load_n(&no_openat2, __ATOMIC_RELAXED)) {
+	/* openat2 takes at most PATH_MAX bytes, and cannot create: a missing
+	 * directory to be made is left to the walk. */
+	if (dlen < PATH_MAX && !__atomic_load_n(&no_openat2, __ATOMIC_RELAXED)) {
 		ret = open_beneath(rootfd, dir, dlen, out);
-		if (ret <= 0)
+		if (ret == 0 || (ret < 0 && !(mkdir_mode && ret == -ENOENT)))
 			goto out;
 	}
 	ret = walk(rootfd, dir, dlen, mkdir_mode, out);

@@ -284,6 +284,10 @@ long sb_file_write(struct sb_file *f, const void *buf, size_t size, int64_t off)
 int sb_file_truncate(struct sb_file *f, int64_t size);
 int sb_file_fallocate(struct sb_file *f, int mode, int64_t off, int64_t len);
 int sb_file_fsync(struct sb_file *f, int datasync);
+int sb_file_getattr(struct sb_file *f, struct stat *st);
+/* copy_file_range(2) from in's side into both of out's; the count copied. */
+long sb_file_copy_range(struct sb_file *in, int64_t off_in, struct sb_file *out,
+			int64_t off_out, size_t len);
 /* Closes both sides and queues the state update (hash and fingerprints). */
 int sb_file_release(struct sb_file *f);
 

@@ -55,7 +55,8 @@ static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 
 static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
 {
-	(void)fi;
+	if (fi)	/* no path walk for an open file (fstat, and after a create) */
+		return sb_file_getattr(fh(fi), st);
 	return sb_mirror_getattr(mirror(), rel(path), st);
 }
 
@@ -199,6 +200,18 @@ static int op_fsync(const char *path, int datasync, struct fuse_file_info *fi)
 	return sb_file_fsync(fh(fi), datasync);
 }
 
+static ssize_t op_copy_file_range(const char *path_in, struct fuse_file_info *fi_in,
+				  off_t off_in, const char *path_out,
+				  struct fuse_file_info *fi_out, off_t off_out, size_t len,
+				  int flags)
+{
+	(void)path_in;
+	(void)path_out;
+	if (flags)
+		return -EINVAL;
+	return sb_file_copy_range(fh(fi_in), off_in, fh(fi_out), off_out, len);
+}
+
 static int op_fallocate(const char *path, int mode, off_t off, off_t len,
 			struct fuse_file_info *fi)
 {
@@ -250,6 +263,7 @@ static const struct fuse_operations ops = {
 	.release = op_release,
 	.fsync = op_fsync,
 	.fallocate = op_fallocate,
+	.copy_file_range = op_copy_file_range,
 	.setxattr = op_setxattr,
 	.getxattr = op_getxattr,
 	.listxattr = op_listxattr,

@@ -675,6 +675,43 @@ Test(mount, random_writes_in_a_large_file)
 	finish();
 }
 
+/* copy_file_range (what cp uses) is done by the daemon in the kernel on
+ * both sides; the copy must be whole on both, and the state right. */
+Test(mount, copy_file_range)
+{
+	size_t size = 3 * MIB + 12345;
+	unsigned char *model = malloc(size);
+	fill_random(model, size);
+	write_path(M("orig.bin"), model, size, O_TRUNC);
+
+	int in = open(M("orig.bin"), O_RDONLY), out = open(M("copy.bin"), O_WRONLY | O_CREAT, 0644);
+	cr_assert(in >= 0 && out >= 0, "%s", strerror(errno));
+	size_t done = 0;
+	while (done < size) {
+		ssize_t n = copy_file_range(in, NULL, out, NULL, size - done, 0);
+		cr_assert(n > 0, "copy_file_range after %zu bytes: %s", done,
+			  n < 0 ? strerror(errno) : "end of file");
+		done += n;
+	}
+	cr_assert(close(out) == 0);
+	expect_all("copy.bin", model, size);
+
+	/* A range from the middle into the middle of another file. */
+	unsigned char *other = malloc(MIB);
+	fill_random(other, MIB);
+	write_path(M("other.bin"), other, MIB, O_TRUNC);
+	out = open(M("other.bin"), O_WRONLY);
+	cr_assert(out >= 0, "%s", strerror(errno));
+	loff_t oi = 1000000, oo = 4096;
+	cr_assert_eq(copy_file_range(in, &oi, out, &oo, 50000, 0), 50000, "%s", strerror(errno));
+	cr_assert(close(out) == 0 && close(in) == 0);
+	memcpy(other + 4096, model + 1000000, 50000);
+	expect_all("other.bin", other, MIB);
+	free(other);
+	free(model);
+	finish();
+}
+
 Test(mount, mmap_shared_writes)
 {
 	size_t size = 1 * MIB + 4096 * 3;
