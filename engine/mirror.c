@@ -1285,14 +1285,17 @@ int sb_mirror_statfs(struct sb_mirror *m, struct statvfs *out)
 
 /* ------------------------------------------------------------ xattrs */
 
-static int xattr_fd(struct sb_mirror *m, int i, const char *rel, int write)
+static int xattr_fd(struct sb_mirror *m, int i, const char *rel)
 {
 	int dfd, fd;
 	const char *base;
+	if (!*rel)	/* the mount's root: the partners' roots */
+		return (fd = openat(m->p->rootfd[i], ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ?
+		       -errno : fd;
 	int ret = side_parent(m, i, rel, 0, &dfd, &base);
 	if (ret < 0)
 		return ret;
-	fd = openat(dfd, base, (write ? O_RDONLY : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	fd = openat(dfd, base, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 	ret = fd < 0 ? -errno : fd;
 	close(dfd);
 	return ret;
@@ -1310,7 +1313,7 @@ static int sb_mirror_setxattr_impl(struct sb_mirror *m, const char *path, const 
 	for (int i = 0; i < 2 && ret == 0; i++) {
 		if (side >= 0 && i != side)
 			continue;
-		int fd = xattr_fd(m, i, rel, 1);
+		int fd = xattr_fd(m, i, rel);
 		if (fd == -ENOENT)
 			continue;
 		if (fd < 0) {
@@ -1342,7 +1345,7 @@ static long sb_mirror_getxattr_impl(struct sb_mirror *m, const char *path, const
 	for (int i = 0; i < 2; i++) {
 		if (side >= 0 && i != side)
 			continue;
-		int fd = xattr_fd(m, i, rel, 0);
+		int fd = xattr_fd(m, i, rel);
 		if (fd == -ENOENT)
 			continue;
 		if (fd < 0) {

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "links.h"
 
 static struct sb_mirror *mirror(void)
 {
@@ -53,11 +54,19 @@ static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	return fuse_get_context()->private_data;
 }
 
+/* Names of multiply linked files (see links.h); set while serving. */
+static struct links *links;
+
 static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
 {
+	int ret;
 	if (fi)	/* no path walk for an open file (fstat, and after a create) */
-		return sb_file_getattr(fh(fi), st);
-	return sb_mirror_getattr(mirror(), rel(path), st);
+		ret = sb_file_getattr(fh(fi), st);
+	else
+		ret = sb_mirror_getattr(mirror(), rel(path), st);
+	if (ret == 0 && path)
+		links_seen(links, path, st);
+	return ret;
 }
 
 static int op_readlink(const char *path, char *buf, size_t size)
@@ -103,7 +112,11 @@ static int op_symlink(const char *target, const char *path)
 
 static int op_unlink(const char *path)
 {
-	return sb_mirror_unlink(mirror(), rel(path));
+	uint64_t ino = links_ino(links, path);
+	int ret = sb_mirror_unlink(mirror(), rel(path));
+	if (ret == 0)
+		links_changed(links, ino, path, 1);
+	return ret;
 }
 
 static int op_rmdir(const char *path)
@@ -118,7 +131,13 @@ static int op_rename(const char *from, const char *to, unsigned int flags)
 
 static int op_link(const char *from, const char *to)
 {
-	return sb_mirror_link(mirror(), rel(from), rel(to));
+	int ret = sb_mirror_link(mirror(), rel(from), rel(to));
+	struct stat st;
+	if (ret == 0 && sb_mirror_getattr(mirror(), rel(from), &st) == 0) {
+		links_seen(links, from, &st);
+		links_changed(links, st.st_ino, to, 0);
+	}
+	return ret;
 }
 
 static int op_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
@@ -507,7 +526,11 @@ int cmd_mount(int argc, char **argv, int (*reconcile)(int, char **))
 	report(pipefd[1], EXIT_SYNCED);
 	pipefd[1] = -1;
 	struct fuse_loop_config lc = { .clone_fd = 0, .max_idle_threads = 10 };
+	if (links_new(fuse, &links) < 0)
+		links = NULL;	/* only the other names' link counts lag */
 	ret = fuse_loop_mt(fuse, &lc) == 0 ? EXIT_SYNCED : EXIT_FAILED;
+	links_free(links);
+	links = NULL;
 	fuse_remove_signal_handlers(fuse_get_session(fuse));
 out_unmount:
 	control_stop(ctl);

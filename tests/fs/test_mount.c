@@ -26,6 +26,7 @@
 #include <grp.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -1103,6 +1104,26 @@ Test(mount, utimens)
 	cr_assert_eq(mtime_ns(&st[0]), mtime_ns(&st[1]));
 }
 
+/* ls -la asks the mount's root for its ACL: that must be an answer
+ * (ENODATA), not an error; and the root's user attributes are the roots'. */
+Test(mount, xattrs_on_the_mount_root)
+{
+	char buf[64];
+	cr_assert(getxattr(mnt.dir, "system.posix_acl_access", buf, sizeof(buf)) < 0 &&
+		  (errno == ENODATA || errno == EOPNOTSUPP), "getxattr on the root: %s",
+		  strerror(errno));
+	cr_assert(listxattr(mnt.dir, buf, sizeof(buf)) >= 0, "listxattr on the root: %s",
+		  strerror(errno));
+	cr_assert(setxattr(mnt.dir, "user.root", "r", 1, 0) == 0, "setxattr on the root: %s",
+		  strerror(errno));
+	const char *roots[2] = { env.src, env.tgt };
+	for (int i = 0; i < 2; i++)
+		cr_assert(getxattr(roots[i], "user.root", buf, sizeof(buf)) == 1 && buf[0] == 'r',
+			  "%s root: user.root missing", side_name[i]);
+	cr_assert(removexattr(mnt.dir, "user.root") == 0, "%s", strerror(errno));
+	finish();
+}
+
 Test(mount, user_xattrs)
 {
 	const char *roots[3] = { env.src, env.tgt, mnt.dir };
@@ -1977,4 +1998,400 @@ Test(mount_input, missing_or_bad_arguments)
 	cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
 	cr_assert(!strstr(r.err, "waiting"), "a refused mount left a process holding the lock");
 	tl_run_free(&r);
+}
+
+/* ================================================================ 4b. a directory against a file */
+
+#define X_TGT "the target's x, edited while the source made it a directory\n"
+#define X_IN "inside the source's directory\n"
+#define X_DEEP "deeper in the source's directory\n"
+
+/*
+ * x, a synced file, became a directory (with files in it) on the source
+ * and was edited on the target: changed on both sides since the last sync,
+ * a file against a directory, so the mount's reconcile leaves it a
+ * conflict (README).
+ */
+static void setup_dir_file_conflict(void)
+{
+	setup_env();
+	tl_write(env.src, "x", "x original\n");
+	tl_write(env.src, "keep.txt", "unrelated\n");
+	reconcile_ok();
+	tl_rm(env.src, "x");
+	tl_write(env.src, "x/inner.txt", X_IN);
+	tl_write(env.src, "x/deeper/more.txt", X_DEEP);
+	tl_write(env.tgt, "x", X_TGT);
+	tl_mount(&env, &mnt, NULL);
+	struct tl_run r = tl_cmd(&env, "conflicts", NULL);
+	cr_assert_eq(r.status, 1, "the mount's reconcile should have left x in conflict:\n%s%s",
+		     r.out, r.err);
+	cr_assert(strstr(r.out, "x"), "%s", r.out);
+	tl_run_free(&r);
+}
+
+TestSuite(mount_dirfile, .init = setup_dir_file_conflict, .fini = teardown, .timeout = 60);
+
+static void expect_type(const char *root, const char *rel, mode_t type, const char *who)
+{
+	struct stat st;
+	cr_assert(lstat(P(root, rel), &st) == 0, "%s: lstat %s: %s", who, rel, strerror(errno));
+	cr_assert_eq(st.st_mode & S_IFMT, type, "%s: %s is of type %o, %o expected", who, rel,
+		     st.st_mode & S_IFMT, type);
+}
+
+/* x is the source's directory, with its files, on both sides (and in the
+ * view, while mounted). */
+static void expect_x_is_the_directory(int with_mount)
+{
+	const char *roots[3] = { env.src, env.tgt, mnt.dir };
+	for (int i = 0; i < 2 + !!with_mount; i++) {
+		expect_type(roots[i], "x", S_IFDIR, side_name[i]);
+		expect_names(P(roots[i], "x"), "deeper inner.txt");
+		expect_names(P(roots[i], "x/deeper"), "more.txt");
+	}
+	expect_in(roots, 2 + !!with_mount, "x/inner.txt", X_IN, strlen(X_IN));
+	expect_in(roots, 2 + !!with_mount, "x/deeper/more.txt", X_DEEP, strlen(X_DEEP));
+}
+
+/* x is the target's file on both sides (and in the view). */
+static void expect_x_is_the_file(int with_mount)
+{
+	const char *roots[3] = { env.src, env.tgt, mnt.dir };
+	for (int i = 0; i < 2 + !!with_mount; i++)
+		expect_type(roots[i], "x", S_IFREG, side_name[i]);
+	expect_in(roots, 2 + !!with_mount, "x", X_TGT, strlen(X_TGT));
+}
+
+/* The conflict is gone from the view and from the state; x is whole. */
+static void expect_dirfile_resolved(int dir_won)
+{
+	expect_names(mnt.dir, "keep.txt x");
+	if (dir_won)
+		expect_x_is_the_directory(1);
+	else
+		expect_x_is_the_file(1);
+	tl_umount(&env, &mnt);
+	expect_no_conflicts();
+	if (dir_won)
+		expect_x_is_the_directory(0);
+	else
+		expect_x_is_the_file(0);
+	cr_assert(!tl_exists(env.src, "x.conflict-source") && !tl_exists(env.tgt, "x.conflict-source") &&
+		  !tl_exists(env.src, "x.conflict-target") && !tl_exists(env.tgt, "x.conflict-target"),
+		  "a conflict entry's name reached a partner");
+	expect_state_current();
+}
+
+Test(mount_dirfile, view_shows_the_directory_and_the_file)
+{
+	expect_names(mnt.dir, "keep.txt x.conflict-source x.conflict-target");
+	struct stat st;
+	cr_assert(lstat(M("x"), &st) < 0 && errno == ENOENT,
+		  "the conflicted name itself should not show");
+	/* each entry has its side's type */
+	expect_type(mnt.dir, "x.conflict-source", S_IFDIR, "mount");
+	expect_type(mnt.dir, "x.conflict-target", S_IFREG, "mount");
+	/* the file entry reads as the target's file */
+	cr_assert(stat(M("x.conflict-target"), &st) == 0, "%s", strerror(errno));
+	cr_assert_eq(st.st_size, (off_t)strlen(X_TGT));
+	char *t = tl_read(mnt.dir, "x.conflict-target");
+	cr_assert(t, "cannot read x.conflict-target: %s", strerror(errno));
+	cr_assert_str_eq(t, X_TGT);
+	free(t);
+	/* the directory entry lists the source's directory */
+	expect_names(M("x.conflict-source"), "deeper inner.txt");
+	expect_names(M("x.conflict-source/deeper"), "more.txt");
+	char *s = tl_read(mnt.dir, "x.conflict-source/inner.txt");
+	cr_assert(s, "cannot read x.conflict-source/inner.txt: %s", strerror(errno));
+	cr_assert_str_eq(s, X_IN);
+	free(s);
+	s = tl_read(mnt.dir, "x.conflict-source/deeper/more.txt");
+	cr_assert(s, "cannot read x.conflict-source/deeper/more.txt: %s", strerror(errno));
+	cr_assert_str_eq(s, X_DEEP);
+	free(s);
+	cr_assert(lstat(M("x.conflict-source/nothing"), &st) < 0 && errno == ENOENT);
+	cr_assert(lstat(M("x.conflict-target/inner.txt"), &st) < 0 && errno == ENOTDIR,
+		  "under the file entry: %s", strerror(errno));
+	/* the partners are untouched */
+	expect_type(env.src, "x", S_IFDIR, "source");
+	expect_type(env.tgt, "x", S_IFREG, "target");
+	char *a = tl_read(env.src, "x/inner.txt"), *b = tl_read(env.tgt, "x");
+	cr_assert(a && b);
+	cr_assert_str_eq(a, X_IN);
+	cr_assert_str_eq(b, X_TGT);
+	free(a);
+	free(b);
+	tl_umount(&env, &mnt);
+	struct tl_run r = tl_cmd(&env, "conflicts", NULL);
+	cr_assert_eq(r.status, 1, "the conflict should still be recorded:\n%s%s", r.out, r.err);
+	tl_run_free(&r);
+}
+
+/* rm -rf of the directory entry: the target (its file) wins. */
+Test(mount_dirfile, rm_rf_directory_entry_target_wins)
+{
+	struct tl_proc p;
+	tl_spawn_ex(&p, NULL, "rm", 0, OPTS("-rf", M("x.conflict-source")));
+	struct tl_run r = tl_proc_wait(&p, 0);
+	cr_assert_eq(r.status, 0, "rm -rf MNT/x.conflict-source: exit %d: %s", r.status, r.err);
+	tl_run_free(&r);
+	expect_dirfile_resolved(0);
+}
+
+/* unlink of the file entry: the source (its directory) wins. */
+Test(mount_dirfile, unlink_file_entry_source_wins)
+{
+	cr_assert(unlink(M("x.conflict-target")) == 0, "%s", strerror(errno));
+	expect_dirfile_resolved(1);
+}
+
+Test(mount_dirfile, rename_file_entry_to_name_target_wins)
+{
+	cr_assert(rename(M("x.conflict-target"), M("x")) == 0, "%s", strerror(errno));
+	expect_dirfile_resolved(0);
+}
+
+Test(mount_dirfile, rename_directory_entry_to_name_source_wins)
+{
+	cr_assert(rename(M("x.conflict-source"), M("x")) == 0, "%s", strerror(errno));
+	expect_dirfile_resolved(1);
+}
+
+/* ================================================================ 3b. reconcile with writes going on */
+
+#define RW_FILES 200		/* at least this many files are written */
+#define RW_MAXFILES 20000	/* and the writer stops here in any case */
+#define RW_MAX 24000
+#define RW_RUNS 4
+
+/* File i's content (deterministic, 1000..RW_MAX-1 bytes); its length. */
+static size_t rw_content(int i, unsigned char *buf)
+{
+	size_t len = 1000 + (size_t)i * 7919 % (RW_MAX - 1000);
+	uint64_t x = 0x9E3779B97F4A7C15ULL * (uint64_t)(i + 7);
+	for (size_t k = 0; k < len; k++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		buf[k] = (unsigned char)x;
+	}
+	return len;
+}
+
+static int rw_line(int i, char *line, size_t size)
+{
+	return snprintf(line, size, "file %05d written\n", i);
+}
+
+/*
+ * The writer (a child process): writes rw/f00000... through the mount, each
+ * in several requests, and appends a line for each to rw/log; reports each
+ * number on fd once both are closed. Goes on until it has written
+ * RW_FILES files and stop is closed, so that every reconcile the parent
+ * runs meets writes in flight. Exits 0, or 1 with the failure on stderr.
+ */
+static void rw_writer(const char *dir, int fd, int stop)
+{
+	unsigned char *buf = malloc(RW_MAX);
+	char path[4096], line[64];
+	for (int i = 0; i < RW_MAXFILES; i++) {
+		struct pollfd pf = { stop, POLLIN, 0 };
+		if (i >= RW_FILES && poll(&pf, 1, 0) > 0)
+			break;
+		size_t len = rw_content(i, buf);
+		snprintf(path, sizeof(path), "%s/rw/f%05d", dir, i);
+		int f = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (f < 0)
+			goto fail;
+		for (size_t off = 0; off < len;) {
+			size_t n = len - off < 4096 ? len - off : 4096;
+			ssize_t w = write(f, buf + off, n);
+			if (w <= 0)
+				goto fail;
+			off += w;
+		}
+		if (close(f) < 0)
+			goto fail;
+		snprintf(path, sizeof(path), "%s/rw/log", dir);
+		f = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		int n = rw_line(i, line, sizeof(line));
+		if (f < 0 || write(f, line, n) != n || close(f) < 0)
+			goto fail;
+		if (write(fd, &i, sizeof(i)) != sizeof(i))
+			goto fail;
+	}
+	free(buf);
+	_exit(0);
+fail:
+	fprintf(stderr, "the writer: %s: %s\n", path, strerror(errno));
+	free(buf);
+	_exit(1);
+}
+
+/* Reads the writer's reports so far (waiting up to ms for the first);
+ * returns how many files it has closed, *eof once it is gone. */
+static int rw_progress(int fd, int ms, int *done, int *eof)
+{
+	struct pollfd pf = { fd, POLLIN, 0 };
+	int i;
+	while (!*eof && poll(&pf, 1, ms) > 0) {
+		ssize_t n = read(fd, &i, sizeof(i));
+		if (n <= 0) {
+			*eof = 1;
+			break;
+		}
+		cr_assert_eq(n, (ssize_t)sizeof(i));
+		cr_assert_eq(i, *done, "the writer reported file %d after %d files", i, *done);
+		(*done)++;
+		ms = 0;
+	}
+	return *done;
+}
+
+/*
+ * README: `sbfs reconcile MOUNTPOINT` is carried out by the mount, with
+ * mount traffic held off meanwhile. Here a writer keeps creating and
+ * appending through the mount while reconciles run, each carrying changes
+ * made on the target directly: nothing the writer wrote is lost or torn,
+ * no conflict appears, and the state is current afterwards.
+ */
+Test(mount, reconcile_while_mounted_with_writes_going_on)
+{
+	cr_assert(mkdir(M("rw"), 0755) == 0, "%s", strerror(errno));
+	int pfd[2], sfd[2];
+	cr_assert(pipe(pfd) == 0 && pipe(sfd) == 0);
+	fflush(NULL);
+	pid_t w = fork();
+	cr_assert(w >= 0);
+	if (w == 0) {
+		close(pfd[0]);
+		close(sfd[1]);
+		rw_writer(mnt.dir, pfd[1], sfd[0]);
+	}
+	close(pfd[1]);
+	close(sfd[0]);
+	int done = 0, eof = 0;
+	/* under way first */
+	while (!eof && done < 10)
+		rw_progress(pfd[0], 10000, &done, &eof);
+	cr_assert(!eof, "the writer stopped after %d files", done);
+
+	int first = -1;
+	for (int k = 0; k < RW_RUNS; k++) {
+		char rel[64], want[128];
+		snprintf(rel, sizeof(rel), "outside/o%d.txt", k);
+		snprintf(want, sizeof(want), "made on the target directly before run %d\n", k);
+		tl_write(env.tgt, rel, want);
+		char edit[128];
+		snprintf(edit, sizeof(edit), "edited on the target directly before run %d\n", k);
+		tl_write(env.tgt, "dir/t.txt", edit);
+		if (k == 1)
+			tl_rm(env.tgt, "only-tgt.txt");
+		int before = rw_progress(pfd[0], 0, &done, &eof);
+		if (first < 0)
+			first = before;
+		struct tl_run r = tl_sbfs_run(&env, NULL, OPTS("reconcile", mnt.dir));
+		cr_assert_eq(r.status, 0, "sbfs reconcile MNT #%d, the writer at file %d: exit %d\n%s%s",
+			     k, before, r.status, r.out, r.err);
+		tl_run_free(&r);
+		int after = rw_progress(pfd[0], 0, &done, &eof);
+		/* it cannot have stopped: stop is still open */
+		cr_assert(!eof, "the writer died during reconcile #%d (after %d files)", k, after);
+		/* carried, and shown in the mount at once */
+		expect_all_str(rel, want);
+		expect_all_str("dir/t.txt", edit);
+		if (k >= 1)
+			expect_absent("only-tgt.txt", 1);
+		/* the writer gets some time between runs */
+		rw_progress(pfd[0], 50, &done, &eof);
+	}
+	/* the writes went on between and during the runs, not only after */
+	cr_assert(done > first, "the writer made no progress during the reconciles (%d files)",
+		  done);
+	cr_log_info("the writer closed files %d to %d during %d reconciles", first, done - 1,
+		    RW_RUNS);
+
+	/* let it finish */
+	close(sfd[1]);
+	while (!eof)
+		rw_progress(pfd[0], 30000, &done, &eof);
+	close(pfd[0]);
+	int st;
+	cr_assert_eq(waitpid(w, &st, 0), w);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the writer failed (status %d) after %d files",
+		  st, done);
+	cr_assert(done >= RW_FILES, "the writer wrote only %d files", done);
+
+	unsigned char *buf = malloc(RW_MAX);
+	size_t cap = (size_t)done * 32 + 1, len = 0;
+	char *log = malloc(cap);
+	char rel[64];
+	for (int i = 0; i < done; i++) {
+		snprintf(rel, sizeof(rel), "rw/f%05d", i);
+		size_t n = rw_content(i, buf);
+		expect_all(rel, buf, n);
+		len += rw_line(i, log + len, cap - len);
+	}
+	expect_all("rw/log", log, len);
+	char *names_src = names(S("rw")), *names_tgt = names(T("rw"));
+	cr_assert_str_eq(names_src, names_tgt);
+	free(names_src);
+	free(names_tgt);
+	cr_assert_eq(tl_count(S("rw")), (size_t)done + 1, "rw holds %zu entries, %d files and log expected",
+		     tl_count(S("rw")), done);
+
+	tl_umount(&env, &mnt);
+	expect_no_conflicts();
+	for (int i = 0; i < done; i++) {
+		snprintf(rel, sizeof(rel), "rw/f%05d", i);
+		size_t n = rw_content(i, buf);
+		const char *roots[2] = { env.src, env.tgt };
+		expect_in(roots, 2, rel, buf, n);
+	}
+	const char *roots[2] = { env.src, env.tgt };
+	expect_in(roots, 2, "rw/log", log, len);
+	expect_sides_str("dir/t.txt", "edited on the target directly before run 3\n");
+	free(buf);
+	free(log);
+	expect_state_current();
+}
+
+/* ================================================================ 2b. hard links seen from the other name */
+
+static nlink_t nlink_of(const char *path)
+{
+	struct stat st;
+	cr_assert(stat(path, &st) == 0, "stat %s: %s", path, strerror(errno));
+	return st.st_nlink;
+}
+
+/*
+ * Each name of a hard-linked file is its own node to the kernel (libfuse's
+ * path-based nodes), with its own cached attributes: a link or an unlink
+ * through one name must still show the new count under the other at once,
+ * not after the attribute timeout (fs/links.c).
+ */
+Test(mount, hard_link_count_seen_on_the_other_name)
+{
+	write_str(M("a"), "linked\n");
+	/* cached: looked up and stat'ed before the link */
+	cr_assert_eq(nlink_of(M("a")), 1);
+	cr_assert_eq(nlink_of(M("a")), 1);
+	cr_assert(link(M("a"), M("b")) == 0, "link: %s", strerror(errno));
+	cr_assert_eq(nlink_of(S("a")), 2);
+	cr_assert_eq(nlink_of(T("a")), 2);
+	cr_assert_eq(nlink_of(M("b")), 2, "the new name's link count");
+	nlink_t n = nlink_of(M("a"));
+	cr_assert_eq(n, 2, "stat(a) right after link(a, b): st_nlink %lu, 2 expected",
+		     (unsigned long)n);
+	cr_assert(unlink(M("b")) == 0, "unlink: %s", strerror(errno));
+	cr_assert_eq(nlink_of(S("a")), 1);
+	cr_assert_eq(nlink_of(T("a")), 1);
+	n = nlink_of(M("a"));
+	cr_assert_eq(n, 1, "stat(a) right after unlink(b): st_nlink %lu, 1 expected",
+		     (unsigned long)n);
+	expect_all_str("a", "linked\n");
+	expect_absent("b", 1);
+	finish();
 }
