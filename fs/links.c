@@ -58,11 +58,13 @@ static struct name *find(struct links *l, const char *path)
 
 void links_seen(struct links *l, const char *path, const struct stat *st)
 {
-	if (!l || S_ISDIR(st->st_mode))
+	/* The usual case, on every getattr, takes no lock: no hard links
+	 * anywhere. A stale count here only keeps a name a while longer. */
+	if (!l || S_ISDIR(st->st_mode) ||
+	    (st->st_nlink <= 1 && !__atomic_load_n(&l->used, __ATOMIC_RELAXED)))
 		return;
 	pthread_mutex_lock(&l->mu);
-	/* the usual case, kept cheap: no hard links anywhere */
-	struct name *n = st->st_nlink > 1 || l->used ? find(l, path) : NULL;
+	struct name *n = find(l, path);
 	if (st->st_nlink > 1 && !n) {
 		char *p = strdup(path);
 		if (p) {
@@ -70,7 +72,7 @@ void links_seen(struct links *l, const char *path, const struct stat *st)
 			if (n->path)
 				free(n->path);
 			else
-				l->used++;
+				__atomic_add_fetch(&l->used, 1, __ATOMIC_RELAXED);
 			n->path = p;
 		}
 	}
@@ -79,7 +81,7 @@ void links_seen(struct links *l, const char *path, const struct stat *st)
 	} else if (n) {	/* linked once now: nothing to keep */
 		free(n->path);
 		n->path = NULL;
-		l->used--;
+		__atomic_sub_fetch(&l->used, 1, __ATOMIC_RELAXED);
 	}
 	pthread_mutex_unlock(&l->mu);
 }
@@ -114,7 +116,7 @@ void links_changed(struct links *l, uint64_t ino, const char *by, int gone)
 			if (gone) {
 				free(e->path);
 				e->path = NULL;
-				l->used--;
+				__atomic_sub_fetch(&l->used, 1, __ATOMIC_RELAXED);
 			}
 			continue;
 		}
