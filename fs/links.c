@@ -88,7 +88,8 @@ void links_seen(struct links *l, const char *path, const struct stat *st)
 
 uint64_t links_ino(struct links *l, const char *path)
 {
-	if (!l)
+	/* every unlink asks: no lock and no scan while no hard link is known */
+	if (!l || !__atomic_load_n(&l->used, __ATOMIC_RELAXED))
 		return 0;
 	pthread_mutex_lock(&l->mu);
 	struct name *n = find(l, path);
