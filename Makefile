@@ -1,6 +1,8 @@
 # sbfs — see README.md. `make` builds, `make test` runs every test twice:
 # a normal build and one with AddressSanitizer + UndefinedBehaviorSanitizer.
 
+.DEFAULT_GOAL := all
+
 CC      ?= gcc
 PKGS    := fuse3 libcrypto lmdb
 WARN    := -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64
