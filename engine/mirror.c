@@ -76,7 +76,39 @@ struct sb_mirror {
 	struct wjob *whead, **wtail;
 	pthread_t wthr[2];
 	int nwthr, wstop;
+	/* see sb_mirror_listing_fresh */
+	uint64_t view_gen;		/* bumped when the conflict list may change */
+	pthread_mutex_t lmu;		/* guards listings, lbytes, blob refs */
+	struct listing *listings;	/* LISTINGS slots, by hash of the path */
+	size_t lbytes;
 };
+
+/*
+ * What a directory's listing in the view depends on: both sides' directories
+ * and the conflict list. Compared whole (memcmp), so always zeroed first.
+ */
+struct dstamp {
+	uint64_t gen;
+	struct {
+		uint64_t dev, ino, size, nlink;
+		int64_t mtime_ns, ctime_ns;
+	} side[2];
+};
+
+/* A listing kept for the next readdir of the same directory. */
+struct listing {
+	uint64_t key;			/* hash of the view path */
+	uint64_t when_ns;		/* CLOCK_MONOTONIC, when taken */
+	struct dstamp st;		/* of the directory, before it was read */
+	struct blob *blob;		/* NULL: empty slot */
+};
+
+#define LISTINGS 64
+#define LISTING_BYTES (32 << 20)	/* all kept listings together */
+/* A kept listing is read again at least this often, as a bound on what an
+ * unforeseen way of changing a directory without changing its stamp could
+ * cost: edits made outside show within the attribute timeout anyway. */
+#define LISTING_TTL_NS (5 * 1000000000ULL)
 
 /* One side's half of a write, done by a writer thread. */
 struct wjob {
@@ -184,6 +216,7 @@ int sb_mirror_reload_conflicts(struct sb_mirror *m)
 		l.v[i].path = NULL;
 	}
 	pthread_rwlock_wrlock(&m->clock);
+	__atomic_add_fetch(&m->view_gen, 1, __ATOMIC_RELAXED);
 	for (size_t i = 0; i < m->nconf; i++)
 		free(m->conf[i]);
 	free(m->conf);
@@ -199,10 +232,48 @@ static int ends_with(const char *s, size_t len, const char *suf, size_t sl)
 	return len > sl && !memcmp(s + len - sl, suf, sl);
 }
 
+/* Whether the real entry rel[0..len) exists on side (-1: either side). */
+static int real_exists(struct sb_mirror *m, const char *rel, size_t len, int side)
+{
+	char *p = strndup(rel, len);	/* the base name is used NUL-terminated */
+	int found = 0;
+	if (!p)
+		return 1;	/* in doubt, a real entry keeps its name */
+	for (int i = 0; p && !found && i < 2; i++) {
+		int dfd;
+		const char *base;
+		struct stat st;
+		if ((side >= 0 && i != side) ||
+		    sb_open_parent(m->p->rootfd[i], p, len, 0, &dfd, &base) < 0)
+			continue;
+		found = fstatat(dfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0;
+		close(dfd);
+	}
+	free(p);
+	return found;
+}
+
+/*
+ * Whether the view name buf[0..o) (within side) is the entry of one side
+ * of a conflicted NAME, suf being that side's suffix: NAME<suf>, or
+ * NAME<suf>~ when a real entry already has the name NAME<suf>. A real
+ * entry is never shadowed; the entry's name is the one left free.
+ */
+static int is_entry(struct sb_mirror *m, const char *buf, size_t o, int side,
+		    const char *suf, size_t sl)
+{
+	int alt = o > 0 && buf[o - 1] == '~';
+	size_t e = o - alt;
+	if (!ends_with(buf, e, suf, sl) || !in_conflict(m, buf, e - sl) ||
+	    real_exists(m, buf, o, side))
+		return 0;
+	return !alt || real_exists(m, buf, e, side);
+}
+
 /*
  * View path -> real relative path (malloc'd) and the side it is limited
  * to (-1: both). -ENOENT for the plain name of a conflicted path: the view
- * shows only its .conflict-* entries.
+ * shows only its conflict entries.
  */
 static int map(struct sb_mirror *m, const char *path, char **out, int *side)
 {
@@ -228,14 +299,15 @@ static int map(struct sb_mirror *m, const char *path, char **out, int *side)
 		memcpy(buf + o, path + i, j - i);
 		o += j - i;
 		size_t ls = sizeof(SUF_SRC) - 1, lt = sizeof(SUF_TGT) - 1;
-		if (ends_with(buf, o, SUF_SRC, ls) && in_conflict(m, buf, o - ls)) {
+		int alt = o > 0 && buf[o - 1] == '~';
+		if (is_entry(m, buf, o, *side, SUF_SRC, ls)) {
 			ret = *side == SB_TGT ? -ENOENT : 0;
 			*side = SB_SRC;
-			o -= ls;
-		} else if (ends_with(buf, o, SUF_TGT, lt) && in_conflict(m, buf, o - lt)) {
+			o -= ls + alt;
+		} else if (is_entry(m, buf, o, *side, SUF_TGT, lt)) {
 			ret = *side == SB_SRC ? -ENOENT : 0;
 			*side = SB_TGT;
-			o -= lt;
+			o -= lt + alt;
 		} else if (*side < 0 && in_conflict(m, buf, o)) {
 			ret = -ENOENT;
 		}
@@ -524,8 +596,10 @@ int sb_mirror_open(struct sb_pship *p, struct sb_mirror **out)
 	int ret;
 
 	*out = NULL;
-	if (!m)
+	if (!m || !(m->listings = calloc(LISTINGS, sizeof(*m->listings)))) {
+		free(m);
 		return -ENOMEM;
+	}
 	m->p = p;
 	m->tail = &m->head;
 	if (sb_journal_open(p, &m->journal) < 0)
@@ -541,6 +615,7 @@ int sb_mirror_open(struct sb_pship *p, struct sb_mirror **out)
 	pthread_mutex_init(&m->mu, NULL);
 	pthread_rwlock_init(&m->oplock, NULL);
 	pthread_mutex_init(&m->files_mu, NULL);
+	pthread_mutex_init(&m->lmu, NULL);
 	pthread_cond_init(&m->cv, NULL);
 	pthread_cond_init(&m->done_cv, NULL);
 	if ((ret = sb_mirror_reload_conflicts(m)) < 0)
@@ -584,6 +659,10 @@ void sb_mirror_close(struct sb_mirror *m)
 	pthread_mutex_destroy(&m->mu);
 	pthread_rwlock_destroy(&m->oplock);
 	pthread_mutex_destroy(&m->files_mu);
+	pthread_mutex_destroy(&m->lmu);
+	for (size_t i = 0; i < LISTINGS; i++)
+		free(m->listings[i].blob);
+	free(m->listings);
 	/* Every file was closed: nothing is left half written. */
 	if (m->journal >= 0) {
 		close(m->journal);
@@ -728,149 +807,400 @@ static int sb_mirror_readlink_impl(struct sb_mirror *m, const char *path, char *
 	return ret;
 }
 
-struct dlist {
-	char **v;
-	unsigned char *type;
-	uint8_t *sides;
-	size_t n, cap;
+/*
+ * Listings. A directory's listing in the view is built by reading both
+ * sides once, without sorting: the source's names in its own order, then
+ * the target's that the source lacks (a hash set finds them). The result is
+ * kept (see dir_stamp) and served again while neither side's directory nor
+ * the conflict list changed, so a directory listed again costs two fstat
+ * calls instead of two full reads.
+ */
+
+/* One name of a directory on either side. */
+struct dent {
+	uint32_t name;			/* offset in the names buffer */
+	uint8_t has;			/* bit i: side i has it */
+	uint8_t type[2];
+	uint64_t ino[2];
 };
 
-static int cmp_str(const void *a, const void *b)
+struct dread {
+	struct dent *v;
+	size_t n, cap;
+	char *names;
+	size_t nlen, ncap;
+	uint32_t *slot;			/* hash set of the source's names: index + 1 */
+	size_t nslot;
+};
+
+/* A finished listing: records of [ino u64][type u8][name NUL]. */
+struct blob {
+	int refs;			/* under lmu */
+	size_t len;
+	char data[];
+};
+
+static void blob_put(struct sb_mirror *m, struct blob *b)
 {
-	return strcmp(*(char *const *)a, *(char *const *)b);
+	if (!b)
+		return;
+	pthread_mutex_lock(&m->lmu);
+	int last = --b->refs == 0;
+	pthread_mutex_unlock(&m->lmu);
+	if (last)
+		free(b);
+}
+
+static uint64_t name_hash(const char *s, size_t n)
+{
+	uint64_t h = 14695981039346656037ULL;	/* FNV-1a */
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+	return h;
+}
+
+static int dread_add(struct dread *r, const char *name, size_t nl, int side,
+		     unsigned char type, uint64_t ino)
+{
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? 2 * r->cap : 256;
+		struct dent *v = realloc(r->v, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		r->v = v;
+		r->cap = cap;
+	}
+	if (r->nlen + nl + 1 > r->ncap) {
+		size_t cap = r->ncap ? 2 * r->ncap : 8192;
+		while (cap < r->nlen + nl + 1)
+			cap *= 2;
+		char *p = realloc(r->names, cap);
+		if (!p)
+			return -ENOMEM;
+		r->names = p;
+		r->ncap = cap;
+	}
+	if (r->nlen > UINT32_MAX - nl - 1 || r->n >= UINT32_MAX)
+		return -EOVERFLOW;
+	struct dent *e = &r->v[r->n++];
+	memset(e, 0, sizeof(*e));
+	e->name = (uint32_t)r->nlen;
+	e->has = (uint8_t)(1 << side);
+	e->type[side] = type;
+	e->ino[side] = ino;
+	memcpy(r->names + r->nlen, name, nl + 1);
+	r->nlen += nl + 1;
+	return 0;
+}
+
+/* The source's entry called name, or NULL. */
+static struct dent *dread_find(struct dread *r, const char *name, size_t nl)
+{
+	if (!r->nslot)
+		return NULL;
+	for (size_t i = name_hash(name, nl) & (r->nslot - 1);; i = (i + 1) & (r->nslot - 1)) {
+		if (!r->slot[i])
+			return NULL;
+		struct dent *e = &r->v[r->slot[i] - 1];
+		if (!strcmp(r->names + e->name, name))
+			return e;
+	}
+}
+
+static int dread_index(struct dread *r)
+{
+	size_t n = 16;
+	while (n < 2 * r->n)
+		n *= 2;
+	if (!(r->slot = calloc(n, sizeof(*r->slot))))
+		return -ENOMEM;
+	r->nslot = n;
+	for (size_t k = 0; k < r->n; k++) {
+		const char *name = r->names + r->v[k].name;
+		size_t i = name_hash(name, strlen(name)) & (n - 1);
+		while (r->slot[i])
+			i = (i + 1) & (n - 1);
+		r->slot[i] = (uint32_t)(k + 1);
+	}
+	return 0;
+}
+
+/* Reads side i's directory rel into r; -ENOENT if that side has none. */
+static int dread_side(struct sb_mirror *m, struct dread *r, int i, const char *rel)
+{
+	int fd, ret = sb_open_dir(m->p->rootfd[i], rel, strlen(rel), &fd);
+	if (ret < 0)
+		return ret == -ENOTDIR ? -ENOENT : ret;
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -errno;
+	}
+	struct dirent *de;
+	errno = 0;
+	while (ret == 0 && (de = readdir(d))) {
+		const char *n = de->d_name;
+		if ((n[0] == '.' && (!n[1] || (n[1] == '.' && !n[2]))) ||
+		    !strncmp(n, SB_TMP_PREFIX, sizeof(SB_TMP_PREFIX) - 1))
+			continue;
+		size_t nl = strlen(n);
+		uint64_t ino = SB_VIEW_INO((uint64_t)de->d_ino, i);
+		struct dent *e = i == SB_TGT ? dread_find(r, n, nl) : NULL;
+		if (e) {
+			e->has |= 1 << SB_TGT;
+			e->type[SB_TGT] = de->d_type;
+			e->ino[SB_TGT] = ino;
+		} else {
+			ret = dread_add(r, n, nl, i, de->d_type, ino);
+		}
+		errno = 0;
+	}
+	if (ret == 0 && errno)
+		ret = -errno;
+	closedir(d);
+	return ret;
+}
+
+static int blob_add(struct blob **bp, size_t *cap, const char *name, size_t nl,
+		    const char *suf, unsigned char type, uint64_t ino)
+{
+	struct blob *b = *bp;
+	size_t sl = suf ? strlen(suf) : 0, need = sizeof(ino) + 1 + nl + sl + 1;
+	if (!b || b->len + need > *cap) {
+		size_t c = *cap ? 2 * *cap : 16384;
+		while (c < (b ? b->len : 0) + need)
+			c *= 2;
+		struct blob *nb = realloc(b, sizeof(*nb) + c);
+		if (!nb)
+			return -ENOMEM;
+		if (!b)
+			nb->len = 0;
+		*bp = b = nb;
+		*cap = c;
+	}
+	char *p = b->data + b->len;
+	memcpy(p, &ino, sizeof(ino));
+	p[sizeof(ino)] = (char)type;
+	memcpy(p + sizeof(ino) + 1, name, nl);
+	if (sl)
+		memcpy(p + sizeof(ino) + 1 + nl, suf, sl);
+	p[sizeof(ino) + 1 + nl + sl] = '\0';
+	b->len += need;
+	return 0;
+}
+
+/*
+ * The suffix under which the entry of one side of a conflicted name is
+ * listed (see is_entry), or NULL when both names are taken by real entries
+ * (the conflict is then left to `sbfs resolve`). alt: room for the longer
+ * suffix.
+ */
+static const char *entry_name(struct dread *r, const char *name, size_t nl,
+			      const char *suf, char *alt)
+{
+	size_t sl = strlen(suf);
+	if (nl + sl + 1 > NAME_MAX)
+		return NULL;
+	memcpy(alt, name, nl);
+	memcpy(alt + nl, suf, sl + 1);
+	if (!dread_find(r, alt, nl + sl))
+		return suf;
+	alt[nl + sl] = '~';
+	alt[nl + sl + 1] = '\0';
+	if (dread_find(r, alt, nl + sl + 1))
+		return NULL;
+	memcpy(alt, suf, sl);
+	memcpy(alt + sl, "~", 2);
+	return alt;
+}
+
+/* The listing of view path rel (mapped: rel, side) as a blob. */
+static int build_listing(struct sb_mirror *m, const char *rel, int side, struct blob **out)
+{
+	struct dread r = { 0 };
+	struct blob *b = NULL;
+	size_t cap = 0, plen = strlen(rel);
+	char *full = NULL;
+	int ret = 0, any = 0;
+
+	*out = NULL;
+	for (int i = 0; i < 2; i++) {
+		if (side >= 0 && i != side)
+			continue;
+		if (i == SB_TGT && side < 0 && (ret = dread_index(&r)) < 0)
+			goto out;
+		ret = dread_side(m, &r, i, rel);
+		if (ret == -ENOENT)
+			continue;
+		if (ret < 0)
+			goto out;
+		any = 1;
+	}
+	ret = any ? 0 : -ENOENT;
+	if (ret < 0 || !(full = malloc(plen + NAME_MAX + 2))) {
+		ret = ret < 0 ? ret : -ENOMEM;
+		goto out;
+	}
+	memcpy(full, rel, plen);
+	if (plen)
+		full[plen++] = '/';
+	/* conflict entries must not take a real entry's name: all are indexed */
+	if (m->nconf && side < 0 && r.n) {
+		free(r.slot);
+		r.slot = NULL;
+		if ((ret = dread_index(&r)) < 0)
+			goto out;
+	}
+	/* so that an empty directory still has a blob */
+	if ((ret = blob_add(&b, &cap, "", 0, NULL, 0, 0)) < 0)
+		goto out;
+	b->len = 0;
+	pthread_rwlock_rdlock(&m->clock);
+	for (size_t k = 0; ret == 0 && k < r.n; k++) {
+		const struct dent *e = &r.v[k];
+		const char *name = r.names + e->name;
+		size_t nl = strlen(name);
+		char alt[NAME_MAX + 2];
+		int s0 = e->has & 1 ? SB_SRC : SB_TGT;
+		if (!m->nconf || side >= 0 || nl > NAME_MAX) {
+			ret = blob_add(&b, &cap, name, nl, NULL, e->type[s0], e->ino[s0]);
+			continue;
+		}
+		memcpy(full + plen, name, nl);
+		if (!in_conflict(m, full, plen + nl)) {
+			ret = blob_add(&b, &cap, name, nl, NULL, e->type[s0], e->ino[s0]);
+			continue;
+		}
+		for (int i = 0; ret == 0 && i < 2; i++) {
+			const char *suf = i == SB_SRC ? SUF_SRC : SUF_TGT;
+			if (!(e->has & (1 << i)) ||
+			    !(suf = entry_name(&r, name, nl, suf, alt)))
+				continue;
+			ret = blob_add(&b, &cap, name, nl, suf, e->type[i], e->ino[i]);
+		}
+	}
+	pthread_rwlock_unlock(&m->clock);
+	if (ret == 0) {
+		b->refs = 1;
+		*out = b;
+		b = NULL;
+	}
+out:
+	free(b);
+	free(full);
+	free(r.v);
+	free(r.names);
+	free(r.slot);
+	return ret;
+}
+
+static int64_t ts_ns(const struct timespec *t)
+{
+	return (int64_t)t->tv_sec * 1000000000 + t->tv_nsec;
+}
+
+/*
+ * Takes the stamp of the directory rel shows (side as map gives it).
+ * Returns whether a change made after now is sure to change the stamp:
+ * not when either side's timestamps are so recent that a change could get
+ * the same ones (coarse kernel clocks; whole seconds, as FAT's 2 s).
+ */
+static int dir_stamp(struct sb_mirror *m, const char *rel, int side, struct dstamp *d)
+{
+	int trusted = 1;
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	for (int i = 0; i < 2; i++) {
+		struct stat st;
+		int fd;
+		if ((side >= 0 && i != side) ||
+		    sb_open_dir(m->p->rootfd[i], rel, strlen(rel), &fd) < 0)
+			continue;
+		if (fstat(fd, &st) == 0) {
+			d->side[i].dev = st.st_dev;
+			d->side[i].ino = st.st_ino;
+			d->side[i].size = (uint64_t)st.st_size;
+			d->side[i].nlink = st.st_nlink;
+			d->side[i].mtime_ns = ts_ns(&st.st_mtim);
+			d->side[i].ctime_ns = ts_ns(&st.st_ctim);
+			int64_t last = d->side[i].mtime_ns > d->side[i].ctime_ns ?
+				       d->side[i].mtime_ns : d->side[i].ctime_ns;
+			int fine = st.st_mtim.tv_nsec || st.st_ctim.tv_nsec;
+			if (ts_ns(&now) - last < (fine ? 100000000 : 3000000000LL))
+				trusted = 0;
+		} else {
+			trusted = 0;
+		}
+		close(fd);
+	}
+	return trusted;
+}
+
+/* Keeps b as the listing of slot l (under lmu), within the memory budget. */
+static void listing_keep(struct sb_mirror *m, struct listing *l, uint64_t key,
+			 const struct dstamp *d, uint64_t now_ns, struct blob *b)
+{
+	if (l->blob) {
+		m->lbytes -= l->blob->len;
+		if (--l->blob->refs == 0)
+			free(l->blob);
+		l->blob = NULL;
+	}
+	if (m->lbytes + b->len > LISTING_BYTES)
+		return;
+	b->refs++;
+	l->blob = b;
+	l->key = key;
+	l->st = *d;
+	l->when_ns = now_ns;
+	m->lbytes += b->len;
 }
 
 static int sb_mirror_readdir_impl(struct sb_mirror *m, const char *path,
 		      int (*fill)(void *arg, const char *name, unsigned char type, uint64_t ino),
 		      void *arg)
 {
-	struct dlist l = { 0 };
+	struct dstamp d;
+	struct blob *b = NULL;
+	struct timespec now;
 	char *rel;
-	int side, ret, any = 0;
+	int side, ret;
+	uint64_t key = name_hash(path, strlen(path));
+	struct listing *l = &m->listings[key % LISTINGS];
 
+	memset(&d, 0, sizeof(d));	/* compared whole */
+	/* before the conflict list is read: a change after it shows */
+	d.gen = __atomic_load_n(&m->view_gen, __ATOMIC_RELAXED);
 	if ((ret = map(m, path, &rel, &side)) < 0)
 		return ret;
-	for (int i = 0; i < 2; i++) {
-		int fd;
-		if (side >= 0 && i != side)
-			continue;
-		ret = sb_open_dir(m->p->rootfd[i], rel, strlen(rel), &fd);
-		if (ret == -ENOENT || ret == -ENOTDIR)
-			continue;
-		if (ret < 0)
-			goto out;
-		DIR *d = fdopendir(fd);
-		if (!d) {
-			ret = -errno;
-			close(fd);
-			goto out;
-		}
-		any = 1;
-		struct dirent *de;
-		while ((de = readdir(d))) {
-			const char *n = de->d_name;
-			if (n[0] == '.' && (!n[1] || (n[1] == '.' && !n[2])))
-				continue;
-			if (!strncmp(n, SB_TMP_PREFIX, sizeof(SB_TMP_PREFIX) - 1))
-				continue;
-			if (l.n == l.cap) {
-				size_t cap = l.cap ? 2 * l.cap : 64;
-				char **nv = realloc(l.v, cap * sizeof(*nv));
-				if (nv)
-					l.v = nv;
-				if (!nv) {
-					ret = -ENOMEM;
-					closedir(d);
-					goto out;
-				}
-				l.cap = cap;
-			}
-			/* [side bit] name NUL [d_type]: sorts by side, then name */
-			size_t nl = strlen(n);
-			char *e = malloc(nl + 3 + sizeof(uint64_t));
-			if (!e) {
-				ret = -ENOMEM;
-				closedir(d);
-				goto out;
-			}
-			uint64_t ino = SB_VIEW_INO((uint64_t)de->d_ino, i);
-			e[0] = (char)(1 << i);
-			memcpy(e + 1, n, nl + 1);
-			e[nl + 2] = (char)de->d_type;
-			memcpy(e + nl + 3, &ino, sizeof(ino));
-			l.v[l.n++] = e;
-		}
-		closedir(d);
+	/* before the directories are read, for the same reason */
+	int trusted = dir_stamp(m, rel, side, &d);
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	uint64_t now_ns = (uint64_t)ts_ns(&now);
+
+	pthread_mutex_lock(&m->lmu);
+	if (l->blob && l->key == key && now_ns - l->when_ns < LISTING_TTL_NS &&
+	    !memcmp(&l->st, &d, sizeof(d))) {
+		b = l->blob;
+		b->refs++;
 	}
-	if (!any) {
-		ret = -ENOENT;
-		goto out;
+	pthread_mutex_unlock(&m->lmu);
+	if (!b && (ret = build_listing(m, rel, side, &b)) == 0 && trusted) {
+		pthread_mutex_lock(&m->lmu);
+		listing_keep(m, l, key, &d, now_ns, b);
+		pthread_mutex_unlock(&m->lmu);
 	}
-	ret = 0;
-	if (l.n > 1)
-		qsort(l.v, l.n, sizeof(*l.v), cmp_str);
-	size_t plen = strlen(rel);
-	char *full = malloc(plen + 260);
-	if (!full) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	memcpy(full, rel, plen);
-	if (plen)
-		full[plen++] = '/';
-	/* names sorted by (side, name); walk both halves together */
-	size_t a = 0, b = 0, mid = 0;
-	while (mid < l.n && l.v[mid][0] == 1)
-		mid++;
-	b = mid;
-	pthread_rwlock_rdlock(&m->clock);
-	while (ret == 0 && (a < mid || b < l.n)) {
-		const char *x = a < mid ? l.v[a] + 1 : NULL, *y = b < l.n ? l.v[b] + 1 : NULL;
-		int c = !x ? 1 : !y ? -1 : strcmp(x, y);
-		const char *name = c <= 0 ? x : y;
-		size_t nl = strlen(name);
-		unsigned char type = (unsigned char)name[nl + 1];
+	for (size_t o = 0; ret == 0 && o < (b ? b->len : 0);) {
 		uint64_t ino;
-		memcpy(&ino, name + nl + 2, sizeof(ino));
-		int has0 = c <= 0, has1 = c >= 0;
-		memcpy(full + plen, name, nl);
-		if (m->nconf && side < 0 && in_conflict(m, full, plen + nl)) {
-			char alt[300];
-			if (has0) {
-				snprintf(alt, sizeof(alt), "%s%s", name, SUF_SRC);
-				ret = fill(arg, alt, type, ino);
-			}
-			if (ret == 0 && has1) {
-				snprintf(alt, sizeof(alt), "%s%s", name, SUF_TGT);
-				uint64_t yino;
-				memcpy(&yino, y + strlen(y) + 2, sizeof(yino));
-				ret = fill(arg, alt, (unsigned char)y[strlen(y) + 1], yino);
-			}
-		} else if (m->nconf && side < 0 &&
-			   ((ends_with(full, plen + nl, SUF_SRC, sizeof(SUF_SRC) - 1) &&
-			     in_conflict(m, full, plen + nl - (sizeof(SUF_SRC) - 1))) ||
-			    (ends_with(full, plen + nl, SUF_TGT, sizeof(SUF_TGT) - 1) &&
-			     in_conflict(m, full, plen + nl - (sizeof(SUF_TGT) - 1))))) {
-			/* a real NAME.conflict-x beside a conflicted NAME: the
-			 * conflict entry has the name until it is resolved */
-		} else {
-			ret = fill(arg, name, type, ino);
-		}
-		if (c <= 0)
-			a++;
-		if (c >= 0)
-			b++;
+		const char *rec = b->data + o, *name = rec + sizeof(ino) + 1;
+		memcpy(&ino, rec, sizeof(ino));
+		ret = fill(arg, name, (unsigned char)rec[sizeof(ino)], ino);
+		o += sizeof(ino) + 1 + strlen(name) + 1;
 	}
-	pthread_rwlock_unlock(&m->clock);
-	free(full);
-	if (ret > 0)
-		ret = 0;
-out:
-	for (size_t i = 0; i < l.n; i++)
-		free(l.v[i]);
-	free(l.v);
+	blob_put(m, b);
 	free(rel);
-	return ret;
+	return ret > 0 ? 0 : ret;
 }
 
 /* ------------------------------------------------------------ changes */

@@ -1693,19 +1693,23 @@ Test(mount_conflict, writing_to_an_entry_changes_that_side_only)
 }
 
 /*
- * README: a real file named NAME.conflict-source beside a conflicted NAME:
- * the conflict entry takes the name in the view; the real file is
- * untouched and shows again once the conflict is resolved.
+ * README: a real file named NAME.conflict-source beside a conflicted NAME
+ * keeps its name; the conflict entry is NAME.conflict-source~ instead, and
+ * resolves like any other.
  */
 Test(mount_conflict, real_file_named_like_a_conflict_entry)
 {
 	tl_write(env.src, "doc.txt.conflict-source", "a real file\n");
 	tl_write(env.tgt, "doc.txt.conflict-source", "a real file\n");
-	expect_names(mnt.dir, "doc.txt.conflict-source doc.txt.conflict-target keep.txt sub");
+	expect_names(mnt.dir, "doc.txt.conflict-source doc.txt.conflict-source~ "
+		     "doc.txt.conflict-target keep.txt sub");
 	char *s = tl_read(mnt.dir, "doc.txt.conflict-source");
-	cr_assert_str_eq(s, V_SRC, "the conflict entry should take the name");
+	cr_assert_str_eq(s, "a real file\n", "the real file should keep its name");
 	free(s);
-	cr_assert(unlink(M("doc.txt.conflict-target")) == 0, "%s", strerror(errno));
+	s = tl_read(mnt.dir, "doc.txt.conflict-source~");
+	cr_assert_str_eq(s, V_SRC, "the conflict entry should give way");
+	free(s);
+	cr_assert(rename(M("doc.txt.conflict-source~"), M("doc.txt")) == 0, "%s", strerror(errno));
 	expect_names(mnt.dir, "doc.txt doc.txt.conflict-source keep.txt sub");
 	expect_all_str("doc.txt", V_SRC);
 	expect_all_str("doc.txt.conflict-source", "a real file\n");
@@ -1715,6 +1719,26 @@ Test(mount_conflict, real_file_named_like_a_conflict_entry)
 	cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
 	tl_run_free(&r);
 	expect_state_current();
+}
+
+/* Both names taken by real files on one side each: all four are shown; the
+ * renamed fallback entry resolves the conflict for its side. */
+Test(mount_conflict, real_files_with_both_entry_names)
+{
+	tl_write(env.src, "doc.txt.conflict-target", "real, source only\n");
+	tl_write(env.tgt, "doc.txt.conflict-target~", "real, target only\n");
+	expect_names(mnt.dir, "doc.txt.conflict-source doc.txt.conflict-target "
+		     "doc.txt.conflict-target~ keep.txt sub");
+	char *s = tl_read(mnt.dir, "doc.txt.conflict-target");
+	cr_assert_str_eq(s, "real, source only\n");
+	free(s);
+	s = tl_read(mnt.dir, "doc.txt.conflict-target~");
+	cr_assert_str_eq(s, "real, target only\n");
+	free(s);
+	/* the target's version has no free name; the source's still resolves */
+	cr_assert(rename(M("doc.txt.conflict-source"), M("doc.txt")) == 0, "%s", strerror(errno));
+	expect_names(mnt.dir, "doc.txt doc.txt.conflict-target doc.txt.conflict-target~ keep.txt sub");
+	expect_all_str("doc.txt", V_SRC);
 }
 
 /* md.txt: modified on the source, deleted on the target; sub/dm.txt:
