@@ -2189,6 +2189,35 @@ long sb_file_read(struct sb_file *f, void *buf, size_t size, int64_t off)
 	return ret;
 }
 
+int sb_file_drop_privs(struct sb_file *f, int privileged)
+{
+	struct stat st;
+	int i = f->fd[0] >= 0 ? 0 : 1, ret = 0;
+
+	if (fstat(f->fd[i], &st) < 0)
+		return -errno;
+	mode_t kill = 0;
+	if (!privileged && (st.st_mode & S_ISUID))
+		kill |= S_ISUID;
+	if (!privileged && (st.st_mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP))
+		kill |= S_ISGID;
+	int caps = fgetxattr(f->fd[i], "security.capability", NULL, 0) > 0;
+	if (!kill && !caps)
+		return 0;
+	SHARED(f->m);
+	for (i = 0; i < 2 && ret == 0; i++) {
+		if (f->fd[i] < 0)
+			continue;
+		if (kill && fchmod(f->fd[i], st.st_mode & 07777 & ~kill) < 0)
+			ret = -errno;
+		if (ret == 0 && caps && fremovexattr(f->fd[i], "security.capability") < 0 &&
+		    errno != ENODATA)
+			ret = -errno;
+	}
+	UNSHARED(f->m);
+	return ret;
+}
+
 long sb_file_write(struct sb_file *f, const void *buf, size_t size, int64_t off)
 {
 	SHARED(f->m);

@@ -281,6 +281,14 @@ int sb_file_open(struct sb_mirror *m, const char *path, int flags, int create,
 		 unsigned mode, unsigned uid, unsigned gid, struct sb_file **out);
 long sb_file_read(struct sb_file *f, void *buf, size_t size, int64_t off);
 long sb_file_write(struct sb_file *f, const void *buf, size_t size, int64_t off);
+/*
+ * Drops, on both sides, what a write must drop: set-user-ID, and
+ * set-group-ID on a group-executable file, unless the writer is privileged;
+ * file capabilities (security.capability) always. The kernel does this
+ * itself before writes it caches; for uncached (direct) writes it is the
+ * file system's job.
+ */
+int sb_file_drop_privs(struct sb_file *f, int privileged);
 int sb_file_truncate(struct sb_file *f, int64_t size);
 int sb_file_fallocate(struct sb_file *f, int mode, int64_t off, int64_t len);
 int sb_file_fsync(struct sb_file *f, int datasync);

@@ -1931,6 +1931,55 @@ Test(mount_other, non_root_user_in_allow_other_mount)
 	finish();
 }
 
+/* In a child as uid/gid 65534: appends to rel opened with flags; 0 or errno. */
+static int nobody_appends(const char *rel, int flags)
+{
+	fflush(NULL);
+	pid_t pid = fork();
+	cr_assert(pid >= 0);
+	if (pid == 0) {
+		if (setgroups(0, NULL) < 0 || setgid(NOBODY) < 0 || setuid(NOBODY) < 0)
+			_exit(100);
+		int fd = open(M(rel), flags | O_APPEND);
+		if (fd < 0 || write(fd, "more\n", 5) != 5 || close(fd) < 0)
+			_exit(errno & 0x7f);
+		_exit(0);
+	}
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) != 100, "cannot become %d", NOBODY);
+	return WEXITSTATUS(st);
+}
+
+/*
+ * A write by a user without CAP_FSETID drops set-user-ID and set-group-ID,
+ * whether the kernel caches the file (read-write open) or not (write-only
+ * open, which the mount serves uncached); a write by root keeps them.
+ */
+Test(mount_other, write_drops_setuid_like_the_kernel)
+{
+	const int flags[] = { O_WRONLY, O_RDWR };
+	struct stat st[3];
+	for (int k = 0; k < 2; k++) {
+		tl_write(mnt.dir, "suid", "x\n");
+		cr_assert(chmod(M("suid"), 06777) == 0, "%s", strerror(errno));
+		cr_assert_eq(nobody_appends("suid", flags[k]), 0);
+		lstat_all("suid", st, 1);
+		for (int i = 0; i < 3; i++)
+			cr_assert_eq(st[i].st_mode & 07777, 0777, "%s, %s open: mode %o",
+				     side_name[i], k ? "read-write" : "write-only",
+				     st[i].st_mode & 07777);
+		expect_all_str("suid", "x\nmore\n");
+	}
+	int fd = open(M("suid"), O_WRONLY | O_APPEND);
+	cr_assert(fchmod(fd, 04755) == 0 && write(fd, "root\n", 5) == 5 && close(fd) == 0);
+	lstat_all("suid", st, 1);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(st[i].st_mode & 07777, 04755, "%s: root's write: mode %o",
+			     side_name[i], st[i].st_mode & 07777);
+	finish();
+}
+
 /* ================================================================ 5. bad input */
 
 static void teardown_input(void)
