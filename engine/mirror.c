@@ -1157,15 +1157,15 @@ static void listing_keep(struct sb_mirror *m, struct listing *l, uint64_t key,
 	m->lbytes += b->len;
 }
 
-static int sb_mirror_readdir_impl(struct sb_mirror *m, const char *path,
-		      int (*fill)(void *arg, const char *name, unsigned char type, uint64_t ino),
-		      void *arg)
+/* The listing of the directory shown at path: the kept one while it is
+ * good, else read now (and kept if its stamp can be trusted). */
+static int get_listing(struct sb_mirror *m, const char *path, struct blob **out)
 {
 	struct dstamp d;
 	struct blob *b = NULL;
 	struct timespec now;
 	char *rel;
-	int side, ret;
+	int side, ret = 0;
 	uint64_t key = name_hash(path, strlen(path));
 	struct listing *l = &m->listings[key % LISTINGS];
 
@@ -1191,16 +1191,76 @@ static int sb_mirror_readdir_impl(struct sb_mirror *m, const char *path,
 		listing_keep(m, l, key, &d, now_ns, b);
 		pthread_mutex_unlock(&m->lmu);
 	}
-	for (size_t o = 0; ret == 0 && o < (b ? b->len : 0);) {
+	free(rel);
+	*out = b;
+	return ret;
+}
+
+/* An open directory: the listing taken when it was opened (or rewound). */
+struct sb_dir {
+	struct sb_mirror *m;
+	char *path;
+	struct blob *b;
+	int read;
+};
+
+int sb_dir_open(struct sb_mirror *m, const char *path, struct sb_dir **out)
+{
+	struct sb_dir *d = calloc(1, sizeof(*d));
+	int ret = -ENOMEM;
+
+	*out = NULL;
+	if (!d || !(d->path = strdup(path)))
+		goto fail;
+	d->m = m;
+	SHARED(m);
+	ret = get_listing(m, path, &d->b);
+	UNSHARED(m);
+	if (ret < 0)
+		goto fail;
+	*out = d;
+	return 0;
+fail:
+	sb_dir_close(d);
+	return ret;
+}
+
+int sb_dir_read(struct sb_dir *d, uint64_t pos,
+		int (*fill)(void *arg, const char *name, unsigned char type, uint64_t ino,
+			    uint64_t next),
+		void *arg)
+{
+	struct blob *b = d->b;
+	int ret = 0;
+
+	if (pos == 0 && d->read) {	/* rewound: as if opened again */
+		SHARED(d->m);
+		ret = get_listing(d->m, d->path, &b);
+		UNSHARED(d->m);
+		if (ret < 0)
+			return ret;
+		blob_put(d->m, d->b);
+		d->b = b;
+	}
+	d->read = 1;
+	for (size_t o = pos; ret == 0 && o + sizeof(uint64_t) + 1 < b->len;) {
 		uint64_t ino;
 		const char *rec = b->data + o, *name = rec + sizeof(ino) + 1;
 		memcpy(&ino, rec, sizeof(ino));
-		ret = fill(arg, name, (unsigned char)rec[sizeof(ino)], ino);
 		o += sizeof(ino) + 1 + strlen(name) + 1;
+		ret = fill(arg, name, (unsigned char)rec[sizeof(ino)], ino, o);
 	}
-	blob_put(m, b);
-	free(rel);
 	return ret > 0 ? 0 : ret;
+}
+
+void sb_dir_close(struct sb_dir *d)
+{
+	if (!d)
+		return;
+	if (d->b)
+		blob_put(d->m, d->b);
+	free(d->path);
+	free(d);
 }
 
 /* ------------------------------------------------------------ changes */
@@ -2171,15 +2231,6 @@ int sb_file_open(struct sb_mirror *m, const char *path, int flags, int create,
 	return ret;
 }
 
-int sb_mirror_readdir(struct sb_mirror *m, const char *path,
-		      int (*fill)(void *arg, const char *name, unsigned char type, uint64_t ino),
-		      void *arg)
-{
-	SHARED(m);
-	int ret = sb_mirror_readdir_impl(m, path, fill, arg);
-	UNSHARED(m);
-	return ret;
-}
 
 long sb_file_read(struct sb_file *f, void *buf, size_t size, int64_t off)
 {

@@ -249,12 +249,22 @@ int sb_mirror_exclusive(struct sb_mirror *m, int begin);
 
 int sb_mirror_getattr(struct sb_mirror *m, const char *path, struct stat *st);
 int sb_mirror_readlink(struct sb_mirror *m, const char *path, char *buf, size_t size);
-/* Calls fill for each name with its d_type and the view's inode number (the
- * one getattr gives); a non-zero return stops. */
-int sb_mirror_readdir(struct sb_mirror *m, const char *path,
-		      int (*fill)(void *arg, const char *name, unsigned char type,
-				  uint64_t ino),
-		      void *arg);
+/*
+ * A directory of the view, open for reading: its listing is taken when it
+ * is opened, and again when it is read from position 0 after a first read
+ * (rewinddir).
+ */
+struct sb_dir;
+int sb_dir_open(struct sb_mirror *m, const char *path, struct sb_dir **out);
+/* Calls fill for each name from position pos (0, or a next given before)
+ * with its d_type, the view's inode number (the one getattr gives) and the
+ * position after it; a non-zero return stops (and is not an error). */
+int sb_dir_read(struct sb_dir *d, uint64_t pos,
+		int (*fill)(void *arg, const char *name, unsigned char type, uint64_t ino,
+			    uint64_t next),
+		void *arg);
+/* NULL-safe. */
+void sb_dir_close(struct sb_dir *d);
 int sb_mirror_mkdir(struct sb_mirror *m, const char *path, unsigned mode,
 		    unsigned uid, unsigned gid);
 int sb_mirror_symlink(struct sb_mirror *m, const char *target, const char *path,

@@ -74,28 +74,53 @@ static int op_readlink(const char *path, char *buf, size_t size)
 	return sb_mirror_readlink(mirror(), rel(path), buf, size);
 }
 
+static struct sb_dir *dh(const struct fuse_file_info *fi)
+{
+	return (struct sb_dir *)(uintptr_t)fi->fh;
+}
+
+static int op_opendir(const char *path, struct fuse_file_info *fi)
+{
+	struct sb_dir *d;
+	int ret = sb_dir_open(mirror(), rel(path), &d);
+	if (ret == 0)
+		fi->fh = (uintptr_t)d;
+	return ret;
+}
+
 struct fill_ctx {
 	void *buf;
 	fuse_fill_dir_t filler;
 };
 
-static int fill_one(void *arg, const char *name, unsigned char type, uint64_t ino)
+/* Offsets: 1 after ".", 2 after "..", 2 + n after the engine's position n.
+ * With offsets, libfuse puts each name straight into the reply. */
+static int fill_one(void *arg, const char *name, unsigned char type, uint64_t ino,
+		    uint64_t next)
 {
 	struct fill_ctx *c = arg;
 	struct stat st = { .st_mode = (mode_t)DTTOIF(type), .st_ino = ino };
-	return c->filler(c->buf, name, &st, 0, 0);
+	return c->filler(c->buf, name, &st, (off_t)(next + 2), 0);
 }
 
 static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
 		      off_t off, struct fuse_file_info *fi, enum fuse_readdir_flags flags)
 {
 	struct fill_ctx c = { buf, filler };
-	(void)off;
-	(void)fi;
+	(void)path;
 	(void)flags;
-	filler(buf, ".", NULL, 0, 0);
-	filler(buf, "..", NULL, 0, 0);
-	return sb_mirror_readdir(mirror(), rel(path), fill_one, &c);
+	if (off < 1 && filler(buf, ".", NULL, 1, 0))
+		return 0;
+	if (off < 2 && filler(buf, "..", NULL, 2, 0))
+		return 0;
+	return sb_dir_read(dh(fi), off > 2 ? (uint64_t)off - 2 : 0, fill_one, &c);
+}
+
+static int op_releasedir(const char *path, struct fuse_file_info *fi)
+{
+	(void)path;
+	sb_dir_close(dh(fi));
+	return 0;
 }
 
 static int op_mkdir(const char *path, mode_t mode)
@@ -279,7 +304,9 @@ static const struct fuse_operations ops = {
 	.init = op_init,
 	.getattr = op_getattr,
 	.readlink = op_readlink,
+	.opendir = op_opendir,
 	.readdir = op_readdir,
+	.releasedir = op_releasedir,
 	.mkdir = op_mkdir,
 	.symlink = op_symlink,
 	.unlink = op_unlink,

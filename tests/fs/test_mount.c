@@ -453,6 +453,108 @@ Test(mount, view_is_the_union_of_both_sides)
 	expect_state_current();
 }
 
+/* Names in an open directory stream, from where it is; "." and ".." left out. */
+static int read_names(DIR *d, char ***out)
+{
+	int n = 0;
+	char **v = NULL;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		v = realloc(v, (n + 1) * sizeof(*v));
+		cr_assert(v);
+		v[n++] = strdup(de->d_name);
+	}
+	*out = v;
+	return n;
+}
+
+static int has_name(char **v, int n, const char *name)
+{
+	for (int i = 0; i < n; i++)
+		if (!strcmp(v[i], name))
+			return 1;
+	return 0;
+}
+
+static void free_names(char **v, int n)
+{
+	for (int i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/*
+ * A large directory listed in many replies: each name once, telldir and
+ * seekdir work, and an edit made outside the mount shows in the next
+ * listing, at once, even right after one (the mount keeps listings while
+ * the directories are unchanged), and after rewinddir on an open stream.
+ */
+Test(mount, listings_follow_edits_made_outside)
+{
+	char name[64];
+	for (int i = 0; i < 2000; i++) {
+		snprintf(name, sizeof(name), "big/a-fairly-long-file-name-%05d", i);
+		if (i < 1500)
+			tl_write(env.src, name, "s");
+		if (i >= 1000)
+			tl_write(env.tgt, name, "t");
+	}
+	DIR *d = opendir(M("big"));
+	cr_assert(d, "%s", strerror(errno));
+	char **v;
+	int n = read_names(d, &v);
+	cr_assert_eq(n, 2000, "%d names listed", n);
+	qsort(v, n, sizeof(*v), cmp_names);
+	for (int i = 1; i < n; i++)
+		cr_assert(strcmp(v[i - 1], v[i]), "%s listed twice", v[i]);
+	free_names(v, n);
+
+	/* telldir/seekdir: the same names again from a remembered place */
+	rewinddir(d);
+	for (int i = 0; i < 700; i++)
+		cr_assert(readdir(d));
+	long pos = telldir(d);
+	char first[3][256];
+	for (int i = 0; i < 3; i++)
+		snprintf(first[i], sizeof(first[i]), "%s", readdir(d)->d_name);
+	seekdir(d, pos);
+	for (int i = 0; i < 3; i++)
+		cr_assert_str_eq(readdir(d)->d_name, first[i]);
+
+	/* edits made outside, each checked in the very next listing */
+	for (int round = 0; round < 3; round++) {
+		snprintf(name, sizeof(name), "big/outside-%d", round);
+		tl_write(round % 2 ? env.src : env.tgt, name, "x");
+		d = d ? d : opendir(M("big"));
+		rewinddir(d);
+		n = read_names(d, &v);
+		cr_assert_eq(n, 2001 + round, "round %d: %d names", round, n);
+		cr_assert(has_name(v, n, name + 4), "round %d: %s not listed", round, name + 4);
+		free_names(v, n);
+		closedir(d);
+		d = NULL;
+		usleep(150 * 1000);	/* so that the next listing may be kept */
+		d = opendir(M("big"));
+		n = read_names(d, &v);
+		free_names(v, n);
+	}
+	closedir(d);
+	tl_rm(env.src, "big/outside-1");
+	d = opendir(M("big"));
+	n = read_names(d, &v);
+	cr_assert(!has_name(v, n, "outside-1"), "a name deleted outside is still listed");
+	cr_assert_eq(n, 2002);
+	free_names(v, n);
+	closedir(d);
+}
+
 /* ================================================================ 2. write-through */
 
 Test(mount, create_small_and_large_files)
