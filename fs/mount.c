@@ -40,7 +40,7 @@ static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
 	/* Large requests: throughput collapses with small ones. */
 	conn->max_write = 1 << 20;
-	conn->max_readahead = 1 << 20;
+	conn->max_readahead = 4 << 20;	/* see set_readahead */
 	/* Deleting an open file must delete it on both sides, not hide it. */
 	cfg->hard_remove = 1;
 	/* The partners' own inode numbers (see SB_VIEW_INO): stable. */
@@ -351,6 +351,63 @@ static int within(const char *in, const char *dir)
 	return !strncmp(in, dir, n) && (in[n] == '/' || in[n] == '\0');
 }
 
+/* mountinfo escapes space, tab, newline and backslash as \ooo. */
+static void unescape(char *s)
+{
+	char *o = s;
+	for (; *s; s++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
+		    s[3] >= '0' && s[3] <= '7') {
+			*o++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+			s += 3;
+		} else {
+			*o++ = *s;
+		}
+	}
+	*o = '\0';
+}
+
+/*
+ * Sequential reads: with the kernel's default readahead of 128 KiB every
+ * READ is 128 KiB, one round trip each, one at a time; 4 MiB lets the
+ * kernel ask for 1 MiB (max_write) requests, several at once. Set on the
+ * mount's backing device info, as mergerfs's readahead option does; best
+ * effort (only root may). Found through mountinfo: a stat of the mount
+ * point would wait for the loop that is not serving yet.
+ */
+static void set_readahead(const char *mnt)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	char line[8192], mp[4097], path[64];
+	unsigned maj, min;
+	int found = 0;
+
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned a, b;
+		if (sscanf(line, "%*u %*u %u:%u %*s %4096s", &a, &b, mp) != 3)
+			continue;
+		unescape(mp);
+		if (!strcmp(mp, mnt)) {	/* the last one is ours */
+			maj = a;
+			min = b;
+			found = 1;
+		}
+	}
+	fclose(f);
+	if (!found)
+		return;
+	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", maj, min);
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (write(fd, "4096", 4) < 0) {
+			/* not permitted: the kernel's default stays */
+		}
+		close(fd);
+	}
+}
+
 /* A reconcile run by the mount changed path: drop what the kernel cached. */
 static void invalidate(void *arg, const char *path, size_t len)
 {
@@ -544,6 +601,7 @@ int cmd_mount(int argc, char **argv, int (*reconcile)(int, char **))
 		error("%s: cannot mount", mnt);
 		goto out;
 	}
+	set_readahead(mnt);
 	if (fuse_set_signal_handlers(fuse_get_session(fuse)) < 0)
 		goto out_unmount;
 	if (!fg) {
