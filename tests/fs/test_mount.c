@@ -34,6 +34,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
@@ -943,6 +944,40 @@ Test(mount, mkdir_rmdir_unlink)
 
 /* Inode numbers are the partners' own: stable across a rename and a
  * remount, and the same in a directory listing as in stat. */
+/* Each file open through the mount holds one descriptor per side: with a
+ * soft limit of 1024 inherited, the mount still serves 1500 open files. */
+Test(mount, many_open_files)
+{
+	enum { N = 1500 };
+	char name[32];
+	for (int i = 0; i < N; i++) {
+		snprintf(name, sizeof(name), "many/f%04d", i);
+		tl_write(env.src, name, "x");
+		tl_write(env.tgt, name, "x");
+	}
+	tl_umount(&env, &mnt);
+	tl_mount_cleanup(&mnt);
+	struct rlimit rl, low;
+	cr_assert(getrlimit(RLIMIT_NOFILE, &rl) == 0);
+	cr_assert(rl.rlim_max >= 2 * N + 64, "hard limit %lu too low for this test",
+		  (unsigned long)rl.rlim_max);
+	low = rl;
+	low.rlim_cur = 1024;
+	cr_assert(setrlimit(RLIMIT_NOFILE, &low) == 0);
+	tl_mount(&env, &mnt, NULL);	/* inherits the soft limit of 1024 */
+	low.rlim_cur = 2 * N + 64;
+	cr_assert(setrlimit(RLIMIT_NOFILE, &low) == 0);
+	static int fds[N];
+	for (int i = 0; i < N; i++) {
+		snprintf(name, sizeof(name), "many/f%04d", i);
+		fds[i] = open(M(name), O_RDONLY);
+		cr_assert(fds[i] >= 0, "open #%d: %s", i, strerror(errno));
+	}
+	for (int i = 0; i < N; i++)
+		close(fds[i]);
+	cr_assert(setrlimit(RLIMIT_NOFILE, &rl) == 0);
+}
+
 Test(mount, stable_inode_numbers)
 {
 	struct stat st, st2;
