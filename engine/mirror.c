@@ -966,15 +966,13 @@ static int blob_add(struct blob **bp, size_t *cap, const char *name, size_t nl,
 {
 	struct blob *b = *bp;
 	size_t sl = suf ? strlen(suf) : 0, need = sizeof(ino) + 1 + nl + sl + 1;
-	if (!b || b->len + need > *cap) {
-		size_t c = *cap ? 2 * *cap : 16384;
-		while (c < (b ? b->len : 0) + need)
+	if (b->len + need > *cap) {	/* conflict suffixes make it longer */
+		size_t c = 2 * *cap;
+		while (c < b->len + need)
 			c *= 2;
 		struct blob *nb = realloc(b, sizeof(*nb) + c);
 		if (!nb)
 			return -ENOMEM;
-		if (!b)
-			nb->len = 0;
 		*bp = b = nb;
 		*cap = c;
 	}
@@ -1051,9 +1049,13 @@ static int build_listing(struct sb_mirror *m, const char *rel, int side, struct 
 		if ((ret = dread_index(&r)) < 0)
 			goto out;
 	}
-	/* so that an empty directory still has a blob */
-	if ((ret = blob_add(&b, &cap, "", 0, NULL, 0, 0)) < 0)
+	/* sized for the names read, so that it seldom grows (and an empty
+	 * directory still has one) */
+	cap = r.nlen + r.n * (sizeof(uint64_t) + 1) + 64;
+	if (!(b = malloc(sizeof(*b) + cap))) {
+		ret = -ENOMEM;
 		goto out;
+	}
 	b->len = 0;
 	pthread_rwlock_rdlock(&m->clock);
 	for (size_t k = 0; ret == 0 && k < r.n; k++) {
