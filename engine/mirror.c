@@ -76,7 +76,7 @@ struct sb_mirror {
 	struct wjob *whead, **wtail;
 	pthread_t wthr[2];
 	int nwthr, wstop;
-	/* see sb_mirror_listing_fresh */
+	/* kept listings: see get_listing */
 	uint64_t view_gen;		/* bumped when the conflict list may change */
 	pthread_mutex_t lmu;		/* guards listings, lbytes, blob refs */
 	struct listing *listings;	/* LISTINGS slots, by hash of the path */
@@ -239,7 +239,7 @@ static int real_exists(struct sb_mirror *m, const char *rel, size_t len, int sid
 	int found = 0;
 	if (!p)
 		return 1;	/* in doubt, a real entry keeps its name */
-	for (int i = 0; p && !found && i < 2; i++) {
+	for (int i = 0; !found && i < 2; i++) {
 		int dfd;
 		const char *base;
 		struct stat st;
@@ -829,7 +829,8 @@ struct dread {
 	size_t n, cap;
 	char *names;
 	size_t nlen, ncap;
-	uint32_t *slot;			/* hash set of the source's names: index + 1 */
+	uint32_t *slot;			/* hash set of names read (index + 1): the
+					 * source's, or all where conflicts need it */
 	size_t nslot;
 };
 
@@ -893,7 +894,7 @@ static int dread_add(struct dread *r, const char *name, size_t nl, int side,
 	return 0;
 }
 
-/* The source's entry called name, or NULL. */
+/* The indexed entry called name, or NULL. */
 static struct dent *dread_find(struct dread *r, const char *name, size_t nl)
 {
 	if (!r->nslot)
@@ -1042,13 +1043,6 @@ static int build_listing(struct sb_mirror *m, const char *rel, int side, struct 
 	memcpy(full, rel, plen);
 	if (plen)
 		full[plen++] = '/';
-	/* conflict entries must not take a real entry's name: all are indexed */
-	if (m->nconf && side < 0 && r.n) {
-		free(r.slot);
-		r.slot = NULL;
-		if ((ret = dread_index(&r)) < 0)
-			goto out;
-	}
 	/* sized for the names read, so that it seldom grows (and an empty
 	 * directory still has one) */
 	cap = r.nlen + r.n * (sizeof(uint64_t) + 1) + 64;
@@ -1058,6 +1052,12 @@ static int build_listing(struct sb_mirror *m, const char *rel, int side, struct 
 	}
 	b->len = 0;
 	pthread_rwlock_rdlock(&m->clock);
+	/* conflict entries must not take a real entry's name: all are indexed */
+	if (m->nconf && side < 0 && r.n) {
+		free(r.slot);
+		r.slot = NULL;
+		ret = dread_index(&r);
+	}
 	for (size_t k = 0; ret == 0 && k < r.n; k++) {
 		const struct dent *e = &r.v[k];
 		const char *name = r.names + e->name;
