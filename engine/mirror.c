@@ -808,6 +808,30 @@ static int sb_mirror_readlink_impl(struct sb_mirror *m, const char *path, char *
 }
 
 /*
+ * access(2) and chdir in a mount without default_permissions: the daemon
+ * runs as the only user the kernel lets in, so the partner's own check,
+ * made with the daemon's credentials, is the caller's answer.
+ */
+static int sb_mirror_access_impl(struct sb_mirror *m, const char *path, int mask)
+{
+	char *rel;
+	int side, dfd = -1, ret;
+	const char *base;
+	struct stat st;
+
+	if (!*path)
+		return faccessat(m->p->rootfd[0], ".", mask, AT_EACCESS) < 0 ? -errno : 0;
+	if ((ret = map(m, path, &rel, &side)) < 0)
+		return ret;
+	if ((ret = find_side(m, rel, side, &dfd, &base, &st)) >= 0)
+		ret = faccessat(dfd, base, mask, AT_EACCESS | AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
+	if (dfd >= 0)
+		close(dfd);
+	free(rel);
+	return ret;
+}
+
+/*
  * Listings. A directory's listing in the view is built by reading both
  * sides once, without sorting: the source's names in its own order, then
  * the target's that the source lacks (a hash set finds them). The result is
@@ -2136,6 +2160,14 @@ int sb_mirror_getattr(struct sb_mirror *m, const char *path, struct stat *st)
 {
 	SHARED(m);
 	int ret = sb_mirror_getattr_impl(m, path, st);
+	UNSHARED(m);
+	return ret;
+}
+
+int sb_mirror_access(struct sb_mirror *m, const char *path, int mask)
+{
+	SHARED(m);
+	int ret = sb_mirror_access_impl(m, path, mask);
 	UNSHARED(m);
 	return ret;
 }

@@ -249,6 +249,9 @@ int sb_mirror_exclusive(struct sb_mirror *m, int begin);
 
 int sb_mirror_getattr(struct sb_mirror *m, const char *path, struct stat *st);
 int sb_mirror_readlink(struct sb_mirror *m, const char *path, char *buf, size_t size);
+/* access(2) with the effective ids of the caller, who must be the one
+ * running the mirror: the shown side decides (F_OK, R_OK, W_OK, X_OK). */
+int sb_mirror_access(struct sb_mirror *m, const char *path, int mask);
 /*
  * A directory of the view, open for reading: its listing is taken when it
  * is opened, and again when it is read from position 0 after a first read

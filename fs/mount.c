@@ -74,6 +74,11 @@ static int op_readlink(const char *path, char *buf, size_t size)
 	return sb_mirror_readlink(mirror(), rel(path), buf, size);
 }
 
+static int op_access(const char *path, int mask)
+{
+	return sb_mirror_access(mirror(), rel(path), mask);
+}
+
 static struct sb_dir *dh(const struct fuse_file_info *fi)
 {
 	return (struct sb_dir *)(uintptr_t)fi->fh;
@@ -304,6 +309,7 @@ static const struct fuse_operations ops = {
 	.init = op_init,
 	.getattr = op_getattr,
 	.readlink = op_readlink,
+	.access = op_access,
 	.opendir = op_opendir,
 	.readdir = op_readdir,
 	.releasedir = op_releasedir,
@@ -342,6 +348,16 @@ static const char usage_mount[] =
 "  -o OPTIONS   FUSE mount options (allow_other, ...)\n"
 "  --auto-resolve POLICY   as for reconcile\n"
 "Unmount with: sbfs umount MOUNTPOINT (or fusermount3 -u, umount).\n";
+
+/* Whether the comma-separated opts hold the option name (NULL-safe). */
+static int opt_given(const char *opts, const char *name)
+{
+	size_t n = strlen(name);
+	for (const char *o = opts; o && *o; o = strchr(o, ',') ? strchr(o, ',') + 1 : NULL)
+		if (!strncmp(o, name, n) && (o[n] == ',' || o[n] == '\0' || o[n] == '='))
+			return 1;
+	return 0;
+}
 
 static int within(const char *in, const char *dir)
 {
@@ -583,8 +599,17 @@ int cmd_mount(int argc, char **argv, int (*reconcile)(int, char **))
 	if (asprintf(&fsname, "fsname=sbfs:%s", sb_pship_root(p, 0)) < 0)
 		goto out;
 	fuse_opt_add_arg(&args, "sbfs");
-	fuse_opt_add_arg(&args, "-o");
-	fuse_opt_add_arg(&args, "default_permissions");
+	if (opt_given(mopts, "allow_other") || opt_given(mopts, "allow_root")) {
+		/*
+		 * Other users come in: the kernel checks their permissions
+		 * against the view's modes. Without them it lets in only
+		 * the user running the mount, whose every change the
+		 * partners check themselves; the kernel's check would
+		 * cost a GETATTR of the directory after each change.
+		 */
+		fuse_opt_add_arg(&args, "-o");
+		fuse_opt_add_arg(&args, "default_permissions");
+	}
 	fuse_opt_add_arg(&args, "-o");
 	fuse_opt_add_arg(&args, fsname);
 	free(fsname);

@@ -1200,6 +1200,23 @@ Test(mount, chmod_and_chown)
 	finish();
 }
 
+/* access(2) in the mount answers as the partners would (here for root, in
+ * a mount without default_permissions, which the kernel asks). */
+Test(mount, access_answers_as_the_partners_do)
+{
+	tl_write(mnt.dir, "plain", "x\n");
+	cr_assert(access(M("plain"), R_OK | W_OK) == 0, "%s", strerror(errno));
+	cr_assert(access(M("plain"), X_OK) < 0 && errno == EACCES,
+		  "X_OK on a 0644 file: %s", strerror(errno));
+	cr_assert(chmod(M("plain"), 0755) == 0, "%s", strerror(errno));
+	cr_assert(access(M("plain"), X_OK) == 0, "X_OK on a 0755 file: %s", strerror(errno));
+	cr_assert(access(M("dir"), X_OK) == 0, "%s", strerror(errno));
+	cr_assert(access(M("only-tgt.txt"), R_OK) == 0, "%s", strerror(errno));
+	cr_assert(access(M("missing"), F_OK) < 0 && errno == ENOENT);
+	cr_assert(access(mnt.dir, R_OK | W_OK | X_OK) == 0, "%s", strerror(errno));
+	finish();
+}
+
 Test(mount, utimens)
 {
 	struct timespec t[2] = { { T0, 0 }, { T0 + 3600, 123456789 } };
@@ -1946,8 +1963,34 @@ static void setup_allow_other(void)
 
 TestSuite(mount_other, .init = setup_allow_other, .fini = teardown, .timeout = 60);
 
-/* In a child as uid/gid 65534; returns "" or what went wrong. */
-static char *as_nobody(const char *mntdir)
+/* For the checks run as another user: says what went wrong, returns 1. */
+#define DENY(...) (snprintf(msg, len, __VA_ARGS__), 1)
+/* call must fail with err; what names it. */
+#define REFUSED(call, err, what)                                                     \
+	do {                                                                         \
+		int r_ = (call);                                                     \
+		if (r_ == 0 || errno != (err))                                       \
+			return DENY("%s: %s", what, r_ == 0 ? "allowed" : strerror(errno)); \
+	} while (0)
+
+typedef int (*check_fn)(const char *mntdir, char *msg, size_t len);
+
+static int become_nobody(char *msg, size_t len)
+{
+	if (setgroups(0, NULL) < 0 || setgid(NOBODY) < 0 || setuid(NOBODY) < 0)
+		return DENY("cannot become %d: %s", NOBODY, strerror(errno));
+	return 0;
+}
+
+static int become_root_without_file_caps(char *msg, size_t len)
+{
+	int r = tl_drop_file_caps();
+	return r < 0 ? DENY("cannot drop capabilities: %s", strerror(-r)) : 0;
+}
+
+/* In a child made by become: fn(mntdir, msg, len); returns "" or what went
+ * wrong (malloc'd). */
+static char *in_child(int (*become)(char *msg, size_t len), check_fn fn, const char *mntdir)
 {
 	int pfd[2];
 	cr_assert(pipe(pfd) == 0);
@@ -1956,65 +1999,11 @@ static char *as_nobody(const char *mntdir)
 	cr_assert(pid >= 0);
 	if (pid == 0) {
 		char msg[512] = "";
-		char p[4096];
-		int fd;
 		close(pfd[0]);
-		if (setgroups(0, NULL) < 0 || setgid(NOBODY) < 0 || setuid(NOBODY) < 0) {
-			snprintf(msg, sizeof(msg), "cannot become %d: %s", NOBODY, strerror(errno));
-			goto out;
+		if (!become(msg, sizeof(msg))) {
+			umask(022);
+			fn(mntdir, msg, sizeof(msg));
 		}
-		umask(022);
-		snprintf(p, sizeof(p), "%s/pub/by-nobody", mntdir);
-		if (mkdir(p, 0755) < 0) {
-			snprintf(msg, sizeof(msg), "mkdir pub/by-nobody: %s", strerror(errno));
-			goto out;
-		}
-		snprintf(p, sizeof(p), "%s/pub/by-nobody.txt", mntdir);
-		fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0644);
-		if (fd < 0 || write(fd, "nobody's\n", 9) != 9 || close(fd) < 0) {
-			snprintf(msg, sizeof(msg), "create pub/by-nobody.txt: %s", strerror(errno));
-			goto out;
-		}
-		snprintf(p, sizeof(p), "%s/pub/by-nobody/inner.txt", mntdir);
-		fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
-		if (fd < 0 || close(fd) < 0) {
-			snprintf(msg, sizeof(msg), "create pub/by-nobody/inner.txt: %s", strerror(errno));
-			goto out;
-		}
-		snprintf(p, sizeof(p), "%s/rootfile", mntdir);
-		fd = open(p, O_WRONLY);
-		if (fd >= 0 || errno != EACCES) {
-			snprintf(msg, sizeof(msg), "open rootfile for writing: %s",
-				 fd >= 0 ? "allowed" : strerror(errno));
-			goto out;
-		}
-		if (truncate(p, 0) == 0 || errno != EACCES) {
-			snprintf(msg, sizeof(msg), "truncate rootfile: %s", strerror(errno));
-			goto out;
-		}
-		if (chmod(p, 0666) == 0 || errno != EPERM) {
-			snprintf(msg, sizeof(msg), "chmod rootfile: %s", strerror(errno));
-			goto out;
-		}
-		fd = open(p, O_RDONLY);
-		if (fd < 0) {
-			snprintf(msg, sizeof(msg), "open rootfile for reading: %s", strerror(errno));
-			goto out;
-		}
-		close(fd);
-		if (unlink(p) == 0 || errno != EACCES) {
-			snprintf(msg, sizeof(msg), "unlink rootfile in a root-owned 0755 directory: %s",
-				 strerror(errno));
-			goto out;
-		}
-		snprintf(p, sizeof(p), "%s/not-mine.txt", mntdir);
-		fd = open(p, O_WRONLY | O_CREAT, 0644);
-		if (fd >= 0 || errno != EACCES) {
-			snprintf(msg, sizeof(msg), "create in the root-owned root: %s",
-				 fd >= 0 ? "allowed" : strerror(errno));
-			goto out;
-		}
-out:
 		if (write(pfd[1], msg, strlen(msg)) < 0)
 			_exit(2);
 		_exit(0);
@@ -2028,8 +2017,52 @@ out:
 	close(pfd[0]);
 	int st;
 	cr_assert_eq(waitpid(pid, &st, 0), pid);
-	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the child as nobody failed: %d", st);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the child failed: %d", st);
 	return msg;
+}
+
+static char *as_nobody(check_fn fn, const char *mntdir)
+{
+	return in_child(become_nobody, fn, mntdir);
+}
+
+static char *as_owner_without_file_caps(check_fn fn, const char *mntdir)
+{
+	return in_child(become_root_without_file_caps, fn, mntdir);
+}
+
+static int nobody_in_allow_other(const char *mntdir, char *msg, size_t len)
+{
+	char p[4096];
+	int fd;
+
+	snprintf(p, sizeof(p), "%s/pub/by-nobody", mntdir);
+	if (mkdir(p, 0755) < 0)
+		return DENY("mkdir pub/by-nobody: %s", strerror(errno));
+	snprintf(p, sizeof(p), "%s/pub/by-nobody.txt", mntdir);
+	fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0644);
+	if (fd < 0 || write(fd, "nobody's\n", 9) != 9 || close(fd) < 0)
+		return DENY("create pub/by-nobody.txt: %s", strerror(errno));
+	snprintf(p, sizeof(p), "%s/pub/by-nobody/inner.txt", mntdir);
+	fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	if (fd < 0 || close(fd) < 0)
+		return DENY("create pub/by-nobody/inner.txt: %s", strerror(errno));
+	snprintf(p, sizeof(p), "%s/rootfile", mntdir);
+	fd = open(p, O_WRONLY);
+	if (fd >= 0 || errno != EACCES)
+		return DENY("open rootfile for writing: %s", fd >= 0 ? "allowed" : strerror(errno));
+	REFUSED(truncate(p, 0), EACCES, "truncate rootfile");
+	REFUSED(chmod(p, 0666), EPERM, "chmod rootfile");
+	fd = open(p, O_RDONLY);
+	if (fd < 0)
+		return DENY("open rootfile for reading: %s", strerror(errno));
+	close(fd);
+	REFUSED(unlink(p), EACCES, "unlink rootfile in a root-owned 0755 directory");
+	snprintf(p, sizeof(p), "%s/not-mine.txt", mntdir);
+	fd = open(p, O_WRONLY | O_CREAT, 0644);
+	if (fd >= 0 || errno != EACCES)
+		return DENY("create in the root-owned root: %s", fd >= 0 ? "allowed" : strerror(errno));
+	return 0;
 }
 
 Test(mount_other, non_root_user_in_allow_other_mount)
@@ -2042,7 +2075,7 @@ Test(mount_other, non_root_user_in_allow_other_mount)
 		cr_assert(S_ISDIR(st[i].st_mode) && (st[i].st_mode & 07777) == 01777,
 			  "%s: pub has mode %o", side_name[i], st[i].st_mode);
 
-	char *msg = as_nobody(mnt.dir);
+	char *msg = as_nobody(nobody_in_allow_other, mnt.dir);
 	cr_assert_str_empty(msg, "as uid %d: %s", NOBODY, msg);
 	free(msg);
 
@@ -2114,6 +2147,119 @@ Test(mount_other, write_drops_setuid_like_the_kernel)
 	for (int i = 0; i < 3; i++)
 		cr_assert_eq(st[i].st_mode & 07777, 04755, "%s: root's write: mode %o",
 			     side_name[i], st[i].st_mode & 07777);
+	finish();
+}
+
+/* ================================================================ 7b. a user's own mount */
+/*
+ * A mount started without allow_other lets only its owner in and is
+ * mounted without default_permissions: each request is carried out with
+ * the owner's credentials and the partners check it. What the owner may do
+ * in the view must be exactly what they may do in the partners. The owner
+ * here is root without the capabilities that override file permissions
+ * (this machine's /dev/fuse may be closed to other users): the mount and
+ * the caller both lack them, as for a user's own mount.
+ */
+static void setup_user_mount(void)
+{
+	setup_env();
+	for (int i = 0; i < 2; i++) {
+		const char *root = i ? env.tgt : env.src;
+		tl_write(root, "theirs", "their file\n");
+		cr_assert(chown(P(root, "theirs"), NOBODY, NOBODY) == 0);
+		tl_write(root, "ro.txt", "read-only\n");
+		cr_assert(chmod(P(root, "ro.txt"), 0444) == 0);
+		/* in sync already: the reconcile must not need to set times */
+		tl_set_mtime(root, "theirs", 1700000000);
+		tl_set_mtime(root, "ro.txt", 1700000000);
+	}
+	env.no_file_caps = 1;
+	tl_mount(&env, &mnt, NULL);
+}
+
+TestSuite(mount_user, .init = setup_user_mount, .fini = teardown, .timeout = 60);
+
+static int owner_in_own_mount(const char *mntdir, char *msg, size_t len)
+{
+	char p[4096];
+	int fd;
+	struct stat st;
+
+	snprintf(p, sizeof(p), "%s/theirs", mntdir);
+	if (access(p, R_OK) < 0)
+		return DENY("access(theirs, R_OK): %s", strerror(errno));
+	REFUSED(access(p, W_OK), EACCES, "access(theirs, W_OK)");
+	REFUSED(access(p, X_OK), EACCES, "access(theirs, X_OK)");
+	fd = open(p, O_WRONLY);
+	if (fd >= 0 || errno != EACCES)
+		return DENY("open theirs for writing: %s", fd >= 0 ? "allowed" : strerror(errno));
+	REFUSED(truncate(p, 0), EACCES, "truncate theirs");
+	REFUSED(chmod(p, 0666), EPERM, "chmod theirs");
+	REFUSED(chown(p, 0, 0), EPERM, "chown theirs");
+	struct timespec ts[2] = { { 0, UTIME_OMIT }, { 1000, 0 } };
+	REFUSED(utimensat(AT_FDCWD, p, ts, 0), EPERM, "set theirs' mtime");
+
+	snprintf(p, sizeof(p), "%s/ro.txt", mntdir);
+	REFUSED(access(p, W_OK), EACCES, "access(ro.txt, W_OK)");
+	fd = open(p, O_WRONLY | O_APPEND);
+	if (fd >= 0 || errno != EACCES)
+		return DENY("open 0444 ro.txt for writing: %s", fd >= 0 ? "allowed" : strerror(errno));
+	if (chmod(p, 0644) < 0)
+		return DENY("chmod ro.txt as its owner: %s", strerror(errno));
+	fd = open(p, O_WRONLY | O_APPEND);
+	if (fd < 0 || write(fd, "more\n", 5) != 5 || close(fd) < 0)
+		return DENY("append to ro.txt after chmod: %s", strerror(errno));
+
+	snprintf(p, sizeof(p), "%s/closed/secret", mntdir);
+	REFUSED(stat(p, &st), EACCES, "stat closed/secret");
+	snprintf(p, sizeof(p), "%s/closed", mntdir);
+	DIR *d = opendir(p);
+	if (d || errno != EACCES)
+		return DENY("opendir closed: %s", d ? "allowed" : strerror(errno));
+	REFUSED(chdir(p), EACCES, "chdir closed");
+	REFUSED(access(p, X_OK), EACCES, "access(closed, X_OK)");
+
+	snprintf(p, sizeof(p), "%s/mine.txt", mntdir);
+	fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	if (fd < 0 || write(fd, "mine\n", 5) != 5 || close(fd) < 0)
+		return DENY("create mine.txt: %s", strerror(errno));
+	if (access(p, R_OK | W_OK) < 0)
+		return DENY("access(mine.txt, R_OK|W_OK): %s", strerror(errno));
+	return 0;
+}
+
+Test(mount_user, the_owner_has_the_rights_they_have_in_the_partners)
+{
+	/* made outside the mount after it started: the owner could not read
+	 * it to reconcile it */
+	for (int i = 0; i < 2; i++) {
+		const char *root = i ? env.tgt : env.src;
+		tl_write(root, "closed/secret", "secret\n");
+		cr_assert(chown(P(root, "closed"), NOBODY, NOBODY) == 0);
+		cr_assert(chmod(P(root, "closed"), 0700) == 0);
+	}
+	char *msg = as_owner_without_file_caps(owner_in_own_mount, mnt.dir);
+	cr_assert_str_empty(msg, "%s", msg);
+	free(msg);
+
+	struct stat st[3];
+	expect_all_str("theirs", "their file\n");
+	lstat_all("theirs", st, 0);
+	for (int i = 0; i < 2; i++)
+		cr_assert(st[i].st_uid == NOBODY && (st[i].st_mode & 07777) == 0644,
+			  "%s: theirs is %u's, mode %o", side_name[i], st[i].st_uid, st[i].st_mode);
+	expect_all_str("ro.txt", "read-only\nmore\n");
+	lstat_all("ro.txt", st, 0);
+	for (int i = 0; i < 2; i++)
+		cr_assert_eq(st[i].st_mode & 07777, 0644, "%s: ro.txt mode %o", side_name[i],
+			     st[i].st_mode);
+	expect_all_str("mine.txt", "mine\n");
+	lstat_all("mine.txt", st, 0);
+	for (int i = 0; i < 2; i++)
+		cr_assert_eq(st[i].st_mode & 07777, 0600, "%s: mine.txt mode %o", side_name[i],
+			     st[i].st_mode);
+	tl_rm(env.src, "closed");
+	tl_rm(env.tgt, "closed");
 	finish();
 }
 

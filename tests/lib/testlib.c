@@ -3,11 +3,14 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -31,6 +34,7 @@ void tl_env_init(struct tl_env *e)
 	e->tgt = xasprintf("%s/%s", tmpl, "tgt");
 	e->state = xasprintf("%s/%s", tmpl, "state");
 	e->log = xasprintf("%s/%s", tmpl, "state/log.jsonl");
+	e->no_file_caps = 0;
 	if (mkdir(e->src, 0755) < 0 || mkdir(e->tgt, 0755) < 0)
 		cr_assert_fail("mkdir: %s", strerror(errno));
 }
@@ -89,6 +93,25 @@ static void slurp(int fd, char **buf, size_t *len)
 	(*buf)[*len] = '\0';
 }
 
+int tl_drop_file_caps(void)
+{
+	static const int caps[] = { CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_CHOWN,
+				    CAP_FSETID };
+	struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct data[2];
+
+	if (syscall(SYS_capget, &hdr, data) < 0)
+		return -errno;
+	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
+		if (prctl(PR_CAPBSET_DROP, caps[i], 0, 0, 0) < 0)
+			return -errno;
+		data[0].effective &= ~(1u << caps[i]);
+		data[0].permitted &= ~(1u << caps[i]);
+		data[0].inheritable &= ~(1u << caps[i]);
+	}
+	return syscall(SYS_capset, &hdr, data) < 0 ? -errno : 0;
+}
+
 struct tl_run tl_sbfs_run(const struct tl_env *e, const char *input, const char *const *argv)
 {
 	struct tl_run r = { 0 };
@@ -113,6 +136,10 @@ struct tl_run tl_sbfs_run(const struct tl_env *e, const char *input, const char 
 		dup2(ef, 2);
 		close(inpipe[1]);
 		setenv("SBFS_STATE_DIR", e->state, 1);
+		if (e->no_file_caps && tl_drop_file_caps() < 0) {
+			dprintf(2, "testlib: cannot drop capabilities: %s\n", strerror(errno));
+			_exit(127);
+		}
 		execv(av[0], (char *const *)av);
 		_exit(127);
 	}
@@ -390,9 +417,7 @@ size_t tl_count(const char *dir)
 /* ------------------------------------------------------------------
  * Background runs and runs without DAC capabilities; see testlib.h.
  */
-#include <linux/capability.h>
 #include <signal.h>
-#include <sys/prctl.h>
 
 void tl_spawn_ex(struct tl_proc *p, const struct tl_env *e, const char *prog,
 		 int flags, const char *const *args)
@@ -537,7 +562,6 @@ void tl_assert_nodac_denied(const char *dir)
 /* ------------------------------------------------------------------
  * FUSE mounts; see testlib.h.
  */
-#include <sys/syscall.h>
 #include <time.h>
 
 void tl_fuse_required(void)

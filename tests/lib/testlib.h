@@ -17,10 +17,18 @@ struct tl_run {
 /* A fresh directory under /tmp holding src/, tgt/ and state/. */
 struct tl_env {
 	char *base, *src, *tgt, *state, *log;
+	int no_file_caps;	/* sbfs runs after tl_drop_file_caps() */
 };
 
 void tl_env_init(struct tl_env *e);
 void tl_env_fini(struct tl_env *e);	/* removes everything */
+
+/*
+ * Drops, from this process and what it runs, the capabilities that let
+ * root pass file permission checks (DAC_OVERRIDE, DAC_READ_SEARCH, FOWNER,
+ * CHOWN, FSETID): root is then checked like any owner. Returns 0 or -errno.
+ */
+int tl_drop_file_caps(void);
 
 /* Path of the sbfs binary under test ($SBFS_BIN, else build/sbfs). */
 const char *tl_sbfs(void);
