@@ -62,7 +62,11 @@ int sb_sync_written(struct sb_pship *p, const int dirty[2]);
 
 /* journal.c: the mount's record of files open for writing */
 int sb_journal_open(struct sb_pship *p, int *fd);
-int sb_journal_note(int fd, char what, const char *rel);	/* 'W' or 'C' */
+/* Appends a 'W' or 'C' record; its size in bytes, or -errno. */
+long sb_journal_note(int fd, char what, const char *rel);
+/* Replaces the journal with 'W' records of the n paths still open, fd then
+ * writing to the new one; the new size, or -errno (the old one is kept). */
+long sb_journal_rewrite(struct sb_pship *p, int fd, const char *const *paths, size_t n);
 
 /* plan.c, for apply.c */
 int sb_plan_next_raw(struct sb_plan *plan, struct sb_pitem *it, const char **path);

@@ -51,6 +51,9 @@ int sb_open_parent(int rootfd, const char *rel, size_t len, mode_t mkdir_mode,
 		   int *dirfd, const char **base);
 /* Opens the directory rel itself (the root when len == 0), same rules. */
 int sb_open_dir(int rootfd, const char *rel, size_t len, int *dirfd);
+/* lstat of rel (not empty) beneath rootfd, same rules: a symlink on the
+ * way is -ELOOP, a last component that is a symlink is reported itself. */
+int sb_stat_beneath(int rootfd, const char *rel, size_t len, struct stat *st);
 /* 1 if rel is well formed as above, 0 if not. */
 int sb_path_valid(const char *rel, size_t len);
 

@@ -55,6 +55,8 @@ struct rop {
 
 struct sb_mirror {
 	struct sb_pship *p;
+	/* Moves on each chmod and reconcile: see sb_file.plain_gen. */
+	unsigned long mode_gen;
 	pthread_rwlock_t clock;		/* guards the conflict list */
 	char **conf;			/* sorted paths in conflict */
 	size_t nconf;
@@ -70,6 +72,7 @@ struct sb_mirror {
 	pthread_mutex_t files_mu;	/* guards the open-file list */
 	struct sb_file *files;
 	int journal;			/* see journal.c; -1 if none */
+	long jbytes;			/* written to it since opened or rewritten */
 	/* writers of the target's half of large writes (see sb_file_write) */
 	pthread_mutex_t wmu;
 	pthread_cond_t wcv, wdone;
@@ -129,6 +132,10 @@ struct sb_file {
 	uint64_t hoff;			/* bytes hashed so far, in order */
 	int seq, written, failed;
 	char *jrel;			/* the name its 'W' journal record gave */
+	/* Made by this open without set-ID bits or file capabilities: while
+	 * m->mode_gen still equals plain_gen, a write has nothing to drop. */
+	int plain;
+	unsigned long plain_gen;
 };
 
 static int pwrite_all(int fd, const void *buf, size_t size, off_t off);
@@ -724,6 +731,7 @@ int sb_mirror_exclusive(struct sb_mirror *m, int begin)
 {
 	if (begin) {
 		pthread_rwlock_wrlock(&m->oplock);
+		__atomic_add_fetch(&m->mode_gen, 1, __ATOMIC_RELAXED);
 		return sb_mirror_flush(m);	/* nothing can queue more now */
 	}
 	int ret = sb_mirror_reload_conflicts(m);
@@ -770,20 +778,27 @@ static int resolve_paths(struct sb_mirror *m, const char *const *paths, size_t n
 static int sb_mirror_getattr_impl(struct sb_mirror *m, const char *path, struct stat *st)
 {
 	char *rel;
-	int side, dfd = -1, ret;
-	const char *base;
+	int side, ret;
 
 	if (!*path)
 		return fstat(m->p->rootfd[0], st) < 0 ? -errno : 0;
 	if ((ret = map(m, path, &rel, &side)) < 0)
 		return ret;
-	ret = find_side(m, rel, side, &dfd, &base, st);
-	if (ret == SB_TGT)
-		st->st_ino = SB_VIEW_INO(st->st_ino, SB_TGT);
-	if (dfd >= 0)
-		close(dfd);
+	ret = -ENOENT;
+	for (int i = 0; i < 2; i++) {
+		if (side >= 0 && i != side)
+			continue;
+		ret = sb_stat_beneath(m->p->rootfd[i], rel, strlen(rel), st);
+		if (ret == 0) {
+			if (i == SB_TGT)
+				st->st_ino = SB_VIEW_INO(st->st_ino, SB_TGT);
+			break;
+		}
+		if (ret != -ENOENT && ret != -ENOTDIR)
+			break;
+	}
 	free(rel);
-	return ret < 0 ? ret : 0;
+	return ret;
 }
 
 static int sb_mirror_readlink_impl(struct sb_mirror *m, const char *path, char *buf, size_t size)
@@ -1352,11 +1367,19 @@ struct creds {
 	const char *target;
 };
 
-/* New entries belong to the caller, as if made without sbfs (root only). */
+/*
+ * New entries belong to the caller, as if made without sbfs (root only). In
+ * a set-group-ID directory the kernel already gave the directory's group,
+ * which the caller would have got too.
+ */
 static void own(int dfd, const char *base, const struct creds *c)
 {
-	if (c && (c->uid != 0 || c->gid != 0) && geteuid() == 0)
-		fchownat(dfd, base, c->uid, c->gid, AT_SYMLINK_NOFOLLOW);
+	struct stat dst;
+
+	if (!c || (c->uid == 0 && c->gid == 0) || geteuid() != 0)
+		return;
+	gid_t gid = fstat(dfd, &dst) == 0 && (dst.st_mode & S_ISGID) ? (gid_t)-1 : c->gid;
+	fchownat(dfd, base, c->uid, gid, AT_SYMLINK_NOFOLLOW);
 }
 
 static int op_mkdir(int dfd, const char *base, void *arg)
@@ -1535,6 +1558,7 @@ static int change(struct sb_mirror *m, const char *path, side_op op, void *arg)
 static int sb_mirror_chmod_impl(struct sb_mirror *m, const char *path, unsigned mode)
 {
 	mode_t md = mode;
+	__atomic_add_fetch(&m->mode_gen, 1, __ATOMIC_RELAXED);
 	return change(m, path, op_chmod, &md);
 }
 
@@ -1779,6 +1803,38 @@ static long sb_mirror_getxattr_impl(struct sb_mirror *m, const char *path, const
 
 /* ------------------------------------------------------------ files */
 
+/* Rewritten past this size, with only the files open then. */
+#define JOURNAL_REWRITE (1L << 20)
+
+/*
+ * Notes that a file was opened for writing or closed. Called with
+ * files_mu held, so that the files listed in m->files with a jrel are
+ * exactly those whose 'W' record is not yet matched by a 'C'.
+ */
+static long journal_note(struct sb_mirror *m, char what, const char *rel)
+{
+	long ret = sb_journal_note(m->journal, what, rel);
+	if (ret > 0)
+		m->jbytes += ret;
+	if (m->jbytes < JOURNAL_REWRITE)
+		return ret;
+	size_t n = 0;
+	for (struct sb_file *o = m->files; o; o = o->next)
+		n += o->jrel != NULL;
+	const char **v = malloc((n + 1) * sizeof(*v));
+	if (v) {
+		n = 0;
+		for (struct sb_file *o = m->files; o; o = o->next)
+			if (o->jrel)
+				v[n++] = o->jrel;
+		long r = sb_journal_rewrite(m->p, m->journal, v, n);
+		/* on failure, tried again after as many bytes more */
+		m->jbytes = r >= 0 ? r : 0;
+		free(v);
+	}
+	return ret;
+}
+
 static void file_free(struct sb_file *f)
 {
 	if (!f)
@@ -1788,6 +1844,8 @@ static void file_free(struct sb_file *f)
 		*f->pprev = f->next;
 		if (f->next)
 			f->next->pprev = f->pprev;
+		if (f->jrel)
+			journal_note(f->m, 'C', f->jrel);
 		pthread_mutex_unlock(&f->m->files_mu);
 	}
 	for (int i = 0; i < 2; i++)
@@ -1883,11 +1941,9 @@ static int sb_file_open_impl(struct sb_mirror *m, const char *path, int flags, i
 	}
 	if (create || (flags & O_TRUNC))
 		f->written = 1;
-	if ((flags & O_ACCMODE) != O_RDONLY && f->fd[0] >= 0 && f->fd[1] >= 0 &&
-	    m->journal >= 0 && (f->jrel = strdup(f->rel)) &&
-	    sb_journal_note(m->journal, 'W', f->jrel) < 0) {
-		free(f->jrel);
-		f->jrel = NULL;
+	if (create && !existed[0] && !existed[1] && !(mode & (S_ISUID | S_ISGID))) {
+		f->plain = 1;
+		f->plain_gen = __atomic_load_n(&m->mode_gen, __ATOMIC_RELAXED);
 	}
 	/* Two handles on one file: neither's running hash tells the content. */
 	pthread_mutex_lock(&m->files_mu);
@@ -1904,6 +1960,12 @@ static int sb_file_open_impl(struct sb_mirror *m, const char *path, int flags, i
 		m->files->pprev = &f->next;
 	f->pprev = &m->files;
 	m->files = f;
+	if ((flags & O_ACCMODE) != O_RDONLY && f->fd[0] >= 0 && f->fd[1] >= 0 &&
+	    m->journal >= 0 && (f->jrel = strdup(f->rel)) &&
+	    journal_note(m, 'W', f->jrel) < 0) {
+		free(f->jrel);
+		f->jrel = NULL;
+	}
 	pthread_mutex_unlock(&m->files_mu);
 	ret = 0;
 out:
@@ -2148,9 +2210,7 @@ int sb_file_release(struct sb_file *f)
 		ret = rel ? enqueue(f->m, ROP_REFRESH, rel, NULL, known ? &k : NULL) : -ENOMEM;
 		free(rel);
 	}
-	if (f->jrel)
-		sb_journal_note(f->m->journal, 'C', f->jrel);
-	file_free(f);
+	file_free(f);	/* with the journal's 'C' record */
 	return ret;
 }
 
@@ -2279,6 +2339,8 @@ int sb_file_drop_privs(struct sb_file *f, int privileged)
 	struct stat st;
 	int i = f->fd[0] >= 0 ? 0 : 1, ret = 0;
 
+	if (f->plain && f->plain_gen == __atomic_load_n(&f->m->mode_gen, __ATOMIC_RELAXED))
+		return 0;	/* spares two syscalls per small file written */
 	if (fstat(f->fd[i], &st) < 0)
 		return -errno;
 	mode_t kill = 0;

@@ -248,3 +248,49 @@ int sb_open_dir(int rootfd, const char *rel, size_t len, int *dirfd)
 out:
 	return ret;
 }
+
+int sb_stat_beneath(int rootfd, const char *rel, size_t len, struct stat *st)
+{
+	const char *base;
+	int dfd = -1, ret;
+
+	if (len == 0 || !sb_path_valid(rel, len)) {
+		ret = -EINVAL;
+		goto out;
+	}
+	/* One openat2 of the whole path: a missing name costs one syscall
+	 * instead of three, which is what a create's lookup finds. */
+	if (len < PATH_MAX && !__atomic_load_n(&no_openat2, __ATOMIC_RELAXED)) {
+		char buf[PATH_MAX];
+		struct open_how how;
+		long fd;
+
+		memcpy(buf, rel, len);
+		buf[len] = '\0';
+		memset(&how, 0, sizeof(how));
+		/* O_PATH|O_NOFOLLOW opens a last-component symlink itself */
+		how.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC;
+		how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+		do
+			fd = syscall(SYS_openat2, rootfd, buf, &how, sizeof(how));
+		while (fd < 0 && errno == EINTR);
+		if (fd >= 0) {
+			ret = fstat((int)fd, st) < 0 ? -errno : 0;
+			close((int)fd);
+			goto out;
+		}
+		if (errno == ENOSYS)
+			__atomic_store_n(&no_openat2, 1, __ATOMIC_RELAXED);
+		else if (errno != EPERM && errno != EAGAIN) {	/* see open_beneath */
+			ret = -errno;
+			goto out;
+		}
+	}
+	if ((ret = sb_open_parent(rootfd, rel, len, 0, &dfd, &base)) < 0)
+		goto out;
+	ret = fstatat(dfd, base, st, AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
+out:
+	if (dfd >= 0)
+		close(dfd);
+	return ret;
+}

@@ -364,6 +364,40 @@ Test(path, symlink_deeper)
 	fx_fini(&fx);
 }
 
+/* lstat beneath the root: the same answers with and without openat2. */
+static void check_stat_beneath(struct fixture *fx)
+{
+	struct stat st, want;
+
+	mkdirs(fx->rootfd, "s/d");
+	touch(fx->rootfd, "s/d/f");
+	cr_assert_eq(symlinkat(fx->outside, fx->rootfd, "s/out"), 0);
+	cr_assert_eq(sb_stat_beneath(fx->rootfd, "s/d/f", 5, &st), 0);
+	cr_assert_eq(fstatat(fx->rootfd, "s/d/f", &want, AT_SYMLINK_NOFOLLOW), 0);
+	cr_assert(st.st_ino == want.st_ino && S_ISREG(st.st_mode));
+	cr_assert_eq(sb_stat_beneath(fx->rootfd, "s/d", 3, &st), 0);
+	cr_assert(S_ISDIR(st.st_mode));
+	/* a last-component symlink is the link itself, never its target */
+	cr_assert_eq(sb_stat_beneath(fx->rootfd, "s/out", 5, &st), 0);
+	cr_assert(S_ISLNK(st.st_mode));
+	/* one on the way is refused, whatever lies beyond it */
+	cr_assert_eq(sb_stat_beneath(fx->rootfd, "s/out/b", 7, &st), -ELOOP);
+	cr_assert_eq(sb_stat_beneath(fx->rootfd, "s/d/nope", 8, &st), -ENOENT);
+	cr_assert_eq(sb_stat_beneath(fx->rootfd, "s/nope/f", 8, &st), -ENOENT);
+	cr_assert_eq(sb_stat_beneath(fx->rootfd, "s/d/f/x", 7, &st), -ENOTDIR);
+	cr_assert_eq(sb_stat_beneath(fx->rootfd, "", 0, &st), -EINVAL);
+	cr_assert_eq(sb_stat_beneath(fx->rootfd, "s/../s", 6, &st), -EINVAL);
+}
+
+Test(path, stat_beneath)
+{
+	struct fixture fx;
+
+	fx_init(&fx);
+	check_stat_beneath(&fx);
+	fx_fini(&fx);
+}
+
 /* Builds DEEP_LEVELS nested dirs under rootfd/top using fds only; returns
  * the malloc'd relative path ("top/ddd.../ddd...") and its length. */
 static char *build_deep(int rootfd, const char *top, size_t *len, int *leaf)
@@ -418,6 +452,10 @@ Test(path, deep_tree)
 	cr_assert_eq(sb_open_dir(fx.rootfd, rel, len, &fd), 0);
 	cr_assert(same_file(fd, leaf));
 	close(fd);
+	struct stat st, want;
+	cr_assert_eq(sb_stat_beneath(fx.rootfd, rel, len, &st), 0);
+	cr_assert_eq(fstat(leaf, &want), 0);
+	cr_assert_eq(st.st_ino, want.st_ino);
 
 	/* open_parent of a name inside the leaf. */
 	flen = len + 5;
@@ -573,11 +611,15 @@ Test(path, without_openat2)
 	check_link(&fx, fx.outside);
 	check_link(&fx, "..");
 	check_link(&fx, "a2");
+	check_stat_beneath(&fx);
 
 	rel = build_deep(fx.rootfd, "deep", &len, &leaf);
 	cr_assert_eq(sb_open_dir(fx.rootfd, rel, len, &fd), 0);
 	cr_assert(same_file(fd, leaf));
 	close(fd);
+	struct stat st;
+	cr_assert_eq(sb_stat_beneath(fx.rootfd, rel, len, &st), 0);
+	cr_assert(S_ISDIR(st.st_mode));
 	close(leaf);
 	free(rel);
 	fx_fini(&fx);

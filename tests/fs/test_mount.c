@@ -1661,6 +1661,100 @@ Test(mount, daemon_killed_while_writing)
 	free(want);
 }
 
+/* The partnership's journal of files open for writing (malloc'd path). */
+static char *journal_path(void)
+{
+	DIR *d = opendir(env.state);
+	struct dirent *de;
+	char *res = NULL;
+	cr_assert(d, "%s: %s", env.state, strerror(errno));
+	while (!res && (de = readdir(d))) {
+		struct stat st;
+		char path[4096];
+		snprintf(path, sizeof(path), "%s/%s/journal", env.state, de->d_name);
+		if (de->d_name[0] != '.' && stat(path, &st) == 0)
+			res = strdup(path);
+	}
+	closedir(d);
+	cr_assert(res, "no journal in %s", env.state);
+	return res;
+}
+
+/* Its size, and how many more times it says rel was opened than closed
+ * (records: 'W' or 'C', a 4-byte length, the path). */
+static off_t journal_count(const char *rel, long *opened)
+{
+	char *path = journal_path();
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	cr_assert(fd >= 0, "%s: %s", path, strerror(errno));
+	size_t size = 0, cap = 1 << 16, len = strlen(rel);
+	char *buf = malloc(cap);
+	ssize_t n;
+	while ((n = read(fd, buf + size, cap - size)) > 0)
+		if ((size += n) == cap)
+			buf = realloc(buf, cap *= 2);
+	close(fd);
+	*opened = 0;
+	for (size_t off = 0; off + 5 <= size;) {
+		uint32_t l;
+		memcpy(&l, buf + off + 1, 4);
+		if (off + 5 + l > size)
+			break;
+		if (l == len && !memcmp(buf + off + 5, rel, len))
+			*opened += buf[off] == 'W' ? 1 : -1;
+		off += 5 + l;
+	}
+	free(buf);
+	free(path);
+	return (off_t)size;
+}
+
+/*
+ * A mount that runs for long keeps its journal small (it is rewritten with
+ * the files open at the time), and the rewritten journal still names the
+ * file open for writing when the daemon is killed, and only it.
+ */
+Test(mount, journal_stays_small_and_names_the_open_files)
+{
+	char name[241];
+	memset(name, 'j', 240);
+	name[240] = '\0';
+	tl_write(mnt.dir, name, "long\n");
+	tl_write(mnt.dir, "held", "held\n");
+	int held = open(M("held"), O_WRONLY | O_APPEND);
+	cr_assert(held >= 0, "%s", strerror(errno));
+	cr_assert_eq(write(held, "more\n", 5), 5);
+	/* 2 x 245 bytes of records per open: 3000 opens pass 1 MiB */
+	for (int i = 0; i < 3000; i++) {
+		int fd = open(M(name), O_WRONLY);
+		cr_assert(fd >= 0 && close(fd) == 0, "open %d: %s", i, strerror(errno));
+	}
+	/* a release is answered after close(2) returns: wait for the last */
+	long open_count = 1;
+	off_t size = 0;
+	for (int k = 0; k < 1000 && open_count; k++) {
+		size = journal_count(name, &open_count);
+		if (open_count)
+			usleep(10000);
+	}
+	cr_assert_eq(open_count, 0, "the journal still has the long name open");
+	cr_assert_lt(size, 1 << 20, "the journal grew to %lld bytes", (long long)size);
+
+	cr_assert(kill(mnt.daemon, SIGKILL) == 0, "kill: %s", strerror(errno));
+	for (int k = 0; k < 500 && !tl_mount_daemon_gone(&mnt); k++)
+		usleep(10000);
+	cr_assert(tl_mount_daemon_gone(&mnt), "the daemon survived SIGKILL?");
+	close(held);
+	tl_mount_cleanup(&mnt);
+	struct tl_run r = tl_cmd(&env, "reconcile", NULL);
+	cr_assert_eq(r.status, 0, "reconcile after the kill: exit %d\n%s%s", r.status, r.out, r.err);
+	cr_assert(strstr(r.out, "1 file(s) were being written") && strstr(r.out, "\n  held\n"),
+		  "the reconcile should name held, and only it:\n%s", r.out);
+	tl_run_free(&r);
+	expect_sides_str("held", "held\nmore\n");
+	expect_sides_str(name, "long\n");
+}
+
 /*
  * The daemon killed while it carries one write out (it writes the source,
  * then the target): the file was open for writing in the mount's journal,
@@ -2098,6 +2192,44 @@ Test(mount_other, non_root_user_in_allow_other_mount)
 	lstat_all("rootfile", st, 1);
 	for (int i = 0; i < 3; i++)
 		cr_assert(st[i].st_uid == 0 && (st[i].st_mode & 07777) == 0644);
+	finish();
+}
+
+static int nobody_in_setgid_dir(const char *mntdir, char *msg, size_t len)
+{
+	char p[4096];
+	snprintf(p, sizeof(p), "%s/shared/file", mntdir);
+	int fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0664);
+	if (fd < 0 || close(fd) < 0)
+		return DENY("create shared/file: %s", strerror(errno));
+	snprintf(p, sizeof(p), "%s/shared/dir", mntdir);
+	if (mkdir(p, 0775) < 0)
+		return DENY("mkdir shared/dir: %s", strerror(errno));
+	return 0;
+}
+
+/* What a user makes in a set-group-ID directory takes the directory's
+ * group (and a directory the set-group-ID bit), as without sbfs. */
+Test(mount_other, setgid_directory_gives_its_group)
+{
+	cr_assert(mkdir(M("shared"), 0777) == 0, "%s", strerror(errno));
+	cr_assert(chown(M("shared"), 0, 1234) == 0, "%s", strerror(errno));
+	cr_assert(chmod(M("shared"), 02777) == 0, "%s", strerror(errno));
+	char *msg = as_nobody(nobody_in_setgid_dir, mnt.dir);
+	cr_assert_str_empty(msg, "as uid %d: %s", NOBODY, msg);
+	free(msg);
+	struct stat st[3];
+	lstat_all("shared/file", st, 1);
+	for (int i = 0; i < 3; i++)
+		cr_assert(st[i].st_uid == NOBODY && st[i].st_gid == 1234,
+			  "%s: shared/file is %u:%u, not %d:1234", side_name[i], st[i].st_uid,
+			  st[i].st_gid, NOBODY);
+	lstat_all("shared/dir", st, 1);
+	for (int i = 0; i < 3; i++)
+		cr_assert(st[i].st_uid == NOBODY && st[i].st_gid == 1234 &&
+			  (st[i].st_mode & S_ISGID),
+			  "%s: shared/dir is %u:%u, mode %o", side_name[i], st[i].st_uid,
+			  st[i].st_gid, st[i].st_mode);
 	finish();
 }
 
