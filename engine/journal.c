@@ -41,29 +41,19 @@ int sb_journal_open(struct sb_pship *p, int *fd)
 	return *fd < 0 ? -errno : 0;
 }
 
-static char *record(char what, const char *rel, size_t *size)
+long sb_journal_note(int fd, char what, const char *rel)
 {
 	size_t len = strlen(rel);
 	uint32_t l = (uint32_t)len;
 	char *buf = malloc(len + 5);
 	if (!buf)
-		return NULL;
+		return -ENOMEM;
 	buf[0] = what;
 	memcpy(buf + 1, &l, 4);
 	memcpy(buf + 5, rel, len);
-	*size = len + 5;
-	return buf;
-}
-
-long sb_journal_note(int fd, char what, const char *rel)
-{
-	size_t size;
-	char *buf = record(what, rel, &size);
-	if (!buf)
-		return -ENOMEM;
-	ssize_t n = write(fd, buf, size);
+	ssize_t n = write(fd, buf, len + 5);
 	free(buf);
-	return n == (ssize_t)size ? (long)size : n < 0 ? -errno : -EIO;
+	return n == (ssize_t)(len + 5) ? (long)(len + 5) : n < 0 ? -errno : -EIO;
 }
 
 long sb_journal_rewrite(struct sb_pship *p, int fd, const char *const *paths, size_t n)

@@ -65,10 +65,10 @@ out:
 }
 
 /*
- * One openat2 call. Returns 1 when the caller must fall back to the
- * component walk instead.
+ * One openat2 call with flags. Returns 1 when the caller must fall back to
+ * the component walk instead.
  */
-static int open_beneath(int rootfd, const char *dir, size_t dlen, int *out)
+static int open_beneath(int rootfd, const char *dir, size_t dlen, int flags, int *out)
 {
 	char buf[PATH_MAX];
 	struct open_how how;
@@ -78,7 +78,7 @@ static int open_beneath(int rootfd, const char *dir, size_t dlen, int *out)
 	memcpy(buf, dir, dlen);
 	buf[dlen] = '\0';
 	memset(&how, 0, sizeof(how));
-	how.flags = DIR_FLAGS;
+	how.flags = flags;
 	how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
 		      RESOLVE_NO_MAGICLINKS;
 	do
@@ -203,7 +203,7 @@ static int open_dir_at(int rootfd, const char *dir, size_t dlen,
 	/* openat2 takes at most PATH_MAX bytes, and cannot create: a missing
 	 * directory to be made is left to the walk. */
 	if (dlen < PATH_MAX && !__atomic_load_n(&no_openat2, __ATOMIC_RELAXED)) {
-		ret = open_beneath(rootfd, dir, dlen, out);
+		ret = open_beneath(rootfd, dir, dlen, DIR_FLAGS, out);
 		if (ret == 0 || (ret < 0 && !(mkdir_mode && ret == -ENOENT)))
 			goto out;
 	}
@@ -259,32 +259,17 @@ int sb_stat_beneath(int rootfd, const char *rel, size_t len, struct stat *st)
 		goto out;
 	}
 	/* One openat2 of the whole path: a missing name costs one syscall
-	 * instead of three, which is what a create's lookup finds. */
+	 * instead of three, which is what a create's lookup finds. O_PATH with
+	 * O_NOFOLLOW opens a last component that is a symlink itself. */
 	if (len < PATH_MAX && !__atomic_load_n(&no_openat2, __ATOMIC_RELAXED)) {
-		char buf[PATH_MAX];
-		struct open_how how;
-		long fd;
-
-		memcpy(buf, rel, len);
-		buf[len] = '\0';
-		memset(&how, 0, sizeof(how));
-		/* O_PATH|O_NOFOLLOW opens a last-component symlink itself */
-		how.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC;
-		how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
-		do
-			fd = syscall(SYS_openat2, rootfd, buf, &how, sizeof(how));
-		while (fd < 0 && errno == EINTR);
-		if (fd >= 0) {
-			ret = fstat((int)fd, st) < 0 ? -errno : 0;
-			close((int)fd);
-			goto out;
+		int fd;
+		ret = open_beneath(rootfd, rel, len, O_PATH | O_NOFOLLOW | O_CLOEXEC, &fd);
+		if (ret == 0) {
+			ret = fstat(fd, st) < 0 ? -errno : 0;
+			close(fd);
 		}
-		if (errno == ENOSYS)
-			__atomic_store_n(&no_openat2, 1, __ATOMIC_RELAXED);
-		else if (errno != EPERM && errno != EAGAIN) {	/* see open_beneath */
-			ret = -errno;
+		if (ret <= 0)
 			goto out;
-		}
 	}
 	if ((ret = sb_open_parent(rootfd, rel, len, 0, &dfd, &base)) < 0)
 		goto out;
