@@ -700,6 +700,33 @@ Test(mount, two_descriptors_on_one_file)
  *   sbfs umount MNT; echo edited > SRC/done; sbfs reconcile SRC TGT
  *   expected: "Update target: done"; actual: "done (changed on both sides)".
  */
+/*
+ * A file open for writing only is written uncached (direct_io): another
+ * open that holds its pages in the kernel's cache must still read the new
+ * bytes at once, even when the size does not change.
+ */
+Test(mount, cached_reader_sees_writes_made_uncached)
+{
+	char buf[8192];
+	memset(buf, 'A', sizeof(buf));
+	write_path(M("coherent"), buf, sizeof(buf), O_TRUNC);
+	int r = open(M("coherent"), O_RDWR);
+	cr_assert(r >= 0, "%s", strerror(errno));
+	char got[8];
+	cr_assert_eq(pread(r, got, 8, 4096), 8);
+	cr_assert(!memcmp(got, "AAAAAAAA", 8));
+	int w = open(M("coherent"), O_WRONLY);
+	cr_assert(w >= 0, "%s", strerror(errno));
+	memset(buf, 'B', sizeof(buf));
+	cr_assert_eq(pwrite(w, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+	cr_assert_eq(pread(r, got, 8, 4096), 8);
+	cr_assert(!memcmp(got, "BBBBBBBB", 8), "the cached open still reads \"%.8s\"", got);
+	cr_assert_eq(close(w), 0);
+	cr_assert_eq(close(r), 0);
+	expect_all("coherent", buf, sizeof(buf));
+	finish();
+}
+
 Test(mount, rename_while_open_for_writing)
 {
 	int fd = open(M("part"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
