@@ -65,18 +65,18 @@ out:
 }
 
 /*
- * One openat2 call with flags. Returns 1 when the caller must fall back to
- * the component walk instead.
+ * One openat2 call of rel (a directory or, for a stat, any entry) with
+ * flags. Returns 1 when the caller must fall back to the component walk.
  */
-static int open_beneath(int rootfd, const char *dir, size_t dlen, int flags, int *out)
+static int open_beneath(int rootfd, const char *rel, size_t len, int flags, int *out)
 {
 	char buf[PATH_MAX];
 	struct open_how how;
 	long fd;
 	int ret = 0;
 
-	memcpy(buf, dir, dlen);
-	buf[dlen] = '\0';
+	memcpy(buf, rel, len);
+	buf[len] = '\0';
 	memset(&how, 0, sizeof(how));
 	how.flags = flags;
 	how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
