@@ -96,6 +96,8 @@ static int op_opendir(const char *path, struct fuse_file_info *fi)
 struct fill_ctx {
 	void *buf;
 	fuse_fill_dir_t filler;
+	char *path;	/* for READDIRPLUS: the directory's path, then room for a name */
+	size_t plen;
 };
 
 /* Offsets: 1 after ".", 2 after "..", 2 + n after the engine's position n.
@@ -105,20 +107,44 @@ static int fill_one(void *arg, const char *name, unsigned char type, uint64_t in
 {
 	struct fill_ctx *c = arg;
 	struct stat st = { .st_mode = (mode_t)DTTOIF(type), .st_ino = ino };
-	return c->filler(c->buf, name, &st, (off_t)(next + 2), 0);
+	enum fuse_fill_dir_flags ff = 0;
+	/* With the attributes, the kernel knows the entry without a LOOKUP
+	 * each: `rm -rf`, `ls -l` and `find` take one round trip less per
+	 * name. An entry that cannot be stat()ed now goes without them. */
+	if (c->path) {
+		size_t nl = strlen(name);
+		memcpy(c->path + c->plen, name, nl + 1);
+		if (op_getattr(c->path, &st, NULL) == 0)
+			ff = FUSE_FILL_DIR_PLUS;
+		else
+			st = (struct stat){ .st_mode = (mode_t)DTTOIF(type), .st_ino = ino };
+	}
+	return c->filler(c->buf, name, &st, (off_t)(next + 2), ff);
 }
 
 static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
 		      off_t off, struct fuse_file_info *fi, enum fuse_readdir_flags flags)
 {
-	struct fill_ctx c = { buf, filler };
-	(void)path;
-	(void)flags;
+	struct fill_ctx c = { buf, filler, NULL, 0 };
+	int ret;
 	if (off < 1 && filler(buf, ".", NULL, 1, 0))
 		return 0;
 	if (off < 2 && filler(buf, "..", NULL, 2, 0))
 		return 0;
-	return sb_dir_read(dh(fi), off > 2 ? (uint64_t)off - 2 : 0, fill_one, &c);
+	/* The kernel asks for attributes with the first part of a listing,
+	 * and with later parts only when lookups of its names came between
+	 * (readdirplus_auto): a plain listing stats few of its entries. */
+	if ((flags & FUSE_READDIR_PLUS) && path) {
+		c.plen = strlen(path);
+		if ((c.path = malloc(c.plen + NAME_MAX + 2))) {
+			memcpy(c.path, path, c.plen);
+			if (c.plen > 1)
+				c.path[c.plen++] = '/';
+		}
+	}
+	ret = sb_dir_read(dh(fi), off > 2 ? (uint64_t)off - 2 : 0, fill_one, &c);
+	free(c.path);
+	return ret;
 }
 
 static int op_releasedir(const char *path, struct fuse_file_info *fi)

@@ -1035,6 +1035,56 @@ Test(mount, stable_inode_numbers)
 	finish();
 }
 
+/*
+ * The first part of a listing carries each entry's attributes
+ * (READDIRPLUS), which the kernel then keeps instead of asking again: they
+ * must be what a stat of the shown side gives. Made outside the mount, so
+ * that the kernel knows none of these names before the listing.
+ */
+Test(mount, listing_gives_the_attributes_stat_gives)
+{
+	const char *names[] = { "plain", "exec", "empty", "link", "sub", "twin", "tgt-only" };
+	const int n = sizeof(names) / sizeof(names[0]);
+	tl_write(env.src, "fresh/plain", "some bytes\n");
+	tl_write(env.src, "fresh/exec", "#!/bin/sh\n");
+	cr_assert(chmod(S("fresh/exec"), 0751) == 0);
+	tl_write(env.src, "fresh/empty", "");
+	cr_assert(symlink("plain", S("fresh/link")) == 0);
+	tl_mkdir(env.src, "fresh/sub");
+	cr_assert(link(S("fresh/plain"), S("fresh/twin")) == 0);
+	tl_set_mtime(env.src, "fresh/plain", T0 + 5);
+	tl_mkdir(env.tgt, "fresh");
+	tl_write(env.tgt, "fresh/tgt-only", "on the target alone, longer\n");
+
+	DIR *d = opendir(M("fresh"));
+	cr_assert(d, "opendir: %s", strerror(errno));
+	ino_t dino[8] = { 0 };
+	struct dirent *de;
+	while ((de = readdir(d)))
+		for (int i = 0; i < n; i++)
+			if (!strcmp(de->d_name, names[i]))
+				dino[i] = de->d_ino;
+	closedir(d);
+	for (int i = 0; i < n; i++) {
+		char rel[64];
+		struct stat v, w;
+		snprintf(rel, sizeof(rel), "fresh/%s", names[i]);
+		cr_assert(dino[i], "%s not listed", rel);
+		cr_assert(lstat(M(rel), &v) == 0, "mount: lstat %s: %s", rel, strerror(errno));
+		cr_assert(lstat(i == n - 1 ? T(rel) : S(rel), &w) == 0);
+		cr_assert_eq(v.st_mode, w.st_mode, "%s: mode %o, not %o", rel, v.st_mode, w.st_mode);
+		cr_assert_eq(v.st_nlink, w.st_nlink, "%s: %lu links, not %lu", rel,
+			     (unsigned long)v.st_nlink, (unsigned long)w.st_nlink);
+		cr_assert_eq(v.st_uid, w.st_uid, "%s: uid", rel);
+		cr_assert_eq(v.st_gid, w.st_gid, "%s: gid", rel);
+		if (!S_ISDIR(w.st_mode))
+			cr_assert_eq(v.st_size, w.st_size, "%s: size %lld, not %lld", rel,
+				     (long long)v.st_size, (long long)w.st_size);
+		cr_assert_eq(mtime_ns(&v), mtime_ns(&w), "%s: mtime", rel);
+		cr_assert_eq(v.st_ino, dino[i], "%s: readdir and stat disagree on the inode", rel);
+	}
+}
+
 Test(mount, rename)
 {
 	/* a file */
