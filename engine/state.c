@@ -571,26 +571,32 @@ out:
 	return ret;
 }
 
+/* The stored record of (parent, name), decoded; k is left as its key
+ * (built in key) for a change that follows. */
+static int get_rec(struct sb_txn *t, uint64_t parent, const char *name, size_t nlen,
+		   uint8_t *key, MDB_val *k, struct sb_rec *out)
+{
+	MDB_val v;
+	int ret;
+
+	if (!txn_is_live(t))
+		return -EINVAL;
+	ret = make_key(key, parent, name, nlen, k);
+	if (ret < 0)
+		return ret;
+	ret = map_err(mdb_get(t->txn, t->st->entries, k, &v));
+	if (ret < 0)
+		return ret;
+	/* decoded at once: v points into a page a later change may free */
+	return decode_rec(&v, out);
+}
+
 int sb_state_get(struct sb_txn *t, uint64_t parent, const char *name,
 		 size_t nlen, struct sb_rec *out)
 {
 	uint8_t key[KEY_MAX_LEN];
-	MDB_val k, v;
-	int ret;
-
-	if (!txn_is_live(t)) {
-		ret = -EINVAL;
-		goto out;
-	}
-	ret = make_key(key, parent, name, nlen, &k);
-	if (ret < 0)
-		goto out;
-	ret = map_err(mdb_get(t->txn, t->st->entries, &k, &v));
-	if (ret < 0)
-		goto out;
-	ret = decode_rec(&v, out);
-out:
-	return ret;
+	MDB_val k;
+	return get_rec(t, parent, name, nlen, key, &k, out);
 }
 
 int sb_state_put(struct sb_txn *t, uint64_t parent, const char *name,
@@ -651,21 +657,10 @@ int sb_state_del(struct sb_txn *t, uint64_t parent, const char *name,
 {
 	uint8_t key[KEY_MAX_LEN];
 	struct sb_rec rec;
-	MDB_val k, v;
+	MDB_val k;
 	int ret;
 
-	if (!txn_is_live(t)) {
-		ret = -EINVAL;
-		goto out;
-	}
-	ret = make_key(key, parent, name, nlen, &k);
-	if (ret < 0)
-		goto out;
-	ret = map_err(mdb_get(t->txn, t->st->entries, &k, &v));
-	if (ret < 0)
-		goto out;
-	/* Decode before deleting: v points into a page mdb_del may free. */
-	ret = decode_rec(&v, &rec);
+	ret = get_rec(t, parent, name, nlen, key, &k, &rec);
 	if (ret < 0)
 		goto out;
 	ret = map_err(mdb_del(t->txn, t->st->entries, &k, NULL));
