@@ -112,12 +112,12 @@ static int fill_one(void *arg, const char *name, unsigned char type, uint64_t in
 	 * each: `rm -rf`, `ls -l` and `find` take one round trip less per
 	 * name. An entry that cannot be stat()ed now goes without them. */
 	if (c->path) {
-		size_t nl = strlen(name);
-		memcpy(c->path + c->plen, name, nl + 1);
-		if (op_getattr(c->path, &st, NULL) == 0)
+		struct stat a;
+		memcpy(c->path + c->plen, name, strlen(name) + 1);
+		if (op_getattr(c->path, &a, NULL) == 0) {
+			st = a;
 			ff = FUSE_FILL_DIR_PLUS;
-		else
-			st = (struct stat){ .st_mode = (mode_t)DTTOIF(type), .st_ino = ino };
+		}
 	}
 	return c->filler(c->buf, name, &st, (off_t)(next + 2), ff);
 }
