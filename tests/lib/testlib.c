@@ -26,10 +26,13 @@ static char *xasprintf(const char *fmt, const char *a, const char *b)
 
 void tl_env_init(struct tl_env *e)
 {
-	char tmpl[] = "/tmp/sbfs-test.XXXXXX";
+	/* SBFS_TEST_ROOT: one run's own directory (scripts/run-tests), so
+	 * that its clean-up never touches another run's mounts. */
+	const char *root = getenv("SBFS_TEST_ROOT");
+	char *tmpl = xasprintf("%s/%s", root && *root ? root : "/tmp", "sbfs-test.XXXXXX");
 	if (!mkdtemp(tmpl))
 		cr_assert_fail("mkdtemp: %s", strerror(errno));
-	e->base = strdup(tmpl);
+	e->base = tmpl;
 	e->src = xasprintf("%s/%s", tmpl, "src");
 	e->tgt = xasprintf("%s/%s", tmpl, "tgt");
 	e->state = xasprintf("%s/%s", tmpl, "state");
