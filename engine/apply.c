@@ -41,6 +41,7 @@ struct apply {
 	struct sb_sha *sha;
 	int dirty[2];		/* side written since the last commit */
 	int no_tmpfile;		/* O_TMPFILE + linkat failed here once */
+	int64_t scan_ns;	/* sb_plan_started(): the scan fingerprints' "before" */
 	pid_t pid_self;
 	uid_t euid;
 	gid_t egid;
@@ -230,16 +231,16 @@ static int set_meta_fd(const struct apply *a, int fd, const struct sb_scan *s)
 	return 0;
 }
 
-/* Copies a file into a new temporary in dfd; -EAGAIN if the source moved. */
 /*
  * Copies a file into a new temporary in dfd; -EAGAIN if the source moved.
- * With *anon not NULL (a new name), the temporary may be an unnamed
- * O_TMPFILE, returned open in *anon for link_anon(): a killed run then
- * leaves nothing behind, and no rename is needed.
+ * The temporary is returned open in *outfd, with its fingerprint once its
+ * times were set (*wrote; see installed()). With anon set (a new name) it
+ * may be an unnamed O_TMPFILE (tmp then stays empty) for link_anon(): a
+ * killed run then leaves nothing behind, and no rename is needed.
  */
 static int copy_file(struct apply *a, int sfd, const char *name,
 		     const struct sb_scan *s, int dfd, char tmp[64],
-		     uint8_t sha[SB_SHA_LEN], int *anon)
+		     uint8_t sha[SB_SHA_LEN], int anon, int *outfd, struct sb_fp *wrote)
 {
 	int in = -1, out = -1, ret;
 	struct stat st;
@@ -303,19 +304,19 @@ static int copy_file(struct apply *a, int sfd, const char *name,
 		goto out;
 	if ((ret = set_meta_fd(a, out, s)) < 0)
 		goto out;
+	if (fstat(out, &st) < 0) {
+		ret = -errno;
+		goto out;
+	}
+	sb_fp_from_stat(wrote, &st);
 	/* Start writeback of a large file now, so the syncfs before the next
 	 * commit finds little left to write and the I/O overlaps the rest of
 	 * the copy (for small files the call costs more than it saves). */
 	if (total >= COPY_BUF)
 		sync_file_range(out, 0, 0, SYNC_FILE_RANGE_WRITE);
-	if (!tmp[0]) {
-		*anon = out;	/* still unnamed: link_anon() names it */
-		out = -1;
-		ret = 0;
-		goto out;
-	}
-	ret = close(out) < 0 ? -errno : 0;
+	*outfd = out;
 	out = -1;
+	ret = 0;
 out:
 	if (in >= 0)
 		close(in);
@@ -330,7 +331,7 @@ out:
 
 static int copy_link(struct apply *a, int sfd, const char *name,
 		     const struct sb_scan *s, int dfd, char tmp[64],
-		     uint8_t sha[SB_SHA_LEN])
+		     uint8_t sha[SB_SHA_LEN], struct sb_fp *wrote)
 {
 	char *target = malloc(s->info.size + 1);
 	int ret;
@@ -356,6 +357,14 @@ static int copy_link(struct apply *a, int sfd, const char *name,
 	if (a->euid == 0 && (s->uid != a->euid || s->gid != a->egid))
 		fchownat(dfd, tmp, s->uid, s->gid, AT_SYMLINK_NOFOLLOW);
 	utimensat(dfd, tmp, t, AT_SYMLINK_NOFOLLOW);
+	struct stat st;
+	if (fstatat(dfd, tmp, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		ret = -errno;
+		unlinkat(dfd, tmp, 0);
+		tmp[0] = '\0';
+		goto out;
+	}
+	sb_fp_from_stat(wrote, &st);
 out:
 	free(target);
 	return ret;
@@ -400,6 +409,31 @@ static int link_anon(struct apply *a, int fd, int dfd, const char *name)
 	return -errno;
 }
 
+/*
+ * The fingerprint a record may keep for a copy just put in place: taken on
+ * the copy's own descriptor (fd, or for a symlink by name) after the rename
+ * or link, since those move the ctime. It vouches for the bytes written
+ * only if the copy still has the inode, size and mtime it had when sbfs
+ * set its times (*wrote): a write landing in between is stamped with the
+ * time of the write, which differs from the mtime given where stamps are
+ * fine, and on a coarse file system when the mtime given is older than
+ * SB_RACY_NS. Otherwise its ctime is spoiled and the next scan looks.
+ */
+static void installed(struct apply *a, int fd, int dfd, const char *name,
+		      const struct sb_fp *wrote, int side, int64_t before, struct sb_fp *fp)
+{
+	struct stat st;
+	int ok = fd >= 0 ? fstat(fd, &st) == 0 : fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+
+	*fp = *wrote;
+	if (ok)
+		sb_fp_from_stat(fp, &st);
+	if (!ok || fp->ino != wrote->ino || fp->size != wrote->size ||
+	    fp->mtime_ns != wrote->mtime_ns ||
+	    (!sb_pship_fine(a->p, side) && wrote->mtime_ns > before - SB_RACY_NS))
+		fp->ctime_ns = SB_FP_UNSURE;
+}
+
 /* ------------------------------------------------------------ state */
 
 static int put_rec(struct apply *a, const char *name, struct sb_rec *r, int fresh)
@@ -418,14 +452,19 @@ static int put_rec(struct apply *a, const char *name, struct sb_rec *r, int fres
 
 /*
  * Records that both sides hold the version described by side `from`'s scan.
- * `from`'s fingerprint is the scan's (it was verified unchanged), the other
- * side's is read now, after the change.
+ * No side is stat()ed again here: a stat taken now would describe whatever
+ * happened since. `from`'s fingerprint is the scan's (verified unchanged
+ * on the descriptor that was read), settled against the scan's start; the
+ * other side's is *tofp, taken where the change was made, or for an item
+ * that changed nothing there, its scan's. Directories' fingerprints are
+ * never compared, so theirs is read now.
  */
 static int record(struct apply *a, const struct sb_pitem *it, const char *name,
-		  int from, const uint8_t *sha, int fresh)
+		  int from, const uint8_t *sha, int fresh, const struct sb_fp *tofp)
 {
 	struct sb_rec r;
 	struct stat st;
+	int other = !from;
 
 	memset(&r, 0, sizeof(r));
 	r.type = it->s[from].info.type;
@@ -437,14 +476,23 @@ static int record(struct apply *a, const struct sb_pitem *it, const char *name,
 	if (sha)
 		memcpy(r.sha, sha, SB_SHA_LEN);
 	r.fp[from] = it->s[from].fp;
-	int other = !from;
-	if (a->pfd[other] < 0)
-		return -ENOENT;
-	if (fstatat(a->pfd[other], name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return -errno;
-	if (sb_type_of_mode(st.st_mode) != r.type)
-		return -EAGAIN;
-	sb_fp_from_stat(&r.fp[other], &st);
+	sb_fp_settle(&r.fp[from], sb_pship_fine(a->p, from), a->scan_ns);
+	if (r.type == SB_DIR) {
+		if (a->pfd[other] < 0)
+			return -ENOENT;
+		if (fstatat(a->pfd[other], name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			return -errno;
+		if (sb_type_of_mode(st.st_mode) != r.type)
+			return -EAGAIN;
+		sb_fp_from_stat(&r.fp[other], &st);
+	} else if (tofp) {
+		r.fp[other] = *tofp;
+	} else {
+		if (it->s[other].info.type != r.type)
+			return -EAGAIN;
+		r.fp[other] = it->s[other].fp;
+		sb_fp_settle(&r.fp[other], sb_pship_fine(a->p, other), a->scan_ns);
+	}
 	return put_rec(a, name, &r, fresh);
 }
 
@@ -495,8 +543,10 @@ static int follow_deleted_parent(struct apply *a, const char *path, size_t len,
 
 /* ------------------------------------------------------------ ops */
 
+/* *tofp gets the fingerprint a record may keep for the copy (files and
+ * symlinks; see installed()). */
 static int do_copy(struct apply *a, const struct sb_pitem *it, const char *name,
-		   uint8_t sha[SB_SHA_LEN])
+		   uint8_t sha[SB_SHA_LEN], struct sb_fp *tofp)
 {
 	int to = it->to, from = !to, ret;
 	const struct sb_scan *src = &it->s[from], *dst = &it->s[to];
@@ -529,52 +579,82 @@ static int do_copy(struct apply *a, const struct sb_pitem *it, const char *name,
 		memset(sha, 0, SB_SHA_LEN);
 		return ret;
 	}
-	int anon = -1, fresh = dst->info.type == SB_NONE;
+	int out = -1, fresh = dst->info.type == SB_NONE;
+	struct sb_fp wrote;
+	int64_t before = sb_wall_ns();	/* before the copy's times are set */
 	ret = src->info.type == SB_LINK
-		? copy_link(a, a->pfd[from], name, src, a->pfd[to], tmp, sha)
-		: copy_file(a, a->pfd[from], name, src, a->pfd[to], tmp, sha,
-			    fresh ? &anon : NULL);
+		? copy_link(a, a->pfd[from], name, src, a->pfd[to], tmp, sha, &wrote)
+		: copy_file(a, a->pfd[from], name, src, a->pfd[to], tmp, sha, fresh,
+			    &out, &wrote);
 	if (ret < 0)
 		return ret;
-	if (anon >= 0) {
-		ret = 0;
-		if ((it->flags & (from ? SB_IF_HASH1 : SB_IF_HASH0)) &&
-		    memcmp(sha, it->sha[from], SB_SHA_LEN))
-			ret = -EAGAIN;
-		if (ret == 0)
-			ret = link_anon(a, anon, a->pfd[to], name);
-		close(anon);
-		if (ret == -ENOENT || ret == -EPERM || ret == -EXDEV)
-			return do_copy(a, it, name, sha);	/* again, with a named temporary */
-		return ret;
-	}
+	int unnamed = !tmp[0];
 	/* The plan may already know the content: a mismatch means it moved. */
 	if ((it->flags & (from ? SB_IF_HASH1 : SB_IF_HASH0)) &&
 	    memcmp(sha, it->sha[from], SB_SHA_LEN))
 		ret = -EAGAIN;
 	if (ret == 0)
-		ret = install(a->pfd[to], tmp, name, dst, it->flags & SB_IF_RMTREE);
-	if (ret < 0)
+		ret = unnamed ? link_anon(a, out, a->pfd[to], name)
+			: install(a->pfd[to], tmp, name, dst, it->flags & SB_IF_RMTREE);
+	if (ret == 0)
+		installed(a, out, a->pfd[to], name, &wrote, to, before, tofp);
+	if (out >= 0)
+		close(out);
+	if (ret < 0 && !unnamed)
 		unlinkat(a->pfd[to], tmp, 0);
+	if (unnamed && (ret == -ENOENT || ret == -EPERM || ret == -EXDEV))
+		return do_copy(a, it, name, sha, tofp);	/* again, with a named temporary */
 	return ret;
 }
 
-static int do_meta(struct apply *a, const struct sb_pitem *it, const char *name)
+/*
+ * Carries mode and mtime to side `to`, whose content is already the same.
+ * A write landing between the check and the change of mtime would have its
+ * mtime overwritten, so the file is read back on the same descriptor after
+ * the change: *tofp is the fingerprint of bytes hashed to the known hash.
+ */
+static int do_meta(struct apply *a, const struct sb_pitem *it, const char *name,
+		   struct sb_fp *tofp)
 {
-	int to = it->to, from = !to, ret;
+	int to = it->to, from = !to, ret, fd = -1;
 	const struct sb_scan *src = &it->s[from];
+	const uint8_t *want = known_sha(it);
+	struct stat st;
+	struct sb_fp fp;
+	uint8_t sha[SB_SHA_LEN];
 
 	if ((ret = unchanged(a->pfd[from], name, src)) < 0 ||
 	    (ret = unchanged(a->pfd[to], name, &it->s[to])) < 0)
 		return ret;
-	if (fchmodat(a->pfd[to], name, src->info.mode, 0) < 0)
-		return -errno;
-	if (src->info.type == SB_FILE) {
-		struct timespec t[2] = { { .tv_nsec = UTIME_OMIT }, ts_of(src->info.mtime_ns) };
-		if (utimensat(a->pfd[to], name, t, AT_SYMLINK_NOFOLLOW) < 0)
-			return -errno;
-	}
-	return 0;
+	if (src->info.type != SB_FILE)
+		return fchmodat(a->pfd[to], name, src->info.mode, 0) < 0 ? -errno : 0;
+	fd = openat(a->pfd[to], name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0)
+		return errno == ENOENT || errno == ELOOP ? -EAGAIN : -errno;
+	ret = -EAGAIN;
+	if (fstat(fd, &st) < 0)
+		goto errno_out;
+	sb_fp_from_stat(&fp, &st);
+	if (!sb_fp_equal(&fp, &it->s[to].fp))
+		goto out;
+	struct timespec t[2] = { { .tv_nsec = UTIME_OMIT }, ts_of(src->info.mtime_ns) };
+	if (fchmod(fd, src->info.mode) < 0 || futimens(fd, t) < 0 || fstat(fd, &st) < 0)
+		goto errno_out;
+	int64_t before = sb_wall_ns();
+	sb_fp_from_stat(tofp, &st);
+	if ((ret = sb_hash_stable(fd, tofp, sha)) < 0)
+		goto out;
+	ret = -EAGAIN;
+	if (want && memcmp(sha, want, SB_SHA_LEN))
+		goto out;
+	sb_fp_settle(tofp, sb_pship_fine(a->p, to), before);
+	ret = 0;
+	goto out;
+errno_out:
+	ret = -errno;
+out:
+	close(fd);
+	return ret;
 }
 
 static int do_delete(struct apply *a, const struct sb_pitem *it, const char *name)
@@ -692,6 +772,7 @@ static int apply_item(struct apply *a, const struct sb_pitem *it, const char *pa
 	const char *name;
 	int ret, to = it->to;
 	int create = 0;
+	struct sb_fp tofp;
 
 	if (it->op == SB_OP_SKIP)
 		return 0;
@@ -706,19 +787,21 @@ static int apply_item(struct apply *a, const struct sb_pitem *it, const char *pa
 		return 0;
 	case SB_OP_COPY:
 	case SB_OP_UPDATE:
-		if ((ret = do_copy(a, it, name, sha)) < 0)
+		if ((ret = do_copy(a, it, name, sha, &tofp)) < 0)
 			return ret;
 		*logsha = it->s[!to].info.type != SB_DIR;
-		return record(a, it, name, !to, it->s[!to].info.type == SB_DIR ? NULL : sha, 1);
+		return record(a, it, name, !to, it->s[!to].info.type == SB_DIR ? NULL : sha, 1,
+			      &tofp);
 	case SB_OP_META:
-		if ((ret = do_meta(a, it, name)) < 0)
+		if ((ret = do_meta(a, it, name, &tofp)) < 0)
 			return ret;
-		return record(a, it, name, !to, known_sha(it), 0);
+		return record(a, it, name, !to, known_sha(it), 0,
+			      it->s[!to].info.type == SB_FILE ? &tofp : NULL);
 	case SB_OP_RECORD:
 		if ((ret = unchanged(a->pfd[0], name, &it->s[0])) < 0 ||
 		    (ret = unchanged(a->pfd[1], name, &it->s[1])) < 0)
 			return ret;
-		return record(a, it, name, SB_SRC, known_sha(it), 0);
+		return record(a, it, name, SB_SRC, known_sha(it), 0, NULL);
 	case SB_OP_DELETE:
 		if ((ret = do_delete(a, it, name)) < 0)
 			return ret;
@@ -766,6 +849,9 @@ int sb_plan_apply(struct sb_pship *p, struct sb_plan *plan,
 
 	memset(res, 0, sizeof(*res));
 	a.pid_self = getpid();
+	a.scan_ns = sb_plan_started(plan);
+	for (int i = 0; i < 2; i++)
+		sb_pship_fine(p, i);	/* probed before anything is written */
 	a.euid = geteuid();
 	a.egid = getegid();
 	if (getrandom(&a.nonce, sizeof(a.nonce), 0) != sizeof(a.nonce))

@@ -15,6 +15,7 @@ struct sb_pship {
 	struct sb_log *log;
 	int lockfd;
 	int same_fs;		/* both roots on one file system: sync it once */
+	int8_t fine[2];		/* fp.c: changes stamped finely there; -1 not probed */
 };
 
 /* Temporary files are created under this prefix in the destination
@@ -56,6 +57,20 @@ void sb_scan_from_stat(struct sb_scan *s, const struct stat *st);
 int sb_fp_equal(const struct sb_fp *a, const struct sb_fp *b);
 int sb_type_of_mode(mode_t m);
 
+/* fp.c: see there for when a stat may vouch for content */
+#define SB_RACY_NS 2000000000LL	/* coarse stamps: FAT's 2 s covers the rest */
+#define SB_FP_UNSURE INT64_MIN	/* a spoiled ctime: no stat ever gives it */
+int64_t sb_wall_ns(void);	/* CLOCK_REALTIME, the clock files are stamped by */
+/* Whether side's file system stamps changes finely (probed once, writing
+ * an unnamed or temporary file in its root: call it where sbfs writes). */
+int sb_pship_fine(struct sb_pship *p, int side);
+/* Spoils fp's ctime unless a change after the stat is sure to move it;
+ * before_ns: sb_wall_ns() read before the stat. */
+void sb_fp_settle(struct sb_fp *fp, int fine, int64_t before_ns);
+/* Hashes fd (from its offset) if its fingerprint is *want before and
+ * after: the hash is then that of bytes *want describes. -EAGAIN if not. */
+int sb_hash_stable(int fd, const struct sb_fp *want, uint8_t sha[SB_SHA_LEN]);
+
 /* apply.c: syncs each file system written (dirty[side]), once, so a
  * commit that follows never vouches for data a crash could lose. */
 int sb_sync_written(struct sb_pship *p, const int dirty[2]);
@@ -70,5 +85,7 @@ long sb_journal_rewrite(struct sb_pship *p, int fd, const char *const *paths, si
 
 /* plan.c, for apply.c */
 int sb_plan_next_raw(struct sb_plan *plan, struct sb_pitem *it, const char **path);
+/* sb_wall_ns() before the scan's first stat: every scan fingerprint's "before" */
+int64_t sb_plan_started(const struct sb_plan *plan);
 
 #endif

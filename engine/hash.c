@@ -108,6 +108,24 @@ out:
 	return ret;
 }
 
+int sb_sha_peek(struct sb_sha *h, uint8_t out[SB_SHA_LEN])
+{
+	unsigned int n = 0;
+	int ret = 0;
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+
+	if (!c)
+		return -ENOMEM;
+	if (!h->ready && (ret = sb_sha_reset(h)) < 0)
+		goto out;
+	if (EVP_MD_CTX_copy_ex(c, h->ctx) != 1 || EVP_DigestFinal_ex(c, out, &n) != 1 ||
+	    n != SB_SHA_LEN)
+		ret = -EIO;
+out:
+	EVP_MD_CTX_free(c);
+	return ret;
+}
+
 int sb_hash_fd(int fd, uint8_t out[SB_SHA_LEN], uint64_t *nbytes)
 {
 	struct sb_sha *h = NULL;

@@ -24,6 +24,8 @@ void sb_sha_free(struct sb_sha *h);		/* NULL-safe */
 int sb_sha_reset(struct sb_sha *h);
 int sb_sha_update(struct sb_sha *h, const void *buf, size_t len);
 int sb_sha_final(struct sb_sha *h, uint8_t out[SB_SHA_LEN]);
+/* The digest of what was hashed so far; the hash goes on. */
+int sb_sha_peek(struct sb_sha *h, uint8_t out[SB_SHA_LEN]);
 /* Hash everything readable from fd's current offset to EOF. *nbytes may be NULL. */
 int sb_hash_fd(int fd, uint8_t out[SB_SHA_LEN], uint64_t *nbytes);
 int sb_hash_buf(const void *buf, size_t len, uint8_t out[SB_SHA_LEN]);

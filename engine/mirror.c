@@ -21,7 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core.h"
+#include "recorder.h"
 
 /* The view's inode numbers: the source's own, or the target's with the top
  * bit set where only the target has the entry; stable across renames and
@@ -31,27 +31,7 @@
 #define SUF_SRC ".conflict-source"
 #define SUF_TGT ".conflict-target"
 
-/* REFRESH hashes again unless given the hash; META keeps the recorded hash
- * when the size did not move (mode, owner, times, xattrs changed). */
-enum { ROP_REFRESH, ROP_META, ROP_DEL, ROP_MOVE, ROP_SWAP };
-
 #define SB_COPY_BUF (1 << 20)
-
-/* A hash taken as the file was written, and the source's fingerprint
- * when it was taken: the hash holds only while the file still has it. */
-struct known {
-	uint8_t sha[SB_SHA_LEN];
-	struct sb_fp fp;
-};
-
-struct rop {
-	struct rop *next;
-	int kind, has_sha;
-	char *path, *path2;
-	char *dpath;		/* refreshes: where the entry is on disk now, when a
-				 * later rename moved it (path: where in history) */
-	struct known k;
-};
 
 struct sb_mirror {
 	struct sb_pship *p;
@@ -60,12 +40,7 @@ struct sb_mirror {
 	pthread_rwlock_t clock;		/* guards the conflict list */
 	char **conf;			/* sorted paths in conflict */
 	size_t nconf;
-	pthread_mutex_t mu;		/* guards the recorder queue */
-	pthread_cond_t cv, done_cv;
-	struct rop *head, **tail;
-	uint64_t queued, applied;
-	int stop, started, flushing;
-	pthread_t thr;
+	struct sb_recorder *rec;	/* the state's updates: recorder.c */
 	/* Every operation holds it shared; a reconcile or a resolution holds
 	 * it alone, so mount traffic and reconcile never race. */
 	pthread_rwlock_t oplock;
@@ -130,8 +105,14 @@ struct sb_file {
 	pthread_mutex_t lock;
 	struct sb_sha *sha;
 	uint64_t hoff;			/* bytes hashed so far, in order */
-	int seq, written, failed;
+	int seq, failed;
 	char *jrel;			/* the name its 'W' journal record gave */
+	/* Fingerprints after this handle's last change to each side, and
+	 * those of the last flush (see file_settle): a change that is not
+	 * this handle's, found at a flush, makes `foreign` (for good). */
+	struct sb_fp last[2];
+	int changed, foreign;
+	struct known seen;		/* K_POST once settled, else K_NONE */
 	/* Made by this open without set-ID bits or file capabilities: while
 	 * m->mode_gen still equals plain_gen, a write has nothing to drop. */
 	int plain;
@@ -139,6 +120,8 @@ struct sb_file {
 };
 
 static int pwrite_all(int fd, const void *buf, size_t size, off_t off);
+static void note_change(struct sb_file *f);
+static int file_record(struct sb_file *f);
 
 static void *writer(void *arg)
 {
@@ -334,266 +317,15 @@ out:
 
 /* ------------------------------------------------------------ recorder */
 
-/* path with prefix `from` (a whole component) gets `to` instead; NULL if not. */
-static char *moved(const char *path, const char *from, const char *to)
-{
-	size_t fl = strlen(from);
-	char *n = NULL;
-	if (strncmp(path, from, fl) || (path[fl] && path[fl] != '/'))
-		return NULL;
-	if (asprintf(&n, "%s%s", to, path + fl) < 0)
-		return NULL;
-	return n;
-}
-
-/*
- * Refreshes read the disk when the recorder gets to them, after any later
- * rename: those still waiting follow the entry to where it now is.
- */
-static void follow_rename(struct sb_mirror *m, const struct rop *r)
-{
-	for (struct rop *q = m->head; q; q = q->next) {
-		if (q->kind != ROP_REFRESH && q->kind != ROP_META)
-			continue;
-		const char *cur = q->dpath ? q->dpath : q->path;
-		char *n = moved(cur, r->path, r->path2);
-		if (!n && r->kind == ROP_SWAP)
-			n = moved(cur, r->path2, r->path);
-		if (n) {
-			free(q->dpath);
-			q->dpath = n;
-		}
-	}
-}
-
 static int enqueue(struct sb_mirror *m, int kind, const char *path,
 		   const char *path2, const struct known *k)
 {
-	struct rop *r = calloc(1, sizeof(*r));
-	if (!r || !(r->path = strdup(path)) || (path2 && !(r->path2 = strdup(path2)))) {
-		if (r)
-			free(r->path);
-		free(r);
-		return -ENOMEM;
-	}
-	r->kind = kind;
-	if (k) {
-		r->k = *k;
-		r->has_sha = 1;
-	}
-	pthread_mutex_lock(&m->mu);
-	if (kind == ROP_MOVE || kind == ROP_SWAP)
-		follow_rename(m, r);
-	int was_empty = !m->head;
-	*m->tail = r;
-	m->tail = &r->next;
-	m->queued++;
-	if (was_empty)	/* later ones wait for the batch window */
-		pthread_cond_signal(&m->cv);
-	pthread_mutex_unlock(&m->mu);
-	/* A rename moves ctimes: the names get a refresh, which follows any
-	 * later rename like every other. */
-	int ret = 0;
-	if (kind == ROP_MOVE || kind == ROP_SWAP)
-		ret = enqueue(m, ROP_META, path2, NULL, NULL);
-	if (ret == 0 && kind == ROP_SWAP)
-		ret = enqueue(m, ROP_META, path, NULL, NULL);
-	return ret;
-}
-
-static int parent_id(struct sb_txn *t, const char *rel, uint64_t *id, const char **base)
-{
-	const char *slash = strrchr(rel, '/');
-	*base = slash ? slash + 1 : rel;
-	return sb_state_dir_id(t, rel, slash ? (size_t)(slash - rel) : 0, id);
-}
-
-/* Records what both sides now hold at rel, if they agree on its kind. */
-static int rec_refresh(struct sb_mirror *m, struct sb_txn *t, const struct rop *r)
-{
-	struct sb_pship *p = m->p;
-	const char *dp = r->dpath ? r->dpath : r->path, *dbase;
-	size_t len = strlen(r->path), dlen = strlen(dp);
-	int dfd[2] = { -1, -1 }, ret, fd = -1;
-	const char *base;
-	struct stat st[2];
-	struct sb_rec rec, old;
-	uint64_t pid;
-
-	if (!len)
-		return 0;
-	if ((ret = parent_id(t, r->path, &pid, &base)) < 0)
-		return ret == -ENOENT ? 0 : ret;	/* parent not synced yet */
-	for (int i = 0; i < 2; i++) {
-		if ((ret = sb_open_parent(p->rootfd[i], dp, dlen, 0, &dfd[i], &dbase)) < 0) {
-			ret = ret == -ENOENT || ret == -ENOTDIR ? 0 : ret;
-			goto out;
-		}
-		if (fstatat(dfd[i], dbase, &st[i], AT_SYMLINK_NOFOLLOW) < 0) {
-			ret = errno == ENOENT ? 0 : -errno;
-			goto out;
-		}
-	}
-	memset(&rec, 0, sizeof(rec));
-	rec.type = sb_type_of_mode(st[0].st_mode);
-	if (rec.type != sb_type_of_mode(st[1].st_mode) || rec.type == SB_OTHER ||
-	    (rec.type != SB_DIR && st[0].st_size != st[1].st_size))
-		goto out;	/* the sides disagree: leave it to reconcile */
-	rec.mode = st[0].st_mode & 07777;
-	rec.size = st[0].st_size;
-	rec.mtime_ns = (int64_t)st[0].st_mtim.tv_sec * 1000000000 + st[0].st_mtim.tv_nsec;
-	sb_fp_from_stat(&rec.fp[0], &st[0]);
-	sb_fp_from_stat(&rec.fp[1], &st[1]);
-	int have_old = sb_state_get(t, pid, base, strlen(base), &old) == 0;
-	if (rec.type == SB_FILE) {
-		/* Releases run on several threads: a hash queued late may be
-		 * older than the content, which a later write changed. */
-		if (r->has_sha && sb_fp_equal(&r->k.fp, &rec.fp[0])) {
-			memcpy(rec.sha, r->k.sha, SB_SHA_LEN);
-		} else if (r->kind == ROP_META && have_old && old.type == SB_FILE &&
-			   old.size == rec.size) {
-			memcpy(rec.sha, old.sha, SB_SHA_LEN);
-		} else {
-			struct stat after;
-			struct sb_fp fp;
-			fd = openat(dfd[0], dbase, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-			if (fd < 0 || (ret = sb_hash_fd(fd, rec.sha, NULL)) < 0 || fstat(fd, &after) < 0) {
-				ret = ret < 0 ? ret : -errno;
-				goto out;
-			}
-			sb_fp_from_stat(&fp, &after);
-			if (!sb_fp_equal(&fp, &rec.fp[0]))
-				goto out;	/* written meanwhile: a later refresh comes */
-		}
-	} else if (rec.type == SB_LINK) {
-		char target[4096];
-		ssize_t n = readlinkat(dfd[0], dbase, target, sizeof(target));
-		if (n < 0 || (ret = sb_hash_buf(target, n, rec.sha)) < 0) {
-			ret = ret < 0 ? ret : -errno;
-			goto out;
-		}
-	} else if (have_old && old.type == SB_DIR) {
-		rec.dir_id = old.dir_id;
-	}
-	ret = sb_state_put(t, pid, base, strlen(base), &rec);
-	if (ret == 0)
-		sb_state_conflict_del(t, r->path, len);
-out:
-	if (fd >= 0)
-		close(fd);
-	for (int i = 0; i < 2; i++)
-		if (dfd[i] >= 0)
-			close(dfd[i]);
-	return ret;
-}
-
-static int rec_apply(struct sb_mirror *m, struct sb_txn *t, const struct rop *r)
-{
-	const char *base, *base2;
-	uint64_t pid, pid2;
-	int ret;
-
-	switch (r->kind) {
-	case ROP_REFRESH:
-	case ROP_META:
-		return rec_refresh(m, t, r);
-	case ROP_SWAP:
-		if ((ret = parent_id(t, r->path, &pid, &base)) < 0 ||
-		    (ret = parent_id(t, r->path2, &pid2, &base2)) < 0)
-			return ret == -ENOENT ? 0 : ret;
-		return sb_state_swap(t, pid, base, strlen(base), pid2, base2, strlen(base2));
-	case ROP_DEL:
-		if ((ret = parent_id(t, r->path, &pid, &base)) < 0)
-			return ret == -ENOENT ? 0 : ret;
-		ret = sb_state_del(t, pid, base, strlen(base));
-		return ret == -ENOENT ? 0 : ret;
-	case ROP_MOVE:
-		if ((ret = parent_id(t, r->path, &pid, &base)) < 0 ||
-		    (ret = parent_id(t, r->path2, &pid2, &base2)) < 0)
-			return ret == -ENOENT ? 0 : ret;
-		ret = sb_state_move(t, pid, base, strlen(base), pid2, base2, strlen(base2));
-		return ret == -ENOENT ? 0 : ret;
-	}
-	return 0;
-}
-
-static void rop_free(struct rop *r)
-{
-	free(r->dpath);
-	free(r->path);
-	free(r->path2);
-	free(r);
-}
-
-/* Writes one batch; returns how many operations it took. */
-static uint64_t rec_batch(struct sb_mirror *m)
-{
-	struct sb_txn *t = NULL;
-	uint64_t n = 0;
-
-	pthread_mutex_lock(&m->mu);
-	struct rop *list = m->head;
-	m->head = NULL;
-	m->tail = &m->head;
-	pthread_mutex_unlock(&m->mu);
-	if (!list)
-		return 0;
-	static const int both[2] = { 1, 1 };
-	sb_sync_written(m->p, both);
-	int ret = sb_state_begin(m->p->state, 0, &t);
-	/* In order, as it happened; a refresh reads its entry where it now is
-	 * and writes the record where the history has it, for later renames
-	 * to move. A path it cannot record is left to reconcile. */
-	for (struct rop *r = list; r && ret == 0; r = r->next)
-		rec_apply(m, t, r);
-	for (struct rop *r = list, *next; r; r = next) {
-		next = r->next;
-		rop_free(r);
-		n++;
-	}
-	if (ret == 0)
-		sb_txn_commit(t);
-	return n;
-}
-
-static void *recorder(void *arg)
-{
-	struct sb_mirror *m = arg;
-	for (;;) {
-		pthread_mutex_lock(&m->mu);
-		while (!m->head && !m->stop)
-			pthread_cond_wait(&m->cv, &m->mu);
-		int stop = m->stop && !m->head;
-		/* Gather a batch: one syncfs and one commit for many changes. A
-		 * flush (reconcile, unmount) does not wait for the window. */
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += 1;
-		while (!m->stop && !m->flushing && m->queued - m->applied < 16384 &&
-		       pthread_cond_timedwait(&m->cv, &m->mu, &ts) == 0)
-			;
-		pthread_mutex_unlock(&m->mu);
-		if (stop)
-			break;
-		uint64_t n = rec_batch(m);
-		pthread_mutex_lock(&m->mu);
-		m->applied += n;
-		pthread_cond_broadcast(&m->done_cv);
-		pthread_mutex_unlock(&m->mu);
-	}
-	return NULL;
+	return sb_rec_enqueue(m->rec, kind, path, path2, k);
 }
 
 int sb_mirror_flush(struct sb_mirror *m)
 {
-	pthread_mutex_lock(&m->mu);
-	uint64_t want = m->queued;
-	m->flushing++;
-	pthread_cond_signal(&m->cv);
-	while (m->applied < want)
-		pthread_cond_wait(&m->done_cv, &m->mu);
-	m->flushing--;
-	pthread_mutex_unlock(&m->mu);
+	sb_rec_flush(m->rec);
 	return 0;
 }
 
@@ -608,7 +340,6 @@ int sb_mirror_open(struct sb_pship *p, struct sb_mirror **out)
 		return -ENOMEM;
 	}
 	m->p = p;
-	m->tail = &m->head;
 	if (sb_journal_open(p, &m->journal) < 0)
 		m->journal = -1;	/* only the crash hint is lost */
 	pthread_mutex_init(&m->wmu, NULL);
@@ -619,17 +350,11 @@ int sb_mirror_open(struct sb_pship *p, struct sb_mirror **out)
 		if (pthread_create(&m->wthr[i], NULL, writer, m) == 0)
 			m->nwthr++;	/* none: writes go one side after the other */
 	pthread_rwlock_init(&m->clock, NULL);
-	pthread_mutex_init(&m->mu, NULL);
 	pthread_rwlock_init(&m->oplock, NULL);
 	pthread_mutex_init(&m->files_mu, NULL);
 	pthread_mutex_init(&m->lmu, NULL);
-	pthread_cond_init(&m->cv, NULL);
-	pthread_cond_init(&m->done_cv, NULL);
-	if ((ret = sb_mirror_reload_conflicts(m)) < 0)
+	if ((ret = sb_mirror_reload_conflicts(m)) < 0 || (ret = sb_rec_open(p, &m->rec)) < 0)
 		goto fail;
-	if ((ret = -pthread_create(&m->thr, NULL, recorder, m)) < 0)
-		goto fail;
-	m->started = 1;
 	*out = m;
 	return 0;
 fail:
@@ -641,15 +366,7 @@ void sb_mirror_close(struct sb_mirror *m)
 {
 	if (!m)
 		return;
-	if (m->started) {
-		pthread_mutex_lock(&m->mu);
-		m->stop = 1;
-		pthread_cond_signal(&m->cv);
-		pthread_mutex_unlock(&m->mu);
-		pthread_join(m->thr, NULL);
-	}
-	while (m->head)
-		m->applied += rec_batch(m);
+	sb_rec_close(m->rec);	/* everything queued is written first */
 	pthread_mutex_lock(&m->wmu);
 	m->wstop = 1;
 	pthread_cond_broadcast(&m->wcv);
@@ -663,7 +380,6 @@ void sb_mirror_close(struct sb_mirror *m)
 		free(m->conf[i]);
 	free(m->conf);
 	pthread_rwlock_destroy(&m->clock);
-	pthread_mutex_destroy(&m->mu);
 	pthread_rwlock_destroy(&m->oplock);
 	pthread_mutex_destroy(&m->files_mu);
 	pthread_mutex_destroy(&m->lmu);
@@ -676,8 +392,6 @@ void sb_mirror_close(struct sb_mirror *m)
 		if (!m->files)
 			sb_journal_clear(m->p);
 	}
-	pthread_cond_destroy(&m->cv);
-	pthread_cond_destroy(&m->done_cv);
 	free(m);
 }
 
@@ -1304,6 +1018,81 @@ void sb_dir_close(struct sb_dir *d)
 	free(d);
 }
 
+/* ------------------------------------------------------------ what the mount saw */
+
+static int64_t ts_ns_of(const struct timespec *t)
+{
+	return (int64_t)t->tv_sec * 1000000000 + t->tv_nsec;
+}
+
+/* Both sides' stats of rel; 0 only when both are regular files. */
+static int stat_files(struct sb_mirror *m, const char *rel, struct stat st[2])
+{
+	for (int i = 0; i < 2; i++)
+		if (!*rel || sb_stat_beneath(m->p->rootfd[i], rel, strlen(rel), &st[i]) < 0 ||
+		    !S_ISREG(st[i].st_mode))
+			return -1;
+	return 0;
+}
+
+/*
+ * After a change of metadata only (mode, owner, times, xattrs, a rename or
+ * link), made on both sides just after the stats pre[]: what the state may
+ * learn (K_SAME). The stats taken now must show the same content on each
+ * side: the same size and the mtime as before, or as the change set it
+ * (*mt, unless NULL or UTIME_OMIT). A write landing in between is stamped
+ * with its own time, and then nothing is learnt (K_NONE).
+ */
+static void seen_meta(struct sb_mirror *m, const char *rel, const struct stat pre[2],
+		      const struct timespec *mt, struct known *k)
+{
+	struct stat st[2];
+
+	memset(k, 0, sizeof(*k));
+	k->before_ns = sb_wall_ns();
+	if (stat_files(m, rel, st) < 0)
+		return;
+	for (int i = 0; i < 2; i++) {
+		int64_t want = mt && mt->tv_nsec != UTIME_OMIT ? ts_ns_of(mt)
+			: ts_ns_of(&pre[i].st_mtim);
+		if (st[i].st_size != pre[i].st_size || st[i].st_ino != pre[i].st_ino ||
+		    ts_ns_of(&st[i].st_mtim) != want)
+			return;
+		sb_fp_from_stat(&k->pre[i], &pre[i]);
+		sb_fp_from_stat(&k->fp[i], &st[i]);
+	}
+	k->how = K_SAME;
+	k->mode = st[0].st_mode & 07777;
+	k->mtime_ns = ts_ns_of(&st[0].st_mtim);
+}
+
+/*
+ * Handles open for writing on rel take the mount's own change of metadata
+ * as theirs (so their flush still records the file), if they had seen
+ * everything before it; otherwise someone else changed the file too.
+ */
+static void files_follow(struct sb_mirror *m, const char *rel, const struct known *k)
+{
+	pthread_mutex_lock(&m->files_mu);
+	for (struct sb_file *f = m->files; f; f = f->next) {
+		if (strcmp(f->rel, rel))
+			continue;
+		pthread_mutex_lock(&f->lock);
+		if (f->last[0].ino || f->last[1].ino) {
+			for (int i = 0; i < 2; i++) {
+				if (f->fd[i] < 0)
+					continue;
+				if (k->how == K_SAME && sb_fp_equal(&f->last[i], &k->pre[i]))
+					f->last[i] = k->fp[i];
+				else
+					f->foreign = 1;
+			}
+		}
+		pthread_mutex_unlock(&f->lock);
+	}
+	pthread_mutex_unlock(&m->files_mu);
+}
+
 /* ------------------------------------------------------------ changes */
 
 /* Open files follow a rename, so their state update lands on the new name. */
@@ -1539,17 +1328,37 @@ static void same_mtime(struct sb_mirror *m, const char *rel)
 	close(d0);
 }
 
-static int change(struct sb_mirror *m, const char *path, side_op op, void *arg)
+/* mt: the mtime op sets (utimens), else NULL. */
+static int change(struct sb_mirror *m, const char *path, side_op op, void *arg,
+		  const struct timespec *mt)
 {
 	char *rel;
 	int side, done, ret;
+	struct stat pre[2];
+	struct known k = { .how = K_NONE };
 	if ((ret = map(m, path, &rel, &side)) < 0)
 		return ret;
+	int files = side < 0 && stat_files(m, rel, pre) == 0;
 	ret = on_sides(m, rel, side, 0, op, arg, &done);
 	if (ret == 0 && side < 0) {
-		if (op == op_truncate)
+		if (op == op_truncate) {
+			/* New content, not hashed here: K_POST from the stats
+			 * after both sides got the source's mtime. */
 			same_mtime(m, rel);
-		ret = enqueue(m, op == op_truncate ? ROP_REFRESH : ROP_META, rel, NULL, NULL);
+			struct stat st[2];
+			k.before_ns = sb_wall_ns();
+			if (files && stat_files(m, rel, st) == 0) {
+				k.how = K_POST;
+				for (int i = 0; i < 2; i++)
+					sb_fp_from_stat(&k.fp[i], &st[i]);
+				k.mode = st[0].st_mode & 07777;
+				k.mtime_ns = ts_ns_of(&st[0].st_mtim);
+			}
+		} else if (files) {
+			seen_meta(m, rel, pre, mt, &k);
+		}
+		files_follow(m, rel, &k);
+		ret = enqueue(m, op == op_truncate ? ROP_REFRESH : ROP_META, rel, NULL, &k);
 	}
 	free(rel);
 	return ret;
@@ -1559,13 +1368,13 @@ static int sb_mirror_chmod_impl(struct sb_mirror *m, const char *path, unsigned 
 {
 	mode_t md = mode;
 	__atomic_add_fetch(&m->mode_gen, 1, __ATOMIC_RELAXED);
-	return change(m, path, op_chmod, &md);
+	return change(m, path, op_chmod, &md, NULL);
 }
 
 static int sb_mirror_chown_impl(struct sb_mirror *m, const char *path, unsigned uid, unsigned gid)
 {
 	struct own_arg o = { uid, gid };
-	return change(m, path, op_chown, &o);
+	return change(m, path, op_chown, &o, NULL);
 }
 
 static int sb_mirror_utimens_impl(struct sb_mirror *m, const char *path, const struct timespec tv[2])
@@ -1576,13 +1385,13 @@ static int sb_mirror_utimens_impl(struct sb_mirror *m, const char *path, const s
 	for (int i = 0; i < 2; i++)
 		if (t[i].tv_nsec == UTIME_NOW)
 			t[i] = now;
-	return change(m, path, op_utimens, t);
+	return change(m, path, op_utimens, t, &t[1]);
 }
 
 static int sb_mirror_truncate_impl(struct sb_mirror *m, const char *path, int64_t size)
 {
 	off_t sz = size;
-	return change(m, path, op_truncate, &sz);
+	return change(m, path, op_truncate, &sz, NULL);
 }
 
 /* rf, sf: the source path as map() gave it (the caller owns rf). */
@@ -1622,6 +1431,10 @@ static int rename_impl(struct sb_mirror *m, const char *rf, int sf, const char *
 	}
 	if ((ret = map(m, to, &rt, &st)) < 0)
 		goto out;
+	struct stat pre[2], pre2[2];
+	struct known k = { .how = K_NONE }, k2 = { .how = K_NONE };
+	int files = stat_files(m, rf, pre) == 0;
+	int files2 = (flags & RENAME_EXCHANGE) && stat_files(m, rt, pre2) == 0;
 	for (int i = 0; i < 2; i++) {
 		int d1, d2;
 		const char *b1, *b2;
@@ -1663,11 +1476,27 @@ static int rename_impl(struct sb_mirror *m, const char *rf, int sf, const char *
 		goto out;
 	}
 	ret = 0;
+	/* A rename moves ctimes: the names get a refresh. */
 	if (flags & RENAME_EXCHANGE) {
-		enqueue(m, ROP_SWAP, rf, rt, NULL);
+		if (files && done == 3)
+			seen_meta(m, rt, pre, NULL, &k);
+		if (files2 && done == 3)
+			seen_meta(m, rf, pre2, NULL, &k2);
+		files_follow(m, rt, &k);
+		files_follow(m, rf, &k2);
+		ret = enqueue(m, ROP_SWAP, rf, rt, NULL);
+		if (ret == 0)
+			ret = enqueue(m, ROP_META, rt, NULL, &k);
+		if (ret == 0)
+			ret = enqueue(m, ROP_META, rf, NULL, &k2);
 	} else {
-		enqueue(m, ROP_MOVE, rf, rt, NULL);
 		files_renamed(m, rf, rt);
+		if (files && done == 3)
+			seen_meta(m, rt, pre, NULL, &k);
+		files_follow(m, rt, &k);
+		ret = enqueue(m, ROP_MOVE, rf, rt, NULL);
+		if (ret == 0)
+			ret = enqueue(m, ROP_META, rt, NULL, &k);
 	}
 out:
 	free(rt);
@@ -1679,8 +1508,10 @@ static int sb_mirror_link_impl(struct sb_mirror *m, const char *from, const char
 	char *rf = NULL, *rt = NULL;
 	int sf, st, ret, done = 0;
 
+	struct stat pre[2];
 	if ((ret = map(m, from, &rf, &sf)) < 0 || (ret = map(m, to, &rt, &st)) < 0)
 		goto out;
+	int files = sf < 0 && stat_files(m, rf, pre) == 0;
 	for (int i = 0; i < 2; i++) {
 		int d1, d2;
 		const char *b1, *b2;
@@ -1703,8 +1534,13 @@ static int sb_mirror_link_impl(struct sb_mirror *m, const char *from, const char
 		ret = -ENOENT;
 		goto out;
 	}
-	enqueue(m, ROP_REFRESH, rt, NULL, NULL);
-	enqueue(m, ROP_REFRESH, rf, NULL, NULL);	/* its ctime moved */
+	struct known k = { .how = K_NONE };
+	if (files && done == 3)
+		seen_meta(m, rf, pre, NULL, &k);
+	files_follow(m, rf, &k);
+	ret = enqueue(m, ROP_META, rt, rf, &k);		/* rf's content, a new name */
+	if (ret == 0)
+		ret = enqueue(m, ROP_META, rf, NULL, &k);	/* its ctime moved */
 out:
 	free(rf);
 	free(rt);
@@ -1748,8 +1584,11 @@ static int sb_mirror_setxattr_impl(struct sb_mirror *m, const char *path, const 
 	int side, ret, any = 0;
 	if (strncmp(name, "user.", 5))
 		return -ENOTSUP;
+	struct stat pre[2];
+	struct known k = { .how = K_NONE };
 	if ((ret = map(m, path, &rel, &side)) < 0)
 		return ret;
+	int files = side < 0 && stat_files(m, rel, pre) == 0;
 	for (int i = 0; i < 2 && ret == 0; i++) {
 		if (side >= 0 && i != side)
 			continue;
@@ -1767,8 +1606,12 @@ static int sb_mirror_setxattr_impl(struct sb_mirror *m, const char *path, const 
 	}
 	if (ret == 0 && !any)
 		ret = -ENOENT;
-	if (ret == 0 && side < 0)
-		ret = enqueue(m, ROP_META, rel, NULL, NULL);	/* its ctime moved */
+	if (ret == 0 && side < 0) {
+		if (files)
+			seen_meta(m, rel, pre, NULL, &k);
+		files_follow(m, rel, &k);
+		ret = enqueue(m, ROP_META, rel, NULL, &k);	/* its ctime moved */
+	}
 	free(rel);
 	return ret;
 }
@@ -1939,8 +1782,12 @@ static int sb_file_open_impl(struct sb_mirror *m, const char *path, int flags, i
 		ret = -ENOENT;
 		goto out;
 	}
-	if (create || (flags & O_TRUNC))
-		f->written = 1;
+	if ((flags & O_ACCMODE) != O_RDONLY) {
+		pthread_mutex_lock(&f->lock);
+		note_change(f);		/* the baseline a flush compares with */
+		f->changed = create || (flags & O_TRUNC);
+		pthread_mutex_unlock(&f->lock);
+	}
 	if (create && !existed[0] && !existed[1] && !(mode & (S_ISUID | S_ISGID))) {
 		f->plain = 1;
 		f->plain_gen = __atomic_load_n(&m->mode_gen, __ATOMIC_RELAXED);
@@ -2038,7 +1885,7 @@ static long sb_file_write_impl(struct sb_file *f, const void *buf, size_t size, 
 		if (ret == 0)
 			ret = r;
 	}
-	f->written = 1;
+	note_change(f);
 	if (ret < 0)
 		f->failed = 1;
 	pthread_mutex_unlock(&f->lock);
@@ -2052,7 +1899,7 @@ static int sb_file_truncate_impl(struct sb_file *f, int64_t size)
 	for (int i = 0; i < 2 && ret == 0; i++)
 		if (f->fd[i] >= 0 && ftruncate(f->fd[i], size) < 0)
 			ret = -errno;
-	f->written = 1;
+	note_change(f);
 	if (ret < 0)
 		f->failed = 1;
 	if (size == 0) {
@@ -2073,7 +1920,7 @@ static int sb_file_fallocate_impl(struct sb_file *f, int mode, int64_t off, int6
 	for (int i = 0; i < 2 && ret == 0; i++)
 		if (f->fd[i] >= 0 && fallocate(f->fd[i], mode, off, len) < 0)
 			ret = -errno;
-	f->written = 1;
+	note_change(f);
 	f->seq = 0;
 	if (ret < 0)
 		f->failed = 1;
@@ -2168,7 +2015,7 @@ static long sb_file_copy_range_impl(struct sb_file *in, int64_t off_in, struct s
 		else
 			n = got;
 	}
-	out->written = 1;
+	note_change(out);
 	out->seq = 0;
 	if (ret < 0)
 		out->failed = 1;
@@ -2176,6 +2023,14 @@ static long sb_file_copy_range_impl(struct sb_file *in, int64_t off_in, struct s
 		pthread_mutex_unlock(&in->lock);
 	pthread_mutex_unlock(&out->lock);
 	return ret < 0 ? ret : n;
+}
+
+int sb_file_flush(struct sb_file *f)
+{
+	SHARED(f->m);
+	int ret = file_record(f);
+	UNSHARED(f->m);
+	return ret;
 }
 
 int sb_file_fsync(struct sb_file *f, int datasync)
@@ -2186,30 +2041,97 @@ int sb_file_fsync(struct sb_file *f, int datasync)
 	return 0;
 }
 
+/*
+ * Called with f->lock held after each change this handle makes: the
+ * fingerprints a flush compares with, to tell its own changes from others'.
+ */
+static void note_change(struct sb_file *f)
+{
+	struct stat st;
+	for (int i = 0; i < 2; i++) {
+		if (f->fd[i] < 0)
+			continue;
+		if (fstat(f->fd[i], &st) < 0)
+			f->foreign = 1;	/* cannot tell: record nothing */
+		else
+			sb_fp_from_stat(&f->last[i], &st);
+	}
+	f->changed = 1;
+}
+
+/*
+ * At each flush (close(2) waits for it, so it comes before anything the
+ * closer does next) and at release: both sides get the source's mtime, as
+ * a copy would, and f->seen the fingerprints a record may keep. Each side
+ * must still be exactly as this handle's last change left it; a write by
+ * anyone else since would otherwise be recorded as ours, and the target's
+ * mtime set here would hide it. Called with f->lock held.
+ */
+static void file_settle(struct sb_file *f)
+{
+	struct stat st[2];
+	struct sb_fp now[2];
+
+	if (!f->changed || f->foreign || f->failed || f->fd[0] < 0 || f->fd[1] < 0)
+		return;
+	f->changed = 0;
+	f->seen.how = K_NONE;
+	int64_t before = sb_wall_ns();
+	for (int i = 0; i < 2; i++) {
+		if (fstat(f->fd[i], &st[i]) < 0)
+			goto foreign;
+		sb_fp_from_stat(&now[i], &st[i]);
+		if (!sb_fp_equal(&now[i], &f->last[i]))
+			goto foreign;
+	}
+	struct timespec t[2] = { st[0].st_atim, st[0].st_mtim };
+	if (futimens(f->fd[1], t) < 0 || fstat(f->fd[1], &st[1]) < 0)
+		goto foreign;
+	sb_fp_from_stat(&f->last[1], &st[1]);
+	f->seen.how = K_POST;
+	f->seen.fp[0] = now[0];
+	f->seen.fp[1] = f->last[1];
+	f->seen.before_ns = before;
+	f->seen.mode = st[0].st_mode & 07777;
+	f->seen.mtime_ns = (int64_t)st[0].st_mtim.tv_sec * 1000000000 + st[0].st_mtim.tv_nsec;
+	return;
+foreign:
+	f->foreign = 1;
+}
+
+/*
+ * Settles f and queues its record. At a flush, so that the record is
+ * queued before anything its closer does next (a chmod, a rename), which
+ * the recorder must see after it.
+ */
+static int file_record(struct sb_file *f)
+{
+	struct known k;
+
+	pthread_mutex_lock(&f->lock);
+	file_settle(f);
+	k = f->seen;
+	f->seen.how = K_NONE;	/* queued once */
+	if (f->foreign || f->failed)
+		k.how = K_NONE;
+	/* Hashed while written, in order, up to the size the flush saw. */
+	if (k.how == K_POST && f->seq && k.fp[0].size == f->hoff &&
+	    sb_sha_peek(f->sha, k.sha) == 0)
+		k.how = K_SHA;
+	pthread_mutex_unlock(&f->lock);
+	if (k.how == K_NONE)
+		return 0;
+	pthread_mutex_lock(&f->m->files_mu);
+	char *rel = strdup(f->rel);
+	pthread_mutex_unlock(&f->m->files_mu);
+	int ret = rel ? enqueue(f->m, ROP_REFRESH, rel, NULL, &k) : -ENOMEM;
+	free(rel);
+	return ret;
+}
+
 int sb_file_release(struct sb_file *f)
 {
-	int ret = 0;
-	if (f->written && !f->failed && f->fd[0] >= 0 && f->fd[1] >= 0) {
-		struct stat st;
-		int have = fstat(f->fd[0], &st) == 0;
-		/* Both sides carry the source's mtime, as a copy would. */
-		if (have) {
-			struct timespec t[2] = { st.st_atim, st.st_mtim };
-			futimens(f->fd[1], t);
-		}
-		struct known k;
-		pthread_mutex_lock(&f->lock);
-		int known = have && f->seq && (uint64_t)st.st_size == f->hoff &&
-			    sb_sha_final(f->sha, k.sha) == 0;
-		pthread_mutex_unlock(&f->lock);
-		if (known)
-			sb_fp_from_stat(&k.fp, &st);
-		pthread_mutex_lock(&f->m->files_mu);
-		char *rel = strdup(f->rel);
-		pthread_mutex_unlock(&f->m->files_mu);
-		ret = rel ? enqueue(f->m, ROP_REFRESH, rel, NULL, known ? &k : NULL) : -ENOMEM;
-		free(rel);
-	}
+	int ret = file_record(f);	/* writes after the last flush: mmap's writeback */
 	file_free(f);	/* with the journal's 'C' record */
 	return ret;
 }
@@ -2352,6 +2274,7 @@ int sb_file_drop_privs(struct sb_file *f, int privileged)
 	if (!kill && !caps)
 		return 0;
 	SHARED(f->m);
+	pthread_mutex_lock(&f->lock);
 	for (i = 0; i < 2 && ret == 0; i++) {
 		if (f->fd[i] < 0)
 			continue;
@@ -2361,6 +2284,8 @@ int sb_file_drop_privs(struct sb_file *f, int privileged)
 		    errno != ENODATA)
 			ret = -errno;
 	}
+	note_change(f);
+	pthread_mutex_unlock(&f->lock);
 	UNSHARED(f->m);
 	return ret;
 }

@@ -17,6 +17,7 @@ struct sb_plan {
 	FILE *f;
 	uint64_t count;
 	int full;
+	int64_t started_ns;	/* wall clock before the first stat of the scan */
 	struct sb_plan_stats st;
 	char *path;		/* iteration buffer */
 	size_t cap;
@@ -45,6 +46,7 @@ struct ent {
 	uint8_t flags;
 	int under_deleted;	/* side that deleted an enclosing directory, or -1 */
 	int cfd[2];		/* the entry's own directory on each side, or -1 */
+	uint64_t *hashed;	/* the plan's count of files read */
 };
 
 static int walk_dir(struct walk *w, const int fd[2], uint64_t dir_id,
@@ -129,7 +131,6 @@ static int hash_side(struct ent *e, int side)
 {
 	uint8_t bit = side ? SB_IF_HASH1 : SB_IF_HASH0;
 	struct sb_scan *s = &e->s[side];
-	struct stat st;
 	int fd = -1, ret;
 
 	if (e->flags & bit)
@@ -149,26 +150,10 @@ static int hash_side(struct ent *e, int side)
 	fd = openat(e->pfd[side], e->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0)
 		return -errno;
-	struct sb_fp fp;
-	ret = -EAGAIN;
-	if (fstat(fd, &st) < 0)
-		goto errno_out;
-	sb_fp_from_stat(&fp, &st);
-	if (!sb_fp_equal(&fp, &s->fp))
-		goto out;
-	ret = sb_hash_fd(fd, e->sha[side], NULL);
-	if (ret < 0)
-		goto out;
-	if (fstat(fd, &st) < 0)
-		goto errno_out;
-	sb_fp_from_stat(&fp, &st);
-	ret = sb_fp_equal(&fp, &s->fp) ? 0 : -EAGAIN;
+	ret = sb_hash_stable(fd, &s->fp, e->sha[side]);
+	e->hashed[side]++;
 	if (ret == 0)
 		e->flags |= bit;
-	goto out;
-errno_out:
-	ret = -errno;
-out:
 	close(fd);
 	return ret;
 }
@@ -457,6 +442,7 @@ static int do_entry(struct walk *w, const int pfd[2], const char *name,
 	int ret;
 
 	memset(&e, 0, sizeof(e));
+	e.hashed = w->plan->st.hashed;
 	e.cfd[0] = e.cfd[1] = -1;
 	e.pfd[0] = pfd[0];
 	e.pfd[1] = pfd[1];
@@ -772,6 +758,7 @@ int sb_plan_build(struct sb_pship *p, const char *const *paths, size_t npaths,
 	if (!plan)
 		goto out;
 	w.plan = plan;
+	plan->started_ns = sb_wall_ns();
 	if (!(plan->f = tmpfile())) {
 		ret = -errno;
 		goto out;
@@ -799,6 +786,11 @@ out:
 	free(w.path);
 	sb_plan_free(plan);
 	return ret;
+}
+
+int64_t sb_plan_started(const struct sb_plan *plan)
+{
+	return plan->started_ns;
 }
 
 void sb_plan_free(struct sb_plan *plan)

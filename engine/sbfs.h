@@ -159,6 +159,7 @@ struct sb_plan_stats {
 	uint64_t state_entries;		/* records in the state before the run */
 	uint64_t missing[2];		/* recorded entries absent on that side */
 	uint64_t seen[2];		/* entries present on that side */
+	uint64_t hashed[2];		/* files read to tell an edit from a touch */
 };
 
 struct sb_plan;
@@ -304,12 +305,16 @@ long sb_file_write(struct sb_file *f, const void *buf, size_t size, int64_t off)
 int sb_file_drop_privs(struct sb_file *f, int privileged);
 int sb_file_truncate(struct sb_file *f, int64_t size);
 int sb_file_fallocate(struct sb_file *f, int mode, int64_t off, int64_t len);
+/* Each close(2) of a handle: both sides get the source's mtime, and the
+ * fingerprints the state will keep are taken (see mirror.c). */
+int sb_file_flush(struct sb_file *f);
 int sb_file_fsync(struct sb_file *f, int datasync);
 int sb_file_getattr(struct sb_file *f, struct stat *st);
 /* copy_file_range(2) from in's side into both of out's; the count copied. */
 long sb_file_copy_range(struct sb_file *in, int64_t off_in, struct sb_file *out,
 			int64_t off_out, size_t len);
-/* Closes both sides and queues the state update (hash and fingerprints). */
+/* Closes both sides and queues the state update (hash and the
+ * fingerprints of the last flush). */
 int sb_file_release(struct sb_file *f);
 
 /* ---------------------------------------------------------- JSON */

@@ -285,6 +285,12 @@ static int op_release(const char *path, struct fuse_file_info *fi)
 	return sb_file_release(fh(fi));
 }
 
+static int op_flush(const char *path, struct fuse_file_info *fi)
+{
+	(void)path;
+	return sb_file_flush(fh(fi));
+}
+
 static int op_fsync(const char *path, int datasync, struct fuse_file_info *fi)
 {
 	(void)path;
@@ -354,6 +360,7 @@ static const struct fuse_operations ops = {
 	.read = op_read,
 	.write = op_write,
 	.statfs = op_statfs,
+	.flush = op_flush,
 	.release = op_release,
 	.fsync = op_fsync,
 	.fallocate = op_fallocate,
@@ -684,6 +691,11 @@ int cmd_mount(int argc, char **argv, int (*reconcile)(int, char **))
 	links_free(links);
 	links = NULL;
 	fuse_remove_signal_handlers(fuse_get_session(fuse));
+	/* Unmounted (by sbfs umount, fusermount3 -u or umount, which return at
+	 * once): the last records are written while the control socket still
+	 * answers, so a command sent meanwhile is run after them, by us, and
+	 * one that finds the socket gone finds them written. */
+	sb_mirror_flush(m);
 out_unmount:
 	control_stop(ctl);
 	ctl = NULL;

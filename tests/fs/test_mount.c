@@ -2958,5 +2958,9 @@ Test(mount, hard_link_count_seen_on_the_other_name)
 		     (unsigned long)n);
 	expect_all_str("a", "linked\n");
 	expect_absent("b", 1);
-	finish();
+	/* Not strict: unlinking b moved a's ctime, and the mount does not know
+	 * a is b's other name, so a's record no longer vouches for it (never
+	 * the other way round): the next reconcile hashes a once. */
+	tl_umount(&env, &mnt);
+	expect_state_ok(0);
 }
