@@ -251,7 +251,10 @@ static int parse(struct ctx *c, int argc, char **argv, const char *usage)
 		{ 0 }
 	};
 	int o;
-	optind = 1;
+	/* 0, not 1: a full re-initialisation. With 1 glibc keeps its pointer
+	 * into the previous argv's short-option cluster, which in a mount is
+	 * the freed buffer of the previous client's request. */
+	optind = 0;
 	while ((o = getopt_long(argc, argv, "nqh", opts, NULL)) != -1) {
 		switch (o) {
 		case 'n': c->dry_run = 1; break;

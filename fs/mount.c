@@ -499,7 +499,7 @@ int cmd_mount(int argc, char **argv, int (*reconcile)(int, char **))
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	struct control *ctl = NULL;
 
-	optind = 1;
+	optind = 0;	/* a full re-initialisation, as in main.c's parse() */
 	while ((o = getopt_long(argc, argv, "fho:", lopts, NULL)) != -1) {
 		switch (o) {
 		case 'f': fg = 1; break;

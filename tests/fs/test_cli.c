@@ -1,10 +1,22 @@
-/* Smoke tests of the command line: help, version, a first sync. */
+/*
+ * The command line: help, version, a first sync; commands forwarded to a
+ * running mount through its control socket; error messages that name the
+ * path and the real cause; mount options checked before anything changes.
+ */
 #include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "testlib.h"
 
+#define OPTS(...) ((const char *const[]){ __VA_ARGS__, NULL })
+
 static struct tl_env env;
+static struct tl_mount mnt;
 
 static void setup(void) { tl_env_init(&env); }
 static void teardown(void) { tl_env_fini(&env); }
@@ -38,4 +50,63 @@ Test(cli, first_sync_then_in_sync)
 	r = tl_cmd(&env, "status", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.out);
 	tl_run_free(&r);
+}
+
+/* ================================================================ forwarded */
+
+/* Every test that mounts is unmounted (lazily) in .fini, whatever failed;
+ * the watchdog started by tl_mount does it should the test process die. */
+static void setup_mounted(void)
+{
+	tl_fuse_required();
+	tl_env_init(&env);
+	tl_write(env.src, "a.txt", "a\n");
+	tl_write(env.tgt, "b.txt", "b\n");
+	tl_mount(&env, &mnt, NULL);
+}
+
+static void teardown_mounted(void)
+{
+	tl_mount_cleanup(&mnt);
+	tl_env_fini(&env);
+}
+
+TestSuite(forward, .init = setup_mounted, .fini = teardown_mounted, .timeout = 120);
+
+static void expect_run(const char *const *argv, int status, const char *out_has)
+{
+	struct tl_run r = tl_sbfs_run(&env, NULL, argv);
+	char cmd[512] = "";
+	for (size_t i = 0; argv[i]; i++)
+		snprintf(cmd + strlen(cmd), sizeof(cmd) - strlen(cmd), " %s", argv[i]);
+	cr_assert_eq(r.status, status, "sbfs%s: exit %d, %d expected:\n%s%s", cmd, r.status,
+		     status, r.out, r.err);
+	if (out_has)
+		cr_assert(strstr(r.out, out_has), "sbfs%s: no '%s' in:\n%s%s", cmd, out_has, r.out,
+			  r.err);
+	tl_run_free(&r);
+}
+
+/*
+ * A short option in one forwarded command must not break the ones after:
+ * the mount parses each client's arguments afresh (getopt's state, reset
+ * fully, keeps no pointer into the previous request's buffer).
+ */
+Test(forward, short_and_long_options_in_a_row)
+{
+	tl_write(env.src, "c.txt", "made outside\n");
+	expect_run(OPTS("reconcile", "-n", mnt.dir), 1, "c.txt");
+	expect_run(OPTS("reconcile", "-q", mnt.dir), 0, "Done: 1");
+	expect_run(OPTS("status", mnt.dir), 0, "Nothing to do");
+	tl_write(env.tgt, "d.txt", "made outside\n");
+	expect_run(OPTS("reconcile", "--dry-run", "--quiet", mnt.dir), 1, "Copy to source: 1");
+	expect_run(OPTS("status", "--json", mnt.dir), 1, "\"d.txt\"");
+	expect_run(OPTS("reconcile", "-nq", mnt.dir), 1, "Copy to source: 1");
+	expect_run(OPTS("reconcile", "-q", "--auto-resolve", "newer", env.src, env.tgt), 0,
+		   "Done: 1");
+	expect_run(OPTS("conflicts", mnt.dir), 0, "No conflicts");
+	expect_run(OPTS("reconcile", "-n", "-q", mnt.dir), 0, "Nothing to do");
+	expect_run(OPTS("status", mnt.dir), 0, NULL);
+	cr_assert(tl_exists(env.src, "d.txt") && tl_exists(env.tgt, "c.txt"));
+	tl_umount(&env, &mnt);
 }
