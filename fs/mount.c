@@ -7,7 +7,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse.h>
-#include <getopt.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -366,15 +365,6 @@ static const struct fuse_operations ops = {
 
 /* ------------------------------------------------------------ commands */
 
-static const char usage_mount[] =
-"Usage: sbfs mount [-f] [-o OPTIONS] [--auto-resolve POLICY] SOURCE TARGET MOUNTPOINT\n"
-"Shows the union of SOURCE and TARGET at MOUNTPOINT; every change made there\n"
-"is written to both. A reconcile runs first. Returns once the mount is ready\n"
-"and serves in the background (-f: in the foreground).\n"
-"  -o OPTIONS   FUSE mount options (allow_other, ...)\n"
-"  --auto-resolve POLICY   as for reconcile\n"
-"Unmount with: sbfs umount MOUNTPOINT (or fusermount3 -u, umount).\n";
-
 /* Whether the comma-separated opts hold the option name (NULL-safe). */
 static int opt_given(const char *opts, const char *name)
 {
@@ -481,54 +471,67 @@ static void report(int fd, int code)
 	}
 }
 
-int cmd_mount(int argc, char **argv, int (*reconcile)(int, char **))
+struct mount_opts {
+	int fg;
+	char *fuse;	/* the -o options, joined by commas */
+	const char *auto_resolve, *state_dir;
+};
+
+static int mount_opt(void *arg, int id, char *val)
 {
-	static const struct option lopts[] = {
-		{ "help", no_argument, NULL, 'h' },
-		{ "auto-resolve", required_argument, NULL, 'a' },
-		{ "state-dir", required_argument, NULL, 's' },
-		{ 0 }
-	};
-	const char *auto_resolve = NULL, *state_dir = NULL;
-	char *mopts = NULL;
-	int fg = 0, o, ret = EXIT_USAGE, pipefd[2] = { -1, -1 };
-	char *mnt = NULL;
+	struct mount_opts *mo = arg;
+	char *n = NULL;
+	switch (id) {
+	case OPT_FG: mo->fg = 1; break;
+	case OPT_AUTO: mo->auto_resolve = val; break;
+	case OPT_STATE: mo->state_dir = val; break;
+	case OPT_HELP: return -2;
+	case OPT_FUSE:
+		if (asprintf(&n, "%s%s%s", mo->fuse ? mo->fuse : "", mo->fuse ? "," : "", val) < 0)
+			return -3;
+		free(mo->fuse);
+		mo->fuse = n;
+		break;
+	}
+	return 0;
+}
+
+int cmd_mount(struct ctx *c, int argc, char **argv)
+{
+	struct mount_opts mo = { 0 };
+	int ret = EXIT_USAGE, pipefd[2] = { -1, -1 };
+	char *mnt = NULL, *mopts = NULL;
 	struct sb_pship *p = NULL;
 	struct sb_mirror *m = NULL;
 	struct fuse *fuse = NULL;
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	struct control *ctl = NULL;
 
-	optind = 0;	/* a full re-initialisation, as in main.c's parse() */
-	while ((o = getopt_long(argc, argv, "fho:", lopts, NULL)) != -1) {
-		switch (o) {
-		case 'f': fg = 1; break;
-		case 'o': {
-			char *n = NULL;
-			if (asprintf(&n, "%s%s%s", mopts ? mopts : "", mopts ? "," : "", optarg) < 0)
-				return EXIT_FAILED;
-			free(mopts);
-			mopts = n;
-			break;
-		}
-		case 'a': auto_resolve = optarg; break;
-		case 's': state_dir = optarg; break;
-		case 'h': fputs(usage_mount, stdout); return EXIT_SYNCED;
-		default: fputs(usage_mount, stderr); goto out;
-		}
-	}
-	if (argc - optind != 3) {
-		fputs(usage_mount, stderr);
+	int op = cli_options(c->cmd, argc, argv, 0, mount_opt, &mo);
+	mopts = mo.fuse;
+	if (op == -2) {
+		fputs(c->cmd->usage, stdout);
+		ret = EXIT_SYNCED;
 		goto out;
 	}
-	const char *src = argv[optind], *tgt = argv[optind + 1];
-	if (!(mnt = realpath(argv[optind + 2], NULL))) {
-		error("%s: %s", argv[optind + 2], strerror(errno));
+	if (op == -3) {
+		ret = EXIT_FAILED;
+		goto out;
+	}
+	if (op < 0 || argc - op != 3) {
+		fputs(c->cmd->usage, stderr);
+		goto out;
+	}
+	const char *auto_resolve = mo.auto_resolve, *state_dir = mo.state_dir;
+	int fg = mo.fg;
+	const char *src = argv[op], *tgt = argv[op + 1];
+	if (!(mnt = realpath(argv[op + 2], NULL))) {
+		error("%s: %s", argv[op + 2], strerror(errno));
 		goto out;
 	}
 	struct stat st;
 	if (stat(mnt, &st) < 0 || !S_ISDIR(st.st_mode)) {
-		error("%s: not a directory", argv[optind + 2]);
+		error("%s: not a directory", argv[op + 2]);
 		goto out;
 	}
 	{
@@ -543,7 +546,7 @@ int cmd_mount(int argc, char **argv, int (*reconcile)(int, char **))
 		const char *root = sb_pship_root(p, i);
 		if (within(mnt, root) || within(root, mnt)) {
 			error("%s: the mount point and the %s %s must not contain each other",
-			      argv[optind + 2], i ? "target" : "source", root);
+			      argv[op + 2], i ? "target" : "source", root);
 			goto out;
 		}
 	}
@@ -573,7 +576,8 @@ int cmd_mount(int argc, char **argv, int (*reconcile)(int, char **))
 		}
 		rargv[n++] = (char *)src;
 		rargv[n++] = (char *)tgt;
-		int r = reconcile(n, rargv);
+		struct ctx rc = { .cmd = cli_cmd("reconcile"), .progress = c->progress };
+		int r = cmd_reconcile(&rc, n, rargv);
 		if (r == EXIT_USAGE || r == EXIT_FAILED) {
 			ret = r;
 			goto out;
@@ -700,8 +704,9 @@ out:
 	return ret;
 }
 
-int cmd_umount(int argc, char **argv)
+int cmd_umount(struct ctx *c, int argc, char **argv)
 {
+	(void)c;
 	if (argc != 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
 		fputs("Usage: sbfs umount MOUNTPOINT\n", argc == 2 ? stdout : stderr);
 		return argc == 2 ? EXIT_SYNCED : EXIT_USAGE;

@@ -110,3 +110,23 @@ Test(forward, short_and_long_options_in_a_row)
 	cr_assert(tl_exists(env.src, "d.txt") && tl_exists(env.tgt, "c.txt"));
 	tl_umount(&env, &mnt);
 }
+
+/*
+ * The client tells an option's value from an operand with the same table
+ * the command line parses with: abbreviations, --opt=value, and options
+ * after the operands reach the mount as they would a command run here.
+ */
+Test(forward, options_as_the_command_line_takes_them)
+{
+	tl_write(env.src, "c.txt", "made outside\n");
+	expect_run(OPTS("status", "--state", env.state, mnt.dir), 1, "c.txt");
+	expect_run(OPTS("status", mnt.dir, "--state-dir", env.state, "-q"), 1, "Copy to target: 1");
+	expect_run(OPTS("reconcile", "--auto", "newer", mnt.dir), 0, "Done: 1");
+	tl_write(env.tgt, "d.txt", "made outside\n");
+	expect_run(OPTS("reconcile", mnt.dir, "--auto-resolve=source", "--quiet"), 0, "Done: 1");
+	expect_run(OPTS("conflicts", "--json", mnt.dir), 0, "\"conflicts\":[]");
+	/* an option the command does not take is refused, not forwarded */
+	expect_run(OPTS("conflicts", "--dry-run", mnt.dir), 2, NULL);
+	cr_assert(tl_exists(env.src, "d.txt") && tl_exists(env.tgt, "c.txt"));
+	tl_umount(&env, &mnt);
+}
