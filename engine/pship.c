@@ -238,6 +238,26 @@ out:
 	return ret;
 }
 
+int sb_pship_set_log(struct sb_pship *p, const char *log_path)
+{
+	char *def = NULL;
+	struct sb_log *l;
+	if (!log_path) {
+		/* p->dir is the state root's subdirectory */
+		const char *slash = strrchr(p->dir, '/');
+		if (asprintf(&def, "%.*s/log.jsonl", (int)(slash - p->dir), p->dir) < 0)
+			return -ENOMEM;
+		log_path = def;
+	}
+	int ret = sb_log_open(log_path, &l);
+	free(def);
+	if (ret < 0)
+		return ret;
+	sb_log_close(p->log);
+	p->log = l;
+	return 0;
+}
+
 void sb_pship_close(struct sb_pship *p)
 {
 	if (!p)

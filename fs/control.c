@@ -117,6 +117,10 @@ static void serve(struct control *c, int conn)
 		cli_err = e;
 		sb_mirror_exclusive(c->m, 1);
 		rc = cmd->run(&cx, argc, argv);
+		int r = cx.log_file ? sb_pship_set_log(c->p, NULL) : 0;
+		if (r < 0)
+			error("cannot reopen the mount's own log (the next command's "
+			      "operations go to %s): %s", cx.log_file, sb_strerror(r));
 		sb_mirror_exclusive(c->m, 0);
 		cli_in = cli_out = cli_err = NULL;
 		/* After the lock: the kernel may need locks a blocked request holds. */

@@ -126,11 +126,18 @@ static void tell_changed(struct ctx *c, struct sb_plan *plan)
 static int open_pship(struct ctx *c, const char *src, const char *tgt, struct sb_pship **p)
 {
 	struct sb_error err = { 0 };
+	int ret;
 	if (c->shared) {
+		/* The mount's partnership, logging where this client asked to
+		 * (control.c puts the mount's log back afterwards). */
+		if (c->log_file && (ret = sb_pship_set_log(c->shared, c->log_file)) < 0) {
+			error("%s: %s", c->log_file, sb_strerror(ret));
+			return EXIT_USAGE;
+		}
 		*p = c->shared;
 		return 0;
 	}
-	int ret = sb_pship_open(src, tgt, c->state_dir, c->log_file, p, &err);
+	ret = sb_pship_open(src, tgt, c->state_dir, c->log_file, p, &err);
 	if (ret < 0) {
 		error("%s: %s", err.path, sb_strerror(ret));
 		return EXIT_USAGE;

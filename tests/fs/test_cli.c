@@ -130,3 +130,31 @@ Test(forward, options_as_the_command_line_takes_them)
 	cr_assert(tl_exists(env.src, "d.txt") && tl_exists(env.tgt, "c.txt"));
 	tl_umount(&env, &mnt);
 }
+
+/* The mount runs the command, with the client's --log-file: a relative
+ * one is the client's, whatever the mount's working directory is. */
+Test(forward, log_file_of_the_client)
+{
+	char *deflog = tl_join(env.state, "log.jsonl");
+	cr_assert(chdir(env.base) == 0);
+	tl_write(env.src, "c.txt", "made outside\n");
+	expect_run(OPTS("reconcile", "--log-file", "client.jsonl", mnt.dir), 0, "Done: 1");
+	char *log = tl_read(env.base, "client.jsonl");
+	cr_assert(log && strstr(log, "\"c.txt\"") && strstr(log, "copy-to-target"),
+		  "the client's --log-file holds: %s", log ? log : "(no such file)");
+	free(log);
+	log = tl_read(env.state, "log.jsonl");
+	cr_assert(!log || !strstr(log, "\"c.txt\""), "logged in %s too:\n%s", deflog, log);
+	free(log);
+	/* the next command without one logs where the mount does */
+	tl_write(env.tgt, "d.txt", "made outside\n");
+	expect_run(OPTS("reconcile", "-q", mnt.dir), 0, "Done: 1");
+	log = tl_read(env.state, "log.jsonl");
+	cr_assert(log && strstr(log, "\"d.txt\""), "%s holds: %s", deflog, log ? log : "(none)");
+	free(log);
+	log = tl_read(env.base, "client.jsonl");
+	cr_assert(!strstr(log, "\"d.txt\""), "logged in the last client's log: %s", log);
+	free(log);
+	free(deflog);
+	tl_umount(&env, &mnt);
+}
