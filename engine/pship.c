@@ -161,8 +161,18 @@ int sb_pship_open(const char *source, const char *target,
 
 	ret = -ENOMEM;
 	sroot = state_root ? strdup(state_root) : default_state_root();
-	if (!sroot || !(scanon = canon_maybe(sroot)))
+	if (!sroot)
 		goto out;
+	if (!*sroot) {
+		ret = -ENOENT;
+		set_err(err, ret, "(an empty state directory)");
+		goto out;
+	}
+	if (!(scanon = canon_maybe(sroot))) {
+		ret = errno ? -errno : -ENOMEM;	/* a component not a directory, not searchable... */
+		set_err(err, ret, sroot);
+		goto out;
+	}
 	for (int i = 0; i < 2; i++) {
 		if (path_within(scanon, p->root[i])) {
 			ret = SB_E_STATE_INSIDE;

@@ -55,7 +55,8 @@ const char *cli_opt_spelling(int id);	/* "--long-name", or "-x" */
  * options, calling fn with each option's id and value; stops at a negative
  * return of fn and returns it. Otherwise returns the index of the first
  * operand (argv is permuted: operands last), or -1 for an unknown option or
- * a missing value (said on stderr unless quiet).
+ * a missing value (said on stderr unless quiet), or -3 for an empty value
+ * (said; -1 when quiet).
  */
 int cli_options(const struct cli_cmd *cmd, int argc, char **argv, int quiet,
 		int (*fn)(void *arg, int id, char *val), void *arg);

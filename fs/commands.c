@@ -170,6 +170,14 @@ int cli_options(const struct cli_cmd *cmd, int argc, char **argv, int quiet,
 			ret = -1;
 			break;
 		}
+		/* "" is no path, policy or option list; said here, or the
+		 * engine would be left to fail on it without a name to give. */
+		if (opts[id].has_arg && !*optarg) {
+			if (!quiet)
+				error("%s '': an empty value", opts[id].spelled);
+			ret = quiet ? -1 : -3;
+			break;
+		}
 		if ((ret = fn(arg, id, optarg)) < 0)
 			break;
 	}

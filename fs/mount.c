@@ -407,28 +407,43 @@ static void unescape(char *s)
  * effort (only root may). Found through mountinfo: a stat of the mount
  * point would wait for the loop that is not serving yet.
  */
-static void set_readahead(const char *mnt)
+/* Whether mnt is a mount point (the last mount there, which is the one
+ * seen): its device numbers, and whether it is an sbfs mount. */
+static int mounted_at(const char *mnt, unsigned *maj, unsigned *min, int *sbfs)
 {
 	FILE *f = fopen("/proc/self/mountinfo", "re");
-	char line[8192], mp[4097], path[64];
-	unsigned maj, min;
+	char line[8192], mp[4097];
 	int found = 0;
 
 	if (!f)
-		return;
+		return 0;
 	while (fgets(line, sizeof(line), f)) {
 		unsigned a, b;
 		if (sscanf(line, "%*u %*u %u:%u %*s %4096s", &a, &b, mp) != 3)
 			continue;
 		unescape(mp);
-		if (!strcmp(mp, mnt)) {	/* the last one is ours */
-			maj = a;
-			min = b;
-			found = 1;
-		}
+		if (strcmp(mp, mnt))
+			continue;
+		*maj = a;
+		*min = b;
+		found = 1;
+		/* after " - ": type, then source (fsname=sbfs:SOURCE) */
+		const char *sep = strstr(line, " - ");
+		char type[64] = "", src[6] = "";
+		*sbfs = sep && sscanf(sep, " - %63s %5s", type, src) == 2 &&
+			!strncmp(type, "fuse", 4) && !strcmp(src, "sbfs:");
 	}
 	fclose(f);
-	if (!found)
+	return found;
+}
+
+static void set_readahead(const char *mnt)
+{
+	char path[64];
+	unsigned maj, min;
+	int sbfs;
+
+	if (!mounted_at(mnt, &maj, &min, &sbfs))
 		return;
 	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", maj, min);
 	int fd = open(path, O_WRONLY | O_CLOEXEC);
@@ -488,7 +503,7 @@ static int mount_opt(void *arg, int id, char *val)
 	case OPT_HELP: return -2;
 	case OPT_FUSE:
 		if (asprintf(&n, "%s%s%s", mo->fuse ? mo->fuse : "", mo->fuse ? "," : "", val) < 0)
-			return -3;
+			return -4;
 		free(mo->fuse);
 		mo->fuse = n;
 		break;
@@ -514,10 +529,12 @@ int cmd_mount(struct ctx *c, int argc, char **argv)
 		ret = EXIT_SYNCED;
 		goto out;
 	}
-	if (op == -3) {
+	if (op == -4) {
 		ret = EXIT_FAILED;
 		goto out;
 	}
+	if (op == -3)	/* said why */
+		goto out;
 	if (op < 0 || argc - op != 3) {
 		fputs(c->cmd->usage, stderr);
 		goto out;
@@ -706,10 +723,21 @@ out:
 
 int cmd_umount(struct ctx *c, int argc, char **argv)
 {
-	(void)c;
 	if (argc != 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-		fputs("Usage: sbfs umount MOUNTPOINT\n", argc == 2 ? stdout : stderr);
+		fputs(c->cmd->usage, argc == 2 ? stdout : stderr);
 		return argc == 2 ? EXIT_SYNCED : EXIT_USAGE;
+	}
+	/* Bad input is told apart from a failed unmount (a busy mount). */
+	char *mnt = realpath(argv[1], NULL);
+	unsigned maj, min;
+	int sbfs = 0, found = mnt && mounted_at(mnt, &maj, &min, &sbfs);
+	free(mnt);
+	if (!found || !sbfs) {
+		if (!mnt)
+			error("%s: %s", argv[1], strerror(errno));
+		else
+			error("%s: %s", argv[1], found ? "not an sbfs mount" : "not a mount point");
+		return EXIT_USAGE;
 	}
 	pid_t pid = fork();
 	if (pid == 0) {
