@@ -76,6 +76,7 @@ struct ctx {
 	size_t ndirty;
 	/* set when a mount runs the command for a client (control.c) */
 	struct sb_pship *shared;
+	int readonly;		/* the mount is: run nothing that writes */
 	void (*changed)(void *arg, const char *path, size_t len);
 	void *changed_arg;
 };
@@ -90,7 +91,7 @@ int cmd_resolve(struct ctx *c, int argc, char **argv);
 struct sb_mirror;
 struct control;
 int control_start(struct sb_pship *p, struct sb_mirror *m, const char *mountpoint,
-		  void (*changed)(void *arg, const char *path, size_t len), void *arg,
+		  int readonly, void (*changed)(void *arg, const char *path, size_t len), void *arg,
 		  struct control **out);
 void control_stop(struct control *c);
 /* Runs argv in the mount that owns its partnership, if one does; returns the

@@ -31,6 +31,7 @@ struct control {
 	struct sb_pship *p;
 	struct sb_mirror *m;
 	int sock, dirfd;
+	int readonly;
 	pthread_t thr;
 	void (*changed)(void *arg, const char *path, size_t len);
 	void *arg;
@@ -111,7 +112,7 @@ static void serve(struct control *c, int conn)
 		fds[2] = -1;
 	if (in && o && e) {
 		struct ctx cx = { .cmd = cmd, .progress = isatty(fileno(e)),
-				  .shared = c->p, .changed = collect, .changed_arg = &c->cl };
+				  .shared = c->p, .readonly = c->readonly, .changed = collect, .changed_arg = &c->cl };
 		cli_in = in;
 		cli_out = o;
 		cli_err = e;
@@ -167,7 +168,7 @@ static void *accept_loop(void *arg)
 }
 
 int control_start(struct sb_pship *p, struct sb_mirror *m, const char *mountpoint,
-		  void (*changed)(void *arg, const char *path, size_t len), void *arg,
+		  int readonly, void (*changed)(void *arg, const char *path, size_t len), void *arg,
 		  struct control **out)
 {
 	struct control *c = calloc(1, sizeof(*c));
@@ -179,6 +180,7 @@ int control_start(struct sb_pship *p, struct sb_mirror *m, const char *mountpoin
 		return ret;
 	c->p = p;
 	c->m = m;
+	c->readonly = readonly;
 	c->changed = changed;
 	c->arg = arg;
 	c->sock = -1;

@@ -219,6 +219,14 @@ static int parse(struct ctx *c, int argc, char **argv)
 	return i;
 }
 
+/* A read-only mount writes neither partner (nor the state). */
+static int refuse_readonly(const char *src, const char *tgt)
+{
+	error("%s and %s are mounted read-only: nothing may write them while so mounted "
+	      "(unmount first; --dry-run and status work)", src, tgt);
+	return EXIT_USAGE;
+}
+
 /* ------------------------------------------------------------ commands */
 
 static int reconcile(struct ctx *c, int argc, char **argv, int status_only)
@@ -238,6 +246,8 @@ static int reconcile(struct ctx *c, int argc, char **argv, int status_only)
 	}
 	if (status_only)
 		c->dry_run = 1;
+	if (c->readonly && !c->dry_run)
+		return refuse_readonly(argv[i], argv[i + 1]);
 	if ((ret = open_pship(c, argv[i], argv[i + 1], &p)))
 		goto out;
 	/* A mount that was killed may have left files half written. */
@@ -419,6 +429,8 @@ int cmd_resolve(struct ctx *c, int argc, char **argv)
 		fputs(c->cmd->usage, ERR);
 		return EXIT_USAGE;
 	}
+	if (c->readonly)
+		return refuse_readonly(argv[i], argv[i + 1]);
 	c->prompt_in = IN;
 	if ((ret = open_pship(c, argv[i], argv[i + 1], &p)))
 		goto out;

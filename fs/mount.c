@@ -511,6 +511,53 @@ static int mount_opt(void *arg, int id, char *val)
 	return 0;
 }
 
+/* The arguments of fuse_new for the -o options mopts; 0 or -ENOMEM. */
+static int mount_args(struct fuse_args *args, const char *mopts, const char *root)
+{
+	char *fsname = NULL;
+	int ret = -ENOMEM;
+
+	if (asprintf(&fsname, "fsname=sbfs:%s", root) < 0)
+		return ret;
+	if (fuse_opt_add_arg(args, "sbfs") < 0)
+		goto out;
+	/*
+	 * Other users come in: the kernel checks their permissions against
+	 * the view's modes. Without them it lets in only the user running
+	 * the mount, whose every change the partners check themselves; the
+	 * kernel's check would cost a GETATTR of the directory after each
+	 * change.
+	 */
+	if ((opt_given(mopts, "allow_other") || opt_given(mopts, "allow_root")) &&
+	    (fuse_opt_add_arg(args, "-o") < 0 || fuse_opt_add_arg(args, "default_permissions") < 0))
+		goto out;
+	if (fuse_opt_add_arg(args, "-o") < 0 || fuse_opt_add_arg(args, fsname) < 0)
+		goto out;
+	if (mopts && (fuse_opt_add_arg(args, "-o") < 0 || fuse_opt_add_arg(args, mopts) < 0))
+		goto out;
+	ret = 0;
+out:
+	free(fsname);
+	return ret;
+}
+
+/* Whether libfuse takes the -o options; before anything is changed, as the
+ * reconcile that precedes the mount would change both partners. */
+static int mount_opts_ok(const char *mopts, const char *root)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	struct fuse *f = NULL;
+	int ret = mount_args(&args, mopts, root);
+	if (ret == 0 && !(f = fuse_new(&args, &ops, sizeof(ops), NULL))) {
+		error("-o %s: bad mount options (libfuse said why above); nothing was changed", mopts);
+		ret = -EINVAL;
+	}
+	if (f)
+		fuse_destroy(f);
+	fuse_opt_free_args(&args);
+	return ret;
+}
+
 int cmd_mount(struct ctx *c, int argc, char **argv)
 {
 	struct mount_opts mo = { 0 };
@@ -551,9 +598,17 @@ int cmd_mount(struct ctx *c, int argc, char **argv)
 		error("%s: not a directory", argv[op + 2]);
 		goto out;
 	}
+	int r = mount_opts_ok(mopts, src);
+	if (r < 0) {
+		ret = r == -ENOMEM ? EXIT_FAILED : EXIT_USAGE;
+		goto out;
+	}
+	/* Read-only: neither partner nor the state is written, so no
+	 * reconcile, and the control socket runs none that writes. */
+	int ro = opt_given(mopts, "ro");
 	{
 		struct sb_error err = { 0 };
-		int r = sb_pship_open(src, tgt, state_dir, NULL, &p, &err);
+		r = sb_pship_open(src, tgt, state_dir, NULL, &p, &err);
 		if (r < 0) {
 			error("%s: %s", err.path, sb_strerror(r));
 			goto out;
@@ -578,7 +633,7 @@ int cmd_mount(struct ctx *c, int argc, char **argv)
 	p = NULL;
 
 	/* The reconcile that opens the mount: the same as `sbfs reconcile`. */
-	{
+	if (!ro) {
 		char *rargv[8];
 		int n = 0;
 		rargv[n++] = "reconcile";
@@ -594,7 +649,7 @@ int cmd_mount(struct ctx *c, int argc, char **argv)
 		rargv[n++] = (char *)src;
 		rargv[n++] = (char *)tgt;
 		struct ctx rc = { .cmd = cli_cmd("reconcile"), .progress = c->progress };
-		int r = cmd_reconcile(&rc, n, rargv);
+		r = cmd_reconcile(&rc, n, rargv);
 		if (r == EXIT_USAGE || r == EXIT_FAILED) {
 			ret = r;
 			goto out;
@@ -642,31 +697,10 @@ int cmd_mount(struct ctx *c, int argc, char **argv)
 		error("cannot start the mirror");
 		goto out;
 	}
-	char *fsname = NULL;
-	if (asprintf(&fsname, "fsname=sbfs:%s", sb_pship_root(p, 0)) < 0)
+	if (mount_args(&args, mopts, sb_pship_root(p, 0)) < 0)
 		goto out;
-	fuse_opt_add_arg(&args, "sbfs");
-	if (opt_given(mopts, "allow_other") || opt_given(mopts, "allow_root")) {
-		/*
-		 * Other users come in: the kernel checks their permissions
-		 * against the view's modes. Without them it lets in only
-		 * the user running the mount, whose every change the
-		 * partners check themselves; the kernel's check would
-		 * cost a GETATTR of the directory after each change.
-		 */
-		fuse_opt_add_arg(&args, "-o");
-		fuse_opt_add_arg(&args, "default_permissions");
-	}
-	fuse_opt_add_arg(&args, "-o");
-	fuse_opt_add_arg(&args, fsname);
-	free(fsname);
-	if (mopts) {
-		fuse_opt_add_arg(&args, "-o");
-		fuse_opt_add_arg(&args, mopts);
-	}
 	if (!(fuse = fuse_new(&args, &ops, sizeof(ops), m))) {
-		error("%s: bad mount options", mopts ? mopts : "");
-		ret = EXIT_USAGE;
+		error("-o %s: bad mount options", mopts ? mopts : "");
 		goto out;
 	}
 	if (fuse_mount(fuse, mnt) < 0) {
@@ -689,10 +723,11 @@ int cmd_mount(struct ctx *c, int argc, char **argv)
 			/* harmless: every path in use is absolute */
 		}
 	} else {
-		printf("Mounted %s at %s (Ctrl-C or sbfs umount to stop)\n", sb_pship_root(p, 0), mnt);
+		printf("Mounted %s at %s%s (Ctrl-C or sbfs umount to stop)\n", sb_pship_root(p, 0),
+		       mnt, ro ? ", read-only" : "");
 		fflush(stdout);
 	}
-	if (control_start(p, m, mnt, invalidate, fuse, &ctl) < 0) {
+	if (control_start(p, m, mnt, ro, invalidate, fuse, &ctl) < 0) {
 		error("cannot start the control socket in %s", sb_pship_dir(p));
 		goto out_unmount;
 	}

@@ -5,12 +5,14 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "testlib.h"
@@ -318,4 +320,164 @@ Test(forward, log_file_of_the_client)
 	free(log);
 	free(deflog);
 	tl_umount(&env, &mnt);
+}
+
+/* ================================================================ mount options */
+
+static void setup_fuse(void)
+{
+	tl_fuse_required();
+	tl_env_init(&env);
+}
+
+static void teardown_opts(void)
+{
+	tl_mount_cleanup(&mnt);
+	/* should a refused mount have happened after all */
+	char *mp = env.base ? tl_join(env.base, "mnt") : NULL;
+	if (mp && tl_mounted(mp)) {
+		struct tl_proc p;
+		tl_spawn_ex(&p, NULL, "fusermount3", 0, OPTS("-u", "-z", mp));
+		struct tl_run r = tl_proc_wait(&p, 0);
+		tl_run_free(&r);
+	}
+	free(mp);
+	tl_env_fini(&env);
+}
+
+TestSuite(mount_opts, .init = setup_fuse, .fini = teardown_opts, .timeout = 120);
+
+/* Bad -o options are found before the reconcile could change anything. */
+Test(mount_opts, bad_option_changes_nothing)
+{
+	tl_write(env.src, "a.txt", "a\n");
+	tl_write(env.tgt, "b.txt", "b\n");
+	char *mp = tl_join(env.base, "mnt");
+	cr_assert(mkdir(mp, 0755) == 0);
+	struct tl_run r = tl_mount_run(&env, mp, OPTS("-o", "bogusopt"));
+	cr_assert_eq(r.status, 2, "exit %d:\n%s%s", r.status, r.out, r.err);
+	cr_assert(strstr(r.err, "bogusopt"), "the error does not name the option:\n%s", r.err);
+	cr_assert(!tl_mounted(mp), "mounted all the same");
+	tl_run_free(&r);
+	cr_assert(!tl_exists(env.tgt, "a.txt") && !tl_exists(env.src, "b.txt"),
+		  "a refused mount synchronised the partners");
+	cr_assert_eq(tl_count(env.src), 1);
+	cr_assert_eq(tl_count(env.tgt), 1);
+	cr_assert_eq(tl_count(env.state), 0, "a refused mount wrote the state directory");
+	free(mp);
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = NULL;
+	*len = 0;
+	if (f) {
+		fseek(f, 0, SEEK_END);
+		long n = ftell(f);
+		rewind(f);
+		buf = malloc(n > 0 ? (size_t)n : 1);
+		*len = fread(buf, 1, n > 0 ? (size_t)n : 0, f);
+		fclose(f);
+	}
+	return buf;
+}
+
+/* The partnership's LMDB data file (the one partnership there). */
+static char *data_mdb(void)
+{
+	struct tl_proc p;
+	tl_spawn_ex(&p, NULL, "sh", 0,
+		    OPTS("-c", "ls -d \"$0\"/*/data.mdb", env.state));
+	struct tl_run r = tl_proc_wait(&p, 0);
+	cr_assert_eq(r.status, 0, "no data.mdb in %s: %s", env.state, r.err);
+	r.out[strcspn(r.out, "\n")] = '\0';
+	char *res = strdup(r.out);
+	tl_run_free(&r);
+	return res;
+}
+
+static void copy_tree(const char *from, const char *to)
+{
+	struct tl_proc p;
+	tl_spawn_ex(&p, NULL, "cp", 0, OPTS("-a", from, to));
+	struct tl_run r = tl_proc_wait(&p, 0);
+	cr_assert_eq(r.status, 0, "cp -a %s %s: %s", from, to, r.err);
+	tl_run_free(&r);
+}
+
+#define EROFS_EXPECTED(call, what)                                                          \
+	do {                                                                                \
+		errno = 0;                                                                  \
+		int rc_ = (call);                                                           \
+		cr_assert(rc_ < 0 && errno == EROFS, "%s through a read-only mount: %s", what, \
+			  rc_ >= 0 ? "allowed" : strerror(errno));                            \
+	} while (0)
+
+/* -o ro: the view is read-only, every write refused with EROFS; neither
+ * partner nor the state is written, by the mount or a forwarded command. */
+Test(mount_opts, read_only_writes_neither_partner_nor_the_state)
+{
+	tl_write(env.src, "synced.txt", "on both\n");
+	expect_run(OPTS("reconcile", env.src, env.tgt), 0, NULL);
+	tl_write(env.src, "a.txt", "only in the source\n");
+	tl_write(env.tgt, "b.txt", "only in the target\n");
+	tl_mkdir(env.src, "dir");
+	char *snap_src = tl_join(env.base, "snap-src"), *snap_tgt = tl_join(env.base, "snap-tgt");
+	copy_tree(env.src, snap_src);
+	copy_tree(env.tgt, snap_tgt);
+	char *mdb = data_mdb(), *logp = tl_join(env.state, "log.jsonl");
+	size_t mdb_len, log_len;
+	char *mdb0 = slurp(mdb, &mdb_len), *log0 = slurp(logp, &log_len);
+
+	tl_mount(&env, &mnt, OPTS("-o", "ro"));
+	char *a = tl_read(mnt.dir, "a.txt"), *b = tl_read(mnt.dir, "b.txt");
+	cr_assert(a && !strcmp(a, "only in the source\n") && b && !strcmp(b, "only in the target\n"),
+		  "the read-only view is not the union");
+	free(a);
+	free(b);
+	char *p_new = tl_join(mnt.dir, "new.txt"), *p_a = tl_join(mnt.dir, "a.txt");
+	char *p_dir = tl_join(mnt.dir, "dir"), *p_sub = tl_join(mnt.dir, "sub");
+	EROFS_EXPECTED(open(p_new, O_WRONLY | O_CREAT, 0644), "create");
+	EROFS_EXPECTED(open(p_a, O_WRONLY), "open for writing");
+	EROFS_EXPECTED(truncate(p_a, 0), "truncate");
+	EROFS_EXPECTED(unlink(p_a), "unlink");
+	EROFS_EXPECTED(rename(p_a, p_new), "rename");
+	EROFS_EXPECTED(chmod(p_a, 0600), "chmod");
+	EROFS_EXPECTED(utimensat(AT_FDCWD, p_a, NULL, 0), "utimensat");
+	EROFS_EXPECTED(mkdir(p_sub, 0755), "mkdir");
+	EROFS_EXPECTED(rmdir(p_dir), "rmdir");
+	EROFS_EXPECTED(symlink("a.txt", p_new), "symlink");
+	EROFS_EXPECTED(link(p_a, p_new), "link");
+	EROFS_EXPECTED(setxattr(p_a, "user.x", "1", 1, 0), "setxattr");
+	free(p_new);
+	free(p_a);
+	free(p_dir);
+	free(p_sub);
+
+	/* commands that would write are refused; those that only read run */
+	expect_run(OPTS("reconcile", mnt.dir), 2, NULL);
+	expect_run(OPTS("resolve", "--source", mnt.dir, "a.txt"), 2, NULL);
+	expect_run(OPTS("reconcile", "-n", mnt.dir), 1, "a.txt");
+	expect_run(OPTS("status", mnt.dir), 1, NULL);
+	struct tl_run r = tl_sbfs_run(&env, NULL, OPTS("reconcile", mnt.dir));
+	cr_assert(strstr(r.err, "read-only") && strstr(r.err, env.src), "%s", r.err);
+	tl_run_free(&r);
+	tl_umount(&env, &mnt);
+
+	char *why = NULL;
+	cr_assert(tl_trees_equal(env.src, snap_src, &why), "the source was written: %s", why);
+	cr_assert(tl_trees_equal(env.tgt, snap_tgt, &why), "the target was written: %s", why);
+	size_t n1, n2;
+	char *mdb1 = slurp(mdb, &n1), *log1 = slurp(logp, &n2);
+	cr_assert(n1 == mdb_len && !memcmp(mdb0, mdb1, n1), "the state (%s) was written", mdb);
+	cr_assert(n2 == log_len && (!n2 || !memcmp(log0, log1, n2)), "the log was written");
+	free(mdb0);
+	free(mdb1);
+	free(log0);
+	free(log1);
+	free(mdb);
+	free(logp);
+	free(snap_src);
+	free(snap_tgt);
 }
