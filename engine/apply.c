@@ -32,6 +32,7 @@ struct apply {
 	size_t plen, pcap;
 	int pvalid;
 	int pfd[2];
+	int perr[2];		/* why pfd[side] is -1 */
 	uint64_t pid;		/* its state id, 0 when not recorded */
 	uint64_t batch;
 	int64_t batch_start;
@@ -46,6 +47,12 @@ struct apply {
 	uid_t euid;
 	gid_t egid;
 	uint64_t nonce, ntemp;
+	/* An item whose directory is missing on a side (pgone) is reported
+	 * once for that directory, with the real cause, not once per item. */
+	int pgone;		/* 1 + the side lacking it */
+	char *mkdir_failed;	/* a directory that could not be created, */
+	int mkdir_err;		/* and why */
+	char *gone;		/* the directory last reported as missing */
 };
 
 static const char *const action_names[][2] = {
@@ -129,6 +136,7 @@ static int open_parent(struct apply *a, const char *path, size_t len,
 		 * lacks the parent, and only items needing it fail. */
 		if (ret == -ENOENT || ret == -ENOTDIR || ret == -ELOOP) {
 			a->pfd[i] = -1;
+			a->perr[i] = ret == -ELOOP ? -ENOTDIR : ret;	/* ELOOP: a symlink */
 		} else if (ret < 0) {
 			close_parent(a);
 			return ret;
@@ -552,11 +560,14 @@ static int do_copy(struct apply *a, const struct sb_pitem *it, const char *name,
 	const struct sb_scan *src = &it->s[from], *dst = &it->s[to];
 	char tmp[64] = "";
 
+	/* Its directory went (or became a symlink) since the scan. */
+	if (a->pfd[from] < 0 || a->pfd[to] < 0) {
+		a->pgone = a->pfd[from] < 0 ? from + 1 : to + 1;
+		return -EAGAIN;
+	}
 	/* A file's source is checked on its open descriptor by copy_file. */
 	if (src->info.type != SB_FILE && (ret = unchanged(a->pfd[from], name, src)) < 0)
 		return ret;
-	if (a->pfd[to] < 0)
-		return -EAGAIN;	/* its directory went (or became a symlink) since the scan */
 	if (src->info.type == SB_DIR) {
 		if ((ret = unchanged(a->pfd[to], name, dst)) < 0)
 			return ret;
@@ -736,6 +747,47 @@ static int do_keep_both(struct apply *a, const struct sb_pitem *it,
 
 /* ------------------------------------------------------------ batches */
 
+/* Whether path (len bytes) is dir or beneath it. */
+static int beneath(const char *dir, const char *path, size_t len)
+{
+	size_t n = strlen(dir);
+	return len >= n && !memcmp(path, dir, n) && (len == n || path[n] == '/');
+}
+
+static int keep_path(char **dst, const char *path, size_t len)
+{
+	free(*dst);
+	*dst = strndup(path, len);
+	return *dst ? 0 : -ENOMEM;
+}
+
+/*
+ * After apply_item: an item left without its directory takes the real
+ * cause (the failed mkdir's errno), and is reported only when its
+ * directory has not been (*quiet). Returns its error, or -ENOMEM.
+ */
+static int missing_dir(struct apply *a, const struct sb_pitem *it, const char *path,
+		       int err, int *quiet)
+{
+	*quiet = 0;
+	if (err < 0 && err != -EAGAIN && it->op == SB_OP_COPY &&
+	    it->s[!it->to].info.type == SB_DIR) {
+		a->mkdir_err = err;
+		if (keep_path(&a->mkdir_failed, path, it->len) < 0)
+			return -ENOMEM;
+	}
+	if (err != -EAGAIN || !a->pgone)
+		return err;
+	if (a->mkdir_failed && beneath(a->mkdir_failed, path, it->len)) {
+		*quiet = 1;	/* the directory's own failure said why */
+		return a->mkdir_err;
+	}
+	*quiet = a->gone && beneath(a->gone, a->ppath, a->plen);
+	if (!*quiet && keep_path(&a->gone, a->ppath, a->plen) < 0)
+		return -ENOMEM;
+	return err;
+}
+
 /* Data first, then the state that vouches for it: each file system that
  * was written is synced, once, before the commit. */
 int sb_sync_written(struct sb_pship *p, const int dirty[2])
@@ -869,8 +921,10 @@ int sb_plan_apply(struct sb_pship *p, struct sb_plan *plan,
 		goto out;
 	while ((ret = sb_plan_next_raw(plan, &it, &path)) > 0) {
 		uint8_t sha[SB_SHA_LEN];
-		int logsha = 0;
+		int logsha = 0, quiet;
+		a.pgone = 0;
 		int err = apply_item(&a, &it, path, sha, &logsha);
+		err = missing_dir(&a, &it, path, err, &quiet);
 		if (it.op != SB_OP_RECORD && it.op != SB_OP_FORGET && it.op != SB_OP_CONFLICT &&
 		    it.op != SB_OP_SKIP)
 			a.dirty[it.op == SB_OP_KEEP_BOTH ? 1 : it.to] = 1;
@@ -885,9 +939,17 @@ int sb_plan_apply(struct sb_pship *p, struct sb_plan *plan,
 			res->skipped++;
 		} else if (it.op == SB_OP_CONFLICT && err == 0) {
 			res->conflicts++;
+		} else if (err == -EAGAIN && a.pgone) {
+			res->skipped++;
+			if (!quiet)
+				warn(&a, a.ppath, a.plen, a.perr[a.pgone - 1], a.pgone == 1
+				     ? "changed in the source since the scan; what is in it is left for the next run"
+				     : "changed in the target since the scan; what is in it is left for the next run");
 		} else if (err == -EAGAIN) {
 			res->skipped++;
 			warn(&a, path, it.len, err, "changed since the scan; left for the next run");
+		} else if (err < 0 && quiet) {
+			res->failed++;
 		} else if (err < 0) {
 			res->failed++;
 			warn(&a, path, it.len, err, action_names[it.op < SB_OP_CLEANUP ? it.op : SB_OP_SKIP][it.to ? 1 : 0]);
@@ -933,6 +995,8 @@ out:
 	for (size_t i = 0; i < a.nfollow; i++)
 		free(a.follow[i]);
 	free(a.follow);
+	free(a.mkdir_failed);
+	free(a.gone);
 	free(a.ppath);
 	free(a.buf);
 	sb_sha_free(a.sha);

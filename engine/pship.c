@@ -162,8 +162,18 @@ int sb_pship_open(const char *source, const char *target,
 
 	ret = -ENOMEM;
 	sroot = state_root ? strdup(state_root) : default_state_root();
-	if (!sroot || !(scanon = canon_maybe(sroot)))
+	if (!sroot)
 		goto out;
+	if (!*sroot) {
+		ret = -ENOENT;
+		set_err(err, ret, "(an empty state directory)");
+		goto out;
+	}
+	if (!(scanon = canon_maybe(sroot))) {
+		ret = errno ? -errno : -ENOMEM;	/* a component not a directory, not searchable... */
+		set_err(err, ret, sroot);
+		goto out;
+	}
 	for (int i = 0; i < 2; i++) {
 		if (path_within(scanon, p->root[i])) {
 			ret = SB_E_STATE_INSIDE;
@@ -237,6 +247,26 @@ out:
 	}
 	*out = p;
 	return ret;
+}
+
+int sb_pship_set_log(struct sb_pship *p, const char *log_path)
+{
+	char *def = NULL;
+	struct sb_log *l;
+	if (!log_path) {
+		/* p->dir is the state root's subdirectory */
+		const char *slash = strrchr(p->dir, '/');
+		if (asprintf(&def, "%.*s/log.jsonl", (int)(slash - p->dir), p->dir) < 0)
+			return -ENOMEM;
+		log_path = def;
+	}
+	int ret = sb_log_open(log_path, &l);
+	free(def);
+	if (ret < 0)
+		return ret;
+	sb_log_close(p->log);
+	p->log = l;
+	return 0;
 }
 
 void sb_pship_close(struct sb_pship *p)

@@ -91,6 +91,11 @@ const char *sb_pship_root(const struct sb_pship *p, int side); /* canonical */
 const char *sb_pship_id(const struct sb_pship *p);
 /* This partnership's state directory (holds "roots", and "mount" while mounted). */
 const char *sb_pship_dir(const struct sb_pship *p);
+/*
+ * From now on appends the operation log to log_path (NULL: the state root's
+ * log.jsonl, as sb_pship_open). On error the log stays where it was.
+ */
+int sb_pship_set_log(struct sb_pship *p, const char *log_path);
 /* The state root for `given` (NULL: the default); malloc'd. */
 char *sb_state_root(const char *given);
 /*

@@ -34,8 +34,35 @@ void print_plan_json(FILE *f, struct sb_pship *p, struct sb_plan *plan);
 void print_conflicts_json(FILE *f, struct sb_pship *p, const struct sb_conflict_list *l);
 const char *suggest_name(int s);
 
+/* commands.c: the one table of commands and their options */
+enum cli_opt_id {
+	OPT_DRY_RUN, OPT_QUIET, OPT_HELP, OPT_AUTO, OPT_MASS, OPT_LOG, OPT_STATE,
+	OPT_JSON, OPT_SRC, OPT_TGT, OPT_KEEP, OPT_FG, OPT_FUSE, CLI_NOPTS
+};
+struct ctx;
+struct cli_cmd {
+	const char *name;
+	const char *usage;
+	int (*run)(struct ctx *c, int argc, char **argv);
+	int forward;		/* a mount runs it for a client (control.c) */
+	unsigned opts;		/* 1 << enum cli_opt_id for each option it takes */
+};
+extern const char cli_usage_main[];
+const struct cli_cmd *cli_cmd(const char *name);	/* NULL if unknown */
+const char *cli_opt_spelling(int id);	/* "--long-name", or "-x" */
+/*
+ * Parses argv (argv[0] the command's name) with getopt_long against cmd's
+ * options, calling fn with each option's id and value; stops at a negative
+ * return of fn and returns it. Otherwise returns the index of the first
+ * operand (argv is permuted: operands last), or -1 for an unknown option or
+ * a missing value (said on stderr unless quiet), or -3 for an empty value
+ * (said; -1 when quiet).
+ */
+int cli_options(const struct cli_cmd *cmd, int argc, char **argv, int quiet,
+		int (*fn)(void *arg, int id, char *val), void *arg);
+
 struct ctx {
-	const char *cmd;
+	const struct cli_cmd *cmd;
 	int dry_run, json, quiet, allow_mass;
 	int policy;		/* SB_CHOOSE_* for resolve flags; see auto_policy */
 	int auto_policy;	/* 0 none, 1 source, 2 target, 3 newer, 4 suggested */
@@ -49,12 +76,14 @@ struct ctx {
 	size_t ndirty;
 	/* set when a mount runs the command for a client (control.c) */
 	struct sb_pship *shared;
+	int readonly;		/* the mount is: run nothing that writes */
 	void (*changed)(void *arg, const char *path, size_t len);
 	void *changed_arg;
 };
 
 /* main.c: the commands a mount can also run for a client */
-int cmd_reconcile(struct ctx *c, int argc, char **argv, int status_only);
+int cmd_reconcile(struct ctx *c, int argc, char **argv);
+int cmd_status(struct ctx *c, int argc, char **argv);
 int cmd_conflicts(struct ctx *c, int argc, char **argv);
 int cmd_resolve(struct ctx *c, int argc, char **argv);
 
@@ -62,18 +91,18 @@ int cmd_resolve(struct ctx *c, int argc, char **argv);
 struct sb_mirror;
 struct control;
 int control_start(struct sb_pship *p, struct sb_mirror *m, const char *mountpoint,
-		  void (*changed)(void *arg, const char *path, size_t len), void *arg,
+		  int readonly, void (*changed)(void *arg, const char *path, size_t len), void *arg,
 		  struct control **out);
 void control_stop(struct control *c);
 /* Runs argv in the mount that owns its partnership, if one does; returns the
  * exit status, or -1 when no mount owns it (run it here then). */
-int control_forward(int argc, char **argv);
+int control_forward(const struct cli_cmd *cmd, int argc, char **argv);
 /* The mount point of a live mount of the partnership in dir, or NULL. */
 char *control_mounted(const char *dir);
 
 /* mount.c */
-int cmd_mount(int argc, char **argv, int (*reconcile)(int, char **));
-int cmd_umount(int argc, char **argv);
+int cmd_mount(struct ctx *c, int argc, char **argv);
+int cmd_umount(struct ctx *c, int argc, char **argv);
 
 /* error() returns -1, so callers can write `return error(...)`. */
 int error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -31,6 +31,7 @@ struct control {
 	struct sb_pship *p;
 	struct sb_mirror *m;
 	int sock, dirfd;
+	int readonly;
 	pthread_t thr;
 	void (*changed)(void *arg, const char *path, size_t len);
 	void *arg;
@@ -74,7 +75,7 @@ static void serve(struct control *c, int conn)
 			     .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
 	int fds[3] = { -1, -1, -1 };
 	unsigned char rc = EXIT_FAILED;
-	char *argv[64];
+	char **argv = NULL;
 	int argc = 0;
 
 	if (!buf || !peer_ok(conn))
@@ -89,11 +90,18 @@ static void serve(struct control *c, int conn)
 	if (fds[0] < 0 || fds[1] < 0 || fds[2] < 0)
 		goto out;
 	buf[n] = '\0';
-	for (char *s = buf; s < buf + n && argc < 63; s += strlen(s) + 1)
-		argv[argc++] = s;
-	argv[argc] = NULL;
-	if (!argc)
+	for (char *s = buf; s < buf + n; s += strlen(s) + 1)
+		argc++;
+	if (!argc || !(argv = calloc(argc + 1, sizeof(*argv))))
 		goto out;
+	argc = 0;
+	for (char *s = buf; s < buf + n; s += strlen(s) + 1)
+		argv[argc++] = s;
+	const struct cli_cmd *cmd = cli_cmd(argv[0]);
+	if (!cmd || !cmd->forward) {
+		rc = EXIT_USAGE;
+		goto out;
+	}
 
 	FILE *in = fdopen(fds[0], "r"), *o = fdopen(fds[1], "w"), *e = fdopen(fds[2], "w");
 	if (in)
@@ -103,22 +111,17 @@ static void serve(struct control *c, int conn)
 	if (e)
 		fds[2] = -1;
 	if (in && o && e) {
-		struct ctx cx = { .cmd = argv[0], .progress = isatty(fileno(e)),
-				  .shared = c->p, .changed = collect, .changed_arg = &c->cl };
+		struct ctx cx = { .cmd = cmd, .progress = isatty(fileno(e)),
+				  .shared = c->p, .readonly = c->readonly, .changed = collect, .changed_arg = &c->cl };
 		cli_in = in;
 		cli_out = o;
 		cli_err = e;
 		sb_mirror_exclusive(c->m, 1);
-		if (!strcmp(argv[0], "reconcile"))
-			rc = cmd_reconcile(&cx, argc, argv, 0);
-		else if (!strcmp(argv[0], "status"))
-			rc = cmd_reconcile(&cx, argc, argv, 1);
-		else if (!strcmp(argv[0], "conflicts"))
-			rc = cmd_conflicts(&cx, argc, argv);
-		else if (!strcmp(argv[0], "resolve"))
-			rc = cmd_resolve(&cx, argc, argv);
-		else
-			rc = EXIT_USAGE;
+		rc = cmd->run(&cx, argc, argv);
+		int r = cx.log_file ? sb_pship_set_log(c->p, NULL) : 0;
+		if (r < 0)
+			error("cannot reopen the mount's own log (the next command's "
+			      "operations go to %s): %s", cx.log_file, sb_strerror(r));
 		sb_mirror_exclusive(c->m, 0);
 		cli_in = cli_out = cli_err = NULL;
 		/* After the lock: the kernel may need locks a blocked request holds. */
@@ -145,6 +148,7 @@ out:
 		if (fds[i] >= 0)
 			close(fds[i]);
 	close(conn);
+	free(argv);
 	free(buf);
 }
 
@@ -164,7 +168,7 @@ static void *accept_loop(void *arg)
 }
 
 int control_start(struct sb_pship *p, struct sb_mirror *m, const char *mountpoint,
-		  void (*changed)(void *arg, const char *path, size_t len), void *arg,
+		  int readonly, void (*changed)(void *arg, const char *path, size_t len), void *arg,
 		  struct control **out)
 {
 	struct control *c = calloc(1, sizeof(*c));
@@ -176,6 +180,7 @@ int control_start(struct sb_pship *p, struct sb_mirror *m, const char *mountpoin
 		return ret;
 	c->p = p;
 	c->m = m;
+	c->readonly = readonly;
 	c->changed = changed;
 	c->arg = arg;
 	c->sock = -1;
@@ -352,62 +357,93 @@ static int send_cmd(const struct mounted *mt, int argc, char **argv)
 	return ret;
 }
 
-/* Options that take a value, so their value is not taken for an operand. */
-static int takes_value(const char *o)
+/* A forwarded command's options, spelled out as the table has them; the
+ * operands follow them behind "--". */
+struct fwd {
+	char **av;
+	int n;
+	const char *state_dir;
+	char *log;	/* --log-file made absolute: the mount's cwd is not ours */
+};
+
+static int fwd_opt(void *arg, int id, char *val)
 {
-	return !strcmp(o, "--auto-resolve") || !strcmp(o, "--log-file") || !strcmp(o, "--state-dir");
+	struct fwd *f = arg;
+	if (id == OPT_HELP)
+		return -2;	/* help is given here */
+	if (id == OPT_STATE)
+		f->state_dir = val;
+	if (id == OPT_LOG && val[0] != '/') {
+		char *cwd = getcwd(NULL, 0);
+		free(f->log);
+		f->log = NULL;
+		if (!cwd || asprintf(&f->log, "%s/%s", cwd, val) < 0) {
+			free(cwd);
+			f->log = NULL;
+			return -3;
+		}
+		free(cwd);
+		val = f->log;
+	}
+	f->av[f->n++] = (char *)cli_opt_spelling(id);
+	if (val)
+		f->av[f->n++] = val;
+	return 0;
 }
 
-int control_forward(int argc, char **argv)
+/* Sends cmd, its options and ops (nops of them) to the mount mt. */
+static int forward_to(const struct mounted *mt, const char *cmd, const struct fwd *f,
+		      char **ops, int nops)
 {
-	const char *state_dir = NULL;
-	int ops[64], nops = 0, ret = -1;
-	struct mounted *mv = NULL;
-	size_t nm;
-	char *root;
+	char **av = calloc(f->n + nops + 3, sizeof(*av));
+	int n = 0;
+	if (!av)
+		return error("%s: %s", mt->mnt, strerror(ENOMEM)), EXIT_FAILED;
+	av[n++] = (char *)cmd;
+	for (int i = 0; i < f->n; i++)
+		av[n++] = f->av[i];
+	av[n++] = "--";
+	for (int i = 0; i < nops; i++)
+		av[n++] = ops[i];
+	int ret = send_cmd(mt, n, av);
+	free(av);
+	return ret;
+}
 
-	for (int i = 1, opts = 1; i < argc && nops < 64; i++) {
-		if (opts && !strcmp(argv[i], "--")) {
-			opts = 0;
-		} else if (opts && argv[i][0] == '-' && argv[i][1]) {
-			if (!strncmp(argv[i], "--state-dir=", 12))
-				state_dir = argv[i] + 12;
-			if (takes_value(argv[i]) && i + 1 < argc) {
-				if (!strcmp(argv[i], "--state-dir"))
-					state_dir = argv[i + 1];
-				i++;
-			}
-			if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
-				return -1;
-		} else {
-			ops[nops++] = i;
-		}
-	}
-	if (!(root = sb_state_root(state_dir)))
-		return -1;
+int control_forward(const struct cli_cmd *cmd, int argc, char **argv)
+{
+	struct fwd f = { .av = calloc(2 * argc + 1, sizeof(char *)) };
+	struct mounted *mv = NULL;
+	size_t nm = 0;
+	char *root, *first = NULL, *second = NULL, **ops = NULL;
+	int ret = -1;
+
+	/* An unknown option or --help: the command, run here, says so. */
+	int i = f.av ? cli_options(cmd, argc, argv, 1, fwd_opt, &f) : -1;
+	if (i < 0)
+		goto out;
+	if (!(root = sb_state_root(f.state_dir)))
+		goto out;
 	nm = find_mounts(root, &mv);
 	free(root);
-	int is_resolve = !strcmp(argv[0], "resolve");
+	int nops = argc - i, is_resolve = !strcmp(cmd->name, "resolve");
+	if (!(ops = calloc(nops + 2, sizeof(*ops))))
+		goto out;
 
 	/* sbfs reconcile (no operand): every mounted partnership */
 	if (nops == 0 && !is_resolve) {
 		if (!nm) {
 			error("no sbfs mount is running; give SOURCE and TARGET: sbfs %s SOURCE TARGET",
-			      argv[0]);
+			      cmd->name);
 			ret = EXIT_USAGE;
 			goto out;
 		}
 		ret = EXIT_SYNCED;
 		for (size_t k = 0; k < nm; k++) {
-			char **av = calloc(argc + 3, sizeof(*av));
-			if (!av)
-				goto out;
-			memcpy(av, argv, argc * sizeof(*av));
-			av[argc] = mv[k].roots[0];
-			av[argc + 1] = mv[k].roots[1];
+			ops[0] = mv[k].roots[0];
+			ops[1] = mv[k].roots[1];
 			fprintf(OUT, "== %s (%s and %s)\n", mv[k].mnt, mv[k].roots[0], mv[k].roots[1]);
-			int r = send_cmd(&mv[k], argc + 2, av);
-			free(av);
+			int r = forward_to(&mv[k], cmd->name, &f, ops, 2);
 			if (r > ret)
 				ret = r;
 		}
@@ -416,46 +452,37 @@ int control_forward(int argc, char **argv)
 	if (nops == 0)
 		goto out;
 	/* A mount point as the first operand stands for its two roots. */
-	char *first = realpath(argv[ops[0]], NULL);
+	first = realpath(argv[i], NULL);
 	for (size_t k = 0; first && k < nm; k++) {
 		if (strcmp(first, mv[k].mnt))
 			continue;
-		char **av = calloc(argc + 2, sizeof(*av));
-		if (!av)
-			break;
-		int n = 0;
-		for (int i = 0; i < argc; i++) {
-			if (i == ops[0]) {
-				av[n++] = mv[k].roots[0];
-				av[n++] = mv[k].roots[1];
-			} else {
-				av[n++] = argv[i];
-			}
-		}
-		ret = send_cmd(&mv[k], n, av);
-		free(av);
-		free(first);
+		ops[0] = mv[k].roots[0];
+		ops[1] = mv[k].roots[1];
+		memcpy(ops + 2, argv + i + 1, (nops - 1) * sizeof(*ops));
+		ret = forward_to(&mv[k], cmd->name, &f, ops, nops + 1);
 		goto out;
 	}
 	if (nops == 1 && !is_resolve) {
 		error("%s: not an sbfs mount point (give SOURCE and TARGET to work without a mount)",
-		      argv[ops[0]]);
-		free(first);
+		      argv[i]);
 		ret = EXIT_USAGE;
 		goto out;
 	}
 	/* SOURCE TARGET of a mounted partnership: the mount does it. */
-	char *second = nops >= 2 ? realpath(argv[ops[1]], NULL) : NULL;
+	second = nops >= 2 ? realpath(argv[i + 1], NULL) : NULL;
 	for (size_t k = 0; first && second && k < nm; k++) {
 		if (mv[k].roots[0] && mv[k].roots[1] && !strcmp(first, mv[k].roots[0]) &&
 		    !strcmp(second, mv[k].roots[1])) {
-			ret = send_cmd(&mv[k], argc, argv);
+			ret = forward_to(&mv[k], cmd->name, &f, argv + i, nops);
 			break;
 		}
 	}
+out:
 	free(first);
 	free(second);
-out:
+	free(ops);
+	free(f.av);
+	free(f.log);
 	free_mounts(mv, nm);
 	return ret;
 }

@@ -3,7 +3,6 @@
  * engine, and reports; errors are reported here, once, with path and cause.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -12,58 +11,6 @@
 #include "cli.h"
 
 
-
-static const char usage_main[] =
-"Usage: sbfs COMMAND [OPTIONS] ...\n"
-"Keeps two directories, SOURCE and TARGET, identical (three-way sync).\n"
-"\n"
-"Commands:\n"
-"  reconcile SOURCE TARGET   sync both ways against the last synchronised state\n"
-"  status SOURCE TARGET      show what a reconcile would do (exit 1 if anything)\n"
-"  conflicts SOURCE TARGET   list the conflicts the last reconcile left\n"
-"  resolve SOURCE TARGET [PATH...]  settle conflicts, interactively or by flag\n"
-"  mount SOURCE TARGET MOUNTPOINT  the union of both, written through to both\n"
-"  umount MOUNTPOINT         unmount cleanly\n"
-"\n"
-"  sbfs COMMAND --help   options of a command\n"
-"  sbfs --version\n"
-"\n"
-"Exit status: 0 in sync; 1 conflicts or skipped paths remain (status, --dry-run:\n"
-"changes pending); 2 bad usage or input, or a refusal (nothing changed);\n"
-"3 a failure during the run.\n";
-
-static const char usage_reconcile[] =
-"Usage: sbfs reconcile [OPTIONS] SOURCE TARGET\n"
-"Carries changes made on either side since the last sync to the other side.\n"
-"A change on both sides is a conflict: both versions stay untouched.\n"
-"\n"
-"  -n, --dry-run            show the plan only; change nothing\n"
-"      --auto-resolve POLICY  settle conflicts: source, target, newer (the later\n"
-"                           mtime wins; equal mtimes stay conflicts), suggested\n"
-"      --allow-mass-delete  go on even if a side looks emptied\n"
-"      --log-file FILE      append the JSON Lines operation log to FILE\n"
-"      --state-dir DIR      state directory (default $SBFS_STATE_DIR, else\n"
-"                           ${XDG_STATE_HOME:-$HOME/.local/state}/sbfs)\n"
-"  -q, --quiet              do not list each planned action\n"
-"  -h, --help\n";
-
-static const char usage_status[] =
-"Usage: sbfs status [--json] SOURCE TARGET\n"
-"Shows pending changes and conflicts; changes nothing.\n"
-"Exit 0 when nothing is pending, 1 when changes or conflicts are.\n";
-
-static const char usage_conflicts[] =
-"Usage: sbfs conflicts [--json] SOURCE TARGET\n"
-"Lists the conflicts recorded by the last reconcile, with each side's\n"
-"modification time and size and the suggested choice.\n";
-
-static const char usage_resolve[] =
-"Usage: sbfs resolve [--source|--target|--keep-both] SOURCE TARGET [PATH...]\n"
-"Settles conflicts (all recorded ones, or the PATHs given). Without a flag it\n"
-"asks for each: s = source wins, t = target wins, k = keep both (the target's\n"
-"version is kept as NAME.target-YYYYMMDD-HHMMSS.EXT on both sides), skip;\n"
-"Enter takes the suggestion. Answers are read from standard input.\n"
-"  --source, --target, --keep-both   apply that choice to every PATH\n";
 
 /* ------------------------------------------------------------ hooks */
 
@@ -179,11 +126,18 @@ static void tell_changed(struct ctx *c, struct sb_plan *plan)
 static int open_pship(struct ctx *c, const char *src, const char *tgt, struct sb_pship **p)
 {
 	struct sb_error err = { 0 };
+	int ret;
 	if (c->shared) {
+		/* The mount's partnership, logging where this client asked to
+		 * (control.c puts the mount's log back afterwards). */
+		if (c->log_file && (ret = sb_pship_set_log(c->shared, c->log_file)) < 0) {
+			error("%s: %s", c->log_file, sb_strerror(ret));
+			return EXIT_USAGE;
+		}
 		*p = c->shared;
 		return 0;
 	}
-	int ret = sb_pship_open(src, tgt, c->state_dir, c->log_file, p, &err);
+	ret = sb_pship_open(src, tgt, c->state_dir, c->log_file, p, &err);
 	if (ret < 0) {
 		error("%s: %s", err.path, sb_strerror(ret));
 		return EXIT_USAGE;
@@ -231,56 +185,51 @@ static int parse_policy(const char *s)
 	return 0;
 }
 
-enum { OPT_AUTO = 256, OPT_MASS, OPT_LOG, OPT_STATE, OPT_JSON, OPT_SRC, OPT_TGT, OPT_KEEP };
-
-/* Parses a command's options; returns the index of the first operand or -1. */
-static int parse(struct ctx *c, int argc, char **argv, const char *usage)
+static int set_opt(void *arg, int id, char *val)
 {
-	static const struct option opts[] = {
-		{ "dry-run", no_argument, NULL, 'n' },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "auto-resolve", required_argument, NULL, OPT_AUTO },
-		{ "allow-mass-delete", no_argument, NULL, OPT_MASS },
-		{ "log-file", required_argument, NULL, OPT_LOG },
-		{ "state-dir", required_argument, NULL, OPT_STATE },
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ "source", no_argument, NULL, OPT_SRC },
-		{ "target", no_argument, NULL, OPT_TGT },
-		{ "keep-both", no_argument, NULL, OPT_KEEP },
-		{ 0 }
-	};
-	int o;
-	optind = 1;
-	while ((o = getopt_long(argc, argv, "nqh", opts, NULL)) != -1) {
-		switch (o) {
-		case 'n': c->dry_run = 1; break;
-		case 'q': c->quiet = 1; break;
-		case 'h': fputs(usage, OUT); return -2;
-		case OPT_AUTO:
-			if (!(c->auto_policy = parse_policy(optarg))) {
-				error("--auto-resolve: unknown policy '%s' (source, target, newer, suggested)", optarg);
-				return -1;
-			}
-			break;
-		case OPT_MASS: c->allow_mass = 1; break;
-		case OPT_LOG: c->log_file = optarg; break;
-		case OPT_STATE: c->state_dir = optarg; break;
-		case OPT_JSON: c->json = 1; break;
-		case OPT_SRC: c->policy = SB_CHOOSE_SOURCE; break;
-		case OPT_TGT: c->policy = SB_CHOOSE_TARGET; break;
-		case OPT_KEEP: c->policy = SB_CHOOSE_KEEP_BOTH; break;
-		default:
-			fputs(usage, ERR);
-			return -1;
+	struct ctx *c = arg;
+	switch (id) {
+	case OPT_DRY_RUN: c->dry_run = 1; break;
+	case OPT_QUIET: c->quiet = 1; break;
+	case OPT_HELP: fputs(c->cmd->usage, OUT); return -2;
+	case OPT_AUTO:
+		if (!(c->auto_policy = parse_policy(val))) {
+			error("--auto-resolve: unknown policy '%s' (source, target, newer, suggested)", val);
+			return -3;
 		}
+		break;
+	case OPT_MASS: c->allow_mass = 1; break;
+	case OPT_LOG: c->log_file = val; break;
+	case OPT_STATE: c->state_dir = val; break;
+	case OPT_JSON: c->json = 1; break;
+	case OPT_SRC: c->policy = SB_CHOOSE_SOURCE; break;
+	case OPT_TGT: c->policy = SB_CHOOSE_TARGET; break;
+	case OPT_KEEP: c->policy = SB_CHOOSE_KEEP_BOTH; break;
 	}
-	return optind;
+	return 0;
+}
+
+/* Parses a command's options; returns the index of the first operand, -2
+ * after --help, or another negative value once the error is reported. */
+static int parse(struct ctx *c, int argc, char **argv)
+{
+	int i = cli_options(c->cmd, argc, argv, 0, set_opt, c);
+	if (i == -1)
+		fputs(c->cmd->usage, ERR);
+	return i;
+}
+
+/* A read-only mount writes neither partner (nor the state). */
+static int refuse_readonly(const char *src, const char *tgt)
+{
+	error("%s and %s are mounted read-only: nothing may write them while so mounted "
+	      "(unmount first; --dry-run and status work)", src, tgt);
+	return EXIT_USAGE;
 }
 
 /* ------------------------------------------------------------ commands */
 
-int cmd_reconcile(struct ctx *c, int argc, char **argv, int status_only)
+static int reconcile(struct ctx *c, int argc, char **argv, int status_only)
 {
 	struct sb_pship *p = NULL;
 	struct sb_plan *plan = NULL;
@@ -288,15 +237,17 @@ int cmd_reconcile(struct ctx *c, int argc, char **argv, int status_only)
 	struct sb_apply_result res;
 	int ret, side;
 
-	int i = parse(c, argc, argv, status_only ? usage_status : usage_reconcile);
+	int i = parse(c, argc, argv);
 	if (i < 0)
 		return i == -2 ? EXIT_SYNCED : EXIT_USAGE;
 	if (argc - i != 2) {
-		fputs(status_only ? usage_status : usage_reconcile, ERR);
+		fputs(c->cmd->usage, ERR);
 		return EXIT_USAGE;
 	}
 	if (status_only)
 		c->dry_run = 1;
+	if (c->readonly && !c->dry_run)
+		return refuse_readonly(argv[i], argv[i + 1]);
 	if ((ret = open_pship(c, argv[i], argv[i + 1], &p)))
 		goto out;
 	/* A mount that was killed may have left files half written. */
@@ -383,17 +334,27 @@ out:
 	return ret;
 }
 
+int cmd_reconcile(struct ctx *c, int argc, char **argv)
+{
+	return reconcile(c, argc, argv, 0);
+}
+
+int cmd_status(struct ctx *c, int argc, char **argv)
+{
+	return reconcile(c, argc, argv, 1);
+}
+
 int cmd_conflicts(struct ctx *c, int argc, char **argv)
 {
 	struct sb_pship *p = NULL;
 	struct sb_conflict_list l = { 0 };
 	int ret;
 
-	int i = parse(c, argc, argv, usage_conflicts);
+	int i = parse(c, argc, argv);
 	if (i < 0)
 		return i == -2 ? EXIT_SYNCED : EXIT_USAGE;
 	if (argc - i != 2) {
-		fputs(usage_conflicts, ERR);
+		fputs(c->cmd->usage, ERR);
 		return EXIT_USAGE;
 	}
 	if ((ret = open_pship(c, argv[i], argv[i + 1], &p)))
@@ -461,13 +422,15 @@ int cmd_resolve(struct ctx *c, int argc, char **argv)
 	size_t n = 0;
 	int ret;
 
-	int i = parse(c, argc, argv, usage_resolve);
+	int i = parse(c, argc, argv);
 	if (i < 0)
 		return i == -2 ? EXIT_SYNCED : EXIT_USAGE;
 	if (argc - i < 2) {
-		fputs(usage_resolve, ERR);
+		fputs(c->cmd->usage, ERR);
 		return EXIT_USAGE;
 	}
+	if (c->readonly)
+		return refuse_readonly(argv[i], argv[i + 1]);
 	c->prompt_in = IN;
 	if ((ret = open_pship(c, argv[i], argv[i + 1], &p)))
 		goto out;
@@ -532,13 +495,6 @@ out:
 	return ret;
 }
 
-/* The reconcile a mount starts with. */
-static int reconcile_for_mount(int argc, char **argv)
-{
-	struct ctx c = { .cmd = "reconcile", .progress = isatty(fileno(ERR)) };
-	return cmd_reconcile(&c, argc, argv, 0);
-}
-
 /* Deep trees hold a directory fd per level and side. */
 static void raise_nofile(void)
 {
@@ -554,11 +510,11 @@ int main(int argc, char **argv)
 	struct ctx c = { 0 };
 
 	if (argc < 2) {
-		fputs(usage_main, ERR);
+		fputs(cli_usage_main, ERR);
 		return EXIT_USAGE;
 	}
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
-		fputs(usage_main, OUT);
+		fputs(cli_usage_main, OUT);
 		return EXIT_SYNCED;
 	}
 	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
@@ -566,28 +522,17 @@ int main(int argc, char **argv)
 		return EXIT_SYNCED;
 	}
 	raise_nofile();
-	c.cmd = argv[1];
+	if (!(c.cmd = cli_cmd(argv[1]))) {
+		error("unknown command '%s' (see sbfs --help)", argv[1]);
+		return EXIT_USAGE;
+	}
 	c.progress = isatty(fileno(ERR));
 	argc--;
 	argv++;
-	if (!strcmp(c.cmd, "reconcile") || !strcmp(c.cmd, "status") ||
-	    !strcmp(c.cmd, "conflicts") || !strcmp(c.cmd, "resolve")) {
-		int r = control_forward(argc, argv);
+	if (c.cmd->forward) {
+		int r = control_forward(c.cmd, argc, argv);
 		if (r >= 0)
 			return r;
 	}
-	if (!strcmp(c.cmd, "reconcile"))
-		return cmd_reconcile(&c, argc, argv, 0);
-	if (!strcmp(c.cmd, "status"))
-		return cmd_reconcile(&c, argc, argv, 1);
-	if (!strcmp(c.cmd, "conflicts"))
-		return cmd_conflicts(&c, argc, argv);
-	if (!strcmp(c.cmd, "resolve"))
-		return cmd_resolve(&c, argc, argv);
-	if (!strcmp(c.cmd, "mount"))
-		return cmd_mount(argc, argv, reconcile_for_mount);
-	if (!strcmp(c.cmd, "umount") || !strcmp(c.cmd, "unmount"))
-		return cmd_umount(argc, argv);
-	error("unknown command '%s' (see sbfs --help)", c.cmd);
-	return EXIT_USAGE;
+	return c.cmd->run(&c, argc, argv);
 }

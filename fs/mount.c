@@ -7,7 +7,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse.h>
-#include <getopt.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -373,15 +372,6 @@ static const struct fuse_operations ops = {
 
 /* ------------------------------------------------------------ commands */
 
-static const char usage_mount[] =
-"Usage: sbfs mount [-f] [-o OPTIONS] [--auto-resolve POLICY] SOURCE TARGET MOUNTPOINT\n"
-"Shows the union of SOURCE and TARGET at MOUNTPOINT; every change made there\n"
-"is written to both. A reconcile runs first. Returns once the mount is ready\n"
-"and serves in the background (-f: in the foreground).\n"
-"  -o OPTIONS   FUSE mount options (allow_other, ...)\n"
-"  --auto-resolve POLICY   as for reconcile\n"
-"Unmount with: sbfs umount MOUNTPOINT (or fusermount3 -u, umount).\n";
-
 /* Whether the comma-separated opts hold the option name (NULL-safe). */
 static int opt_given(const char *opts, const char *name)
 {
@@ -424,28 +414,43 @@ static void unescape(char *s)
  * effort (only root may). Found through mountinfo: a stat of the mount
  * point would wait for the loop that is not serving yet.
  */
-static void set_readahead(const char *mnt)
+/* Whether mnt is a mount point (the last mount there, which is the one
+ * seen): its device numbers, and whether it is an sbfs mount. */
+static int mounted_at(const char *mnt, unsigned *maj, unsigned *min, int *sbfs)
 {
 	FILE *f = fopen("/proc/self/mountinfo", "re");
-	char line[8192], mp[4097], path[64];
-	unsigned maj, min;
+	char line[8192], mp[4097];
 	int found = 0;
 
 	if (!f)
-		return;
+		return 0;
 	while (fgets(line, sizeof(line), f)) {
 		unsigned a, b;
 		if (sscanf(line, "%*u %*u %u:%u %*s %4096s", &a, &b, mp) != 3)
 			continue;
 		unescape(mp);
-		if (!strcmp(mp, mnt)) {	/* the last one is ours */
-			maj = a;
-			min = b;
-			found = 1;
-		}
+		if (strcmp(mp, mnt))
+			continue;
+		*maj = a;
+		*min = b;
+		found = 1;
+		/* after " - ": type, then source (fsname=sbfs:SOURCE) */
+		const char *sep = strstr(line, " - ");
+		char type[64] = "", src[6] = "";
+		*sbfs = sep && sscanf(sep, " - %63s %5s", type, src) == 2 &&
+			!strncmp(type, "fuse", 4) && !strcmp(src, "sbfs:");
 	}
 	fclose(f);
-	if (!found)
+	return found;
+}
+
+static void set_readahead(const char *mnt)
+{
+	char path[64];
+	unsigned maj, min;
+	int sbfs;
+
+	if (!mounted_at(mnt, &maj, &min, &sbfs))
 		return;
 	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", maj, min);
 	int fd = open(path, O_WRONLY | O_CLOEXEC);
@@ -488,59 +493,129 @@ static void report(int fd, int code)
 	}
 }
 
-int cmd_mount(int argc, char **argv, int (*reconcile)(int, char **))
+struct mount_opts {
+	int fg;
+	char *fuse;	/* the -o options, joined by commas */
+	const char *auto_resolve, *state_dir;
+};
+
+static int mount_opt(void *arg, int id, char *val)
 {
-	static const struct option lopts[] = {
-		{ "help", no_argument, NULL, 'h' },
-		{ "auto-resolve", required_argument, NULL, 'a' },
-		{ "state-dir", required_argument, NULL, 's' },
-		{ 0 }
-	};
-	const char *auto_resolve = NULL, *state_dir = NULL;
-	char *mopts = NULL;
-	int fg = 0, o, ret = EXIT_USAGE, pipefd[2] = { -1, -1 };
-	char *mnt = NULL;
+	struct mount_opts *mo = arg;
+	char *n = NULL;
+	switch (id) {
+	case OPT_FG: mo->fg = 1; break;
+	case OPT_AUTO: mo->auto_resolve = val; break;
+	case OPT_STATE: mo->state_dir = val; break;
+	case OPT_HELP: return -2;
+	case OPT_FUSE:
+		if (asprintf(&n, "%s%s%s", mo->fuse ? mo->fuse : "", mo->fuse ? "," : "", val) < 0)
+			return -4;
+		free(mo->fuse);
+		mo->fuse = n;
+		break;
+	}
+	return 0;
+}
+
+/* The arguments of fuse_new for the -o options mopts; 0 or -ENOMEM. */
+static int mount_args(struct fuse_args *args, const char *mopts, const char *root)
+{
+	char *fsname = NULL;
+	int ret = -ENOMEM;
+
+	if (asprintf(&fsname, "fsname=sbfs:%s", root) < 0)
+		return ret;
+	if (fuse_opt_add_arg(args, "sbfs") < 0)
+		goto out;
+	/*
+	 * Other users come in: the kernel checks their permissions against
+	 * the view's modes. Without them it lets in only the user running
+	 * the mount, whose every change the partners check themselves; the
+	 * kernel's check would cost a GETATTR of the directory after each
+	 * change.
+	 */
+	if ((opt_given(mopts, "allow_other") || opt_given(mopts, "allow_root")) &&
+	    (fuse_opt_add_arg(args, "-o") < 0 || fuse_opt_add_arg(args, "default_permissions") < 0))
+		goto out;
+	if (fuse_opt_add_arg(args, "-o") < 0 || fuse_opt_add_arg(args, fsname) < 0)
+		goto out;
+	if (mopts && (fuse_opt_add_arg(args, "-o") < 0 || fuse_opt_add_arg(args, mopts) < 0))
+		goto out;
+	ret = 0;
+out:
+	free(fsname);
+	return ret;
+}
+
+/* Whether libfuse takes the -o options; before anything is changed, as the
+ * reconcile that precedes the mount would change both partners. */
+static int mount_opts_ok(const char *mopts, const char *root)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	struct fuse *f = NULL;
+	int ret = mount_args(&args, mopts, root);
+	if (ret == 0 && !(f = fuse_new(&args, &ops, sizeof(ops), NULL))) {
+		error("-o %s: bad mount options (libfuse said why above); nothing was changed", mopts);
+		ret = -EINVAL;
+	}
+	if (f)
+		fuse_destroy(f);
+	fuse_opt_free_args(&args);
+	return ret;
+}
+
+int cmd_mount(struct ctx *c, int argc, char **argv)
+{
+	struct mount_opts mo = { 0 };
+	int ret = EXIT_USAGE, pipefd[2] = { -1, -1 };
+	char *mnt = NULL, *mopts = NULL;
 	struct sb_pship *p = NULL;
 	struct sb_mirror *m = NULL;
 	struct fuse *fuse = NULL;
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	struct control *ctl = NULL;
 
-	optind = 1;
-	while ((o = getopt_long(argc, argv, "fho:", lopts, NULL)) != -1) {
-		switch (o) {
-		case 'f': fg = 1; break;
-		case 'o': {
-			char *n = NULL;
-			if (asprintf(&n, "%s%s%s", mopts ? mopts : "", mopts ? "," : "", optarg) < 0)
-				return EXIT_FAILED;
-			free(mopts);
-			mopts = n;
-			break;
-		}
-		case 'a': auto_resolve = optarg; break;
-		case 's': state_dir = optarg; break;
-		case 'h': fputs(usage_mount, stdout); return EXIT_SYNCED;
-		default: fputs(usage_mount, stderr); goto out;
-		}
-	}
-	if (argc - optind != 3) {
-		fputs(usage_mount, stderr);
+	int op = cli_options(c->cmd, argc, argv, 0, mount_opt, &mo);
+	mopts = mo.fuse;
+	if (op == -2) {
+		fputs(c->cmd->usage, stdout);
+		ret = EXIT_SYNCED;
 		goto out;
 	}
-	const char *src = argv[optind], *tgt = argv[optind + 1];
-	if (!(mnt = realpath(argv[optind + 2], NULL))) {
-		error("%s: %s", argv[optind + 2], strerror(errno));
+	if (op == -4) {
+		ret = EXIT_FAILED;
+		goto out;
+	}
+	if (op == -3)	/* said why */
+		goto out;
+	if (op < 0 || argc - op != 3) {
+		fputs(c->cmd->usage, stderr);
+		goto out;
+	}
+	const char *auto_resolve = mo.auto_resolve, *state_dir = mo.state_dir;
+	int fg = mo.fg;
+	const char *src = argv[op], *tgt = argv[op + 1];
+	if (!(mnt = realpath(argv[op + 2], NULL))) {
+		error("%s: %s", argv[op + 2], strerror(errno));
 		goto out;
 	}
 	struct stat st;
 	if (stat(mnt, &st) < 0 || !S_ISDIR(st.st_mode)) {
-		error("%s: not a directory", argv[optind + 2]);
+		error("%s: not a directory", argv[op + 2]);
 		goto out;
 	}
+	int r = mount_opts_ok(mopts, src);
+	if (r < 0) {
+		ret = r == -ENOMEM ? EXIT_FAILED : EXIT_USAGE;
+		goto out;
+	}
+	/* Read-only: neither partner nor the state is written, so no
+	 * reconcile, and the control socket runs none that writes. */
+	int ro = opt_given(mopts, "ro");
 	{
 		struct sb_error err = { 0 };
-		int r = sb_pship_open(src, tgt, state_dir, NULL, &p, &err);
+		r = sb_pship_open(src, tgt, state_dir, NULL, &p, &err);
 		if (r < 0) {
 			error("%s: %s", err.path, sb_strerror(r));
 			goto out;
@@ -550,7 +625,7 @@ int cmd_mount(int argc, char **argv, int (*reconcile)(int, char **))
 		const char *root = sb_pship_root(p, i);
 		if (within(mnt, root) || within(root, mnt)) {
 			error("%s: the mount point and the %s %s must not contain each other",
-			      argv[optind + 2], i ? "target" : "source", root);
+			      argv[op + 2], i ? "target" : "source", root);
 			goto out;
 		}
 	}
@@ -565,7 +640,7 @@ int cmd_mount(int argc, char **argv, int (*reconcile)(int, char **))
 	p = NULL;
 
 	/* The reconcile that opens the mount: the same as `sbfs reconcile`. */
-	{
+	if (!ro) {
 		char *rargv[8];
 		int n = 0;
 		rargv[n++] = "reconcile";
@@ -580,7 +655,8 @@ int cmd_mount(int argc, char **argv, int (*reconcile)(int, char **))
 		}
 		rargv[n++] = (char *)src;
 		rargv[n++] = (char *)tgt;
-		int r = reconcile(n, rargv);
+		struct ctx rc = { .cmd = cli_cmd("reconcile"), .progress = c->progress };
+		r = cmd_reconcile(&rc, n, rargv);
 		if (r == EXIT_USAGE || r == EXIT_FAILED) {
 			ret = r;
 			goto out;
@@ -628,31 +704,10 @@ int cmd_mount(int argc, char **argv, int (*reconcile)(int, char **))
 		error("cannot start the mirror");
 		goto out;
 	}
-	char *fsname = NULL;
-	if (asprintf(&fsname, "fsname=sbfs:%s", sb_pship_root(p, 0)) < 0)
+	if (mount_args(&args, mopts, sb_pship_root(p, 0)) < 0)
 		goto out;
-	fuse_opt_add_arg(&args, "sbfs");
-	if (opt_given(mopts, "allow_other") || opt_given(mopts, "allow_root")) {
-		/*
-		 * Other users come in: the kernel checks their permissions
-		 * against the view's modes. Without them it lets in only
-		 * the user running the mount, whose every change the
-		 * partners check themselves; the kernel's check would
-		 * cost a GETATTR of the directory after each change.
-		 */
-		fuse_opt_add_arg(&args, "-o");
-		fuse_opt_add_arg(&args, "default_permissions");
-	}
-	fuse_opt_add_arg(&args, "-o");
-	fuse_opt_add_arg(&args, fsname);
-	free(fsname);
-	if (mopts) {
-		fuse_opt_add_arg(&args, "-o");
-		fuse_opt_add_arg(&args, mopts);
-	}
 	if (!(fuse = fuse_new(&args, &ops, sizeof(ops), m))) {
-		error("%s: bad mount options", mopts ? mopts : "");
-		ret = EXIT_USAGE;
+		error("-o %s: bad mount options", mopts ? mopts : "");
 		goto out;
 	}
 	if (fuse_mount(fuse, mnt) < 0) {
@@ -675,10 +730,11 @@ int cmd_mount(int argc, char **argv, int (*reconcile)(int, char **))
 			/* harmless: every path in use is absolute */
 		}
 	} else {
-		printf("Mounted %s at %s (Ctrl-C or sbfs umount to stop)\n", sb_pship_root(p, 0), mnt);
+		printf("Mounted %s at %s%s (Ctrl-C or sbfs umount to stop)\n", sb_pship_root(p, 0),
+		       mnt, ro ? ", read-only" : "");
 		fflush(stdout);
 	}
-	if (control_start(p, m, mnt, invalidate, fuse, &ctl) < 0) {
+	if (control_start(p, m, mnt, ro, invalidate, fuse, &ctl) < 0) {
 		error("cannot start the control socket in %s", sb_pship_dir(p));
 		goto out_unmount;
 	}
@@ -712,11 +768,23 @@ out:
 	return ret;
 }
 
-int cmd_umount(int argc, char **argv)
+int cmd_umount(struct ctx *c, int argc, char **argv)
 {
 	if (argc != 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-		fputs("Usage: sbfs umount MOUNTPOINT\n", argc == 2 ? stdout : stderr);
+		fputs(c->cmd->usage, argc == 2 ? stdout : stderr);
 		return argc == 2 ? EXIT_SYNCED : EXIT_USAGE;
+	}
+	/* Bad input is told apart from a failed unmount (a busy mount). */
+	char *mnt = realpath(argv[1], NULL);
+	unsigned maj, min;
+	int sbfs = 0, found = mnt && mounted_at(mnt, &maj, &min, &sbfs);
+	free(mnt);
+	if (!found || !sbfs) {
+		if (!mnt)
+			error("%s: %s", argv[1], strerror(errno));
+		else
+			error("%s: %s", argv[1], found ? "not an sbfs mount" : "not a mount point");
+		return EXIT_USAGE;
 	}
 	pid_t pid = fork();
 	if (pid == 0) {
