@@ -24,6 +24,8 @@ static const char usage_main[] =
 "  resolve SOURCE TARGET [PATH...]  settle conflicts, interactively or by flag\n"
 "  mount SOURCE TARGET MOUNTPOINT  the union of both, written through to both\n"
 "  umount MOUNTPOINT         unmount cleanly\n"
+"  forget SOURCE TARGET      move the partnership's state aside: the next\n"
+"                            reconcile is a first sync, which never deletes\n"
 "\n"
 "  sbfs COMMAND --help   options of a command\n"
 "  sbfs --version\n"
@@ -64,6 +66,13 @@ static const char usage_resolve[] =
 "version is kept as NAME.target-YYYYMMDD-HHMMSS.EXT on both sides), skip;\n"
 "Enter takes the suggestion. Answers are read from standard input.\n"
 "  --source, --target, --keep-both   apply that choice to every PATH\n";
+
+static const char usage_forget[] =
+"Usage: sbfs forget [--state-dir DIR] SOURCE TARGET\n"
+"Moves the partnership's state aside (renamed with the date, not deleted), so\n"
+"that the next reconcile is a first sync: it copies what one side lacks and\n"
+"records what is the same on both, and deletes nothing. The way out of a\n"
+"state that is damaged or was lost.\n";
 
 /* ------------------------------------------------------------ hooks */
 
@@ -176,6 +185,32 @@ static void tell_changed(struct ctx *c, struct sb_plan *plan)
 			c->changed(c->changed_arg, it.path, it.len);
 }
 
+/* After the error line of a state that cannot be trusted: why nothing was
+ * done and the way out. src, tgt as the user gave them. */
+static void state_hint(int code, const char *src, const char *tgt)
+{
+	switch (code) {
+	case SB_E_STATE_LOST:
+		fprintf(ERR, "      Going on without it would bring back every file deleted since the last\n"
+			"      sync, so nothing was changed: both sides are as they were.\n");
+		break;
+	case SB_E_STATE_CORRUPT:
+		fprintf(ERR, "      Nothing was changed: both sides are as they were.\n");
+		break;
+	case SB_E_STATE_FOREIGN:
+	case SB_E_STATE_WRITABLE:
+	case SB_E_STATE_SYMLINK:
+		fprintf(ERR, "      Nothing was changed. State directories must be real directories owned\n"
+			"      by you and writable by you alone; state files must not be symlinks.\n");
+		return;
+	default:
+		return;
+	}
+	fprintf(ERR, "      To start again from a first sync (it copies what one side lacks and\n"
+		"      deletes nothing), move the state aside with:\n"
+		"        sbfs forget %s %s\n", src, tgt);
+}
+
 static int open_pship(struct ctx *c, const char *src, const char *tgt, struct sb_pship **p)
 {
 	struct sb_error err = { 0 };
@@ -186,6 +221,7 @@ static int open_pship(struct ctx *c, const char *src, const char *tgt, struct sb
 	int ret = sb_pship_open(src, tgt, c->state_dir, c->log_file, p, &err);
 	if (ret < 0) {
 		error("%s: %s", err.path, sb_strerror(ret));
+		state_hint(ret, src, tgt);
 		return EXIT_USAGE;
 	}
 	return 0;
@@ -214,6 +250,11 @@ static int run_plan(struct ctx *c, struct sb_pship *p, const char *const *paths,
 {
 	int ret = sb_plan_build(p, paths, n, h, plan);
 	clear_progress(c);
+	if (ret == SB_E_STATE_CORRUPT) {
+		error("%s/data.mdb: %s", sb_pship_dir(p), sb_strerror(ret));
+		state_hint(ret, sb_pship_root(p, 0), sb_pship_root(p, 1));
+		return EXIT_USAGE;
+	}
 	if (ret < 0) {
 		error("scanning %s and %s failed: %s", sb_pship_root(p, 0),
 		      sb_pship_root(p, 1), sb_strerror(ret));
@@ -399,9 +440,10 @@ int cmd_conflicts(struct ctx *c, int argc, char **argv)
 	if ((ret = open_pship(c, argv[i], argv[i + 1], &p)))
 		goto out;
 	if ((ret = sb_conflicts_list(p, &l)) < 0) {
-		error("cannot read the state of %s and %s: %s", sb_pship_root(p, 0),
-		      sb_pship_root(p, 1), sb_strerror(ret));
-		ret = EXIT_FAILED;
+		error("cannot read the state %s/data.mdb of %s and %s: %s", sb_pship_dir(p),
+		      sb_pship_root(p, 0), sb_pship_root(p, 1), sb_strerror(ret));
+		state_hint(ret, sb_pship_root(p, 0), sb_pship_root(p, 1));
+		ret = ret == SB_E_STATE_CORRUPT ? EXIT_USAGE : EXIT_FAILED;
 		goto out;
 	}
 	if (c->json) {
@@ -487,8 +529,9 @@ int cmd_resolve(struct ctx *c, int argc, char **argv)
 		}
 	} else {
 		if ((ret = sb_conflicts_list(p, &l)) < 0) {
-			error("cannot read the state: %s", sb_strerror(ret));
-			ret = EXIT_FAILED;
+			error("cannot read the state %s/data.mdb: %s", sb_pship_dir(p), sb_strerror(ret));
+			state_hint(ret, sb_pship_root(p, 0), sb_pship_root(p, 1));
+			ret = ret == SB_E_STATE_CORRUPT ? EXIT_USAGE : EXIT_FAILED;
 			goto out;
 		}
 		if (!l.n) {
@@ -529,6 +572,42 @@ out:
 	sb_plan_free(plan);
 	if (!c->shared)
 		sb_pship_close(p);
+	return ret;
+}
+
+/* Works without opening the state, which may be the thing that is broken. */
+static int cmd_forget(struct ctx *c, int argc, char **argv)
+{
+	struct sb_error err = { 0 };
+	char *moved = NULL;
+	int ret;
+
+	int i = parse(c, argc, argv, usage_forget);
+	if (i < 0)
+		return i == -2 ? EXIT_SYNCED : EXIT_USAGE;
+	if (argc - i != 2) {
+		fputs(usage_forget, ERR);
+		return EXIT_USAGE;
+	}
+	ret = sb_pship_forget(argv[i], argv[i + 1], c->state_dir, &moved, &err);
+	if (ret == -EBUSY) {
+		error("%s: a reconcile or mount is working on this partnership; try again once it is done",
+		      err.path);
+		ret = EXIT_USAGE;
+	} else if (ret < 0) {
+		error("%s: %s", err.path, sb_strerror(ret));
+		ret = EXIT_USAGE;
+	} else {
+		if (moved)
+			fprintf(OUT, "The state of %s and %s was moved aside to\n  %s\n", argv[i],
+				argv[i + 1], moved);
+		else
+			fprintf(OUT, "No state is recorded for %s and %s.\n", argv[i], argv[i + 1]);
+		fprintf(OUT, "The next reconcile is a first sync: it copies what one side lacks, records\n"
+			"what is the same on both, shows the rest as conflicts, and deletes nothing.\n");
+		ret = EXIT_SYNCED;
+	}
+	free(moved);
 	return ret;
 }
 
@@ -586,6 +665,8 @@ int main(int argc, char **argv)
 		return cmd_resolve(&c, argc, argv);
 	if (!strcmp(c.cmd, "mount"))
 		return cmd_mount(argc, argv, reconcile_for_mount);
+	if (!strcmp(c.cmd, "forget"))
+		return cmd_forget(&c, argc, argv);
 	if (!strcmp(c.cmd, "umount") || !strcmp(c.cmd, "unmount"))
 		return cmd_umount(argc, argv);
 	error("unknown command '%s' (see sbfs --help)", c.cmd);
