@@ -88,6 +88,9 @@ struct sb_cursor;
 
 /* Creates dir (mode 0700, parents too) if needed and opens the env in it. */
 int sb_state_open(const char *dir, struct sb_state **out);
+/* The same; on an SB_E_STATE_* error *file (may be NULL) names the state
+ * file concerned, NULL when it is the directory itself. */
+int sb_state_open_ex(const char *dir, struct sb_state **out, const char **file);
 void sb_state_close(struct sb_state *st);	/* NULL-safe */
 int sb_state_begin(struct sb_state *st, int rdonly, struct sb_txn **out);
 int sb_txn_commit(struct sb_txn *t);		/* frees t, even on error */

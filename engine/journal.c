@@ -36,7 +36,7 @@ int sb_journal_open(struct sb_pship *p, int *fd)
 	char *path = journal_path(p, "");
 	if (!path)
 		return -ENOMEM;
-	*fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	*fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 	free(path);
 	return *fd < 0 ? -errno : 0;
 }
@@ -66,7 +66,7 @@ long sb_journal_rewrite(struct sb_pship *p, int fd, const char *const *paths, si
 		ret = -ENOMEM;
 		goto out;
 	}
-	nfd = open(tmp, O_WRONLY | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	nfd = open(tmp, O_WRONLY | O_APPEND | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (nfd < 0) {
 		ret = -errno;
 		goto out;
@@ -117,7 +117,7 @@ int sb_journal_dirty(struct sb_pship *p, char ***out, size_t *nout)
 	*nout = 0;
 	if (!path)
 		return -ENOMEM;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	free(path);
 	if (fd < 0)
 		return errno == ENOENT ? 0 : -errno;

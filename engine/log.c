@@ -173,7 +173,9 @@ int sb_log_open(const char *path, struct sb_log **out)
 		ret = -ENOMEM;
 		goto out;
 	}
-	l->fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	/* O_NOFOLLOW: a symlink planted where root appends its log would make
+	 * it append to whatever file the symlink names. */
+	l->fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (l->fd < 0) {
 		ret = -errno;
 		goto out;

@@ -8,9 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core.h"
+#include "statecheck.h"
 
 static void set_err(struct sb_error *err, int code, const char *path)
 {
@@ -129,6 +131,41 @@ static int open_root(const char *given, char **canon, int *fd, struct stat *st,
 	return 0;
 }
 
+/* The partnership's id: a hex prefix of SHA-256(source NUL target). */
+static int pship_id(const char *src, const char *tgt, char id[33])
+{
+	uint8_t sha[SB_SHA_LEN];
+	char hex[2 * SB_SHA_LEN + 1];
+	size_t l0 = strlen(src), l1 = strlen(tgt);
+	char *pair = malloc(l0 + l1 + 1);
+	int ret = -ENOMEM;
+
+	if (!pair)
+		goto out;
+	memcpy(pair, src, l0 + 1);
+	memcpy(pair + l0 + 1, tgt, l1);
+	ret = sb_hash_buf(pair, l0 + 1 + l1, sha);
+	free(pair);
+	if (ret < 0)
+		goto out;
+	sb_sha_hex(sha, hex);
+	memcpy(id, hex, 32);
+	id[32] = '\0';
+out:
+	return ret;
+}
+
+/* "DIR/NAME", or just DIR when name is NULL; malloc'd. */
+static char *state_path(const char *dir, const char *name)
+{
+	char *s = NULL;
+	if (!name)
+		return strdup(dir);
+	if (asprintf(&s, "%s/%s", dir, name) < 0)
+		return NULL;
+	return s;
+}
+
 int sb_pship_open(const char *source, const char *target,
 		  const char *state_root, const char *log_path,
 		  struct sb_pship **out, struct sb_error *err)
@@ -182,25 +219,12 @@ int sb_pship_open(const char *source, const char *target,
 		}
 	}
 
-	uint8_t sha[SB_SHA_LEN];
-	char hex[2 * SB_SHA_LEN + 1];
-	size_t l0 = strlen(p->root[0]), l1 = strlen(p->root[1]);
-	char *pair = malloc(l0 + l1 + 1);
-	if (!pair)
+	if ((ret = pship_id(p->root[0], p->root[1], p->id)) < 0)
 		goto out;
-	memcpy(pair, p->root[0], l0 + 1);
-	memcpy(pair + l0 + 1, p->root[1], l1);
-	ret = sb_hash_buf(pair, l0 + 1 + l1, sha);
-	free(pair);
-	if (ret < 0)
-		goto out;
-	sb_sha_hex(sha, hex);
-	memcpy(p->id, hex, 32);
-	p->id[32] = '\0';
-
-	ret = mkdir_p(scanon, 0700);
-	if (ret < 0) {
-		set_err(err, ret, sroot);
+	/* The state root holds every partnership's directory: another
+	 * user able to write there could swap one for their own. */
+	if ((ret = mkdir_p(scanon, 0700)) < 0 || (ret = sb_state_dir_check(scanon)) < 0) {
+		set_err(err, ret, scanon);
 		goto out;
 	}
 	ret = -ENOMEM;
@@ -208,21 +232,22 @@ int sb_pship_open(const char *source, const char *target,
 		p->dir = NULL;
 		goto out;
 	}
-	ret = sb_state_open(p->dir, &p->state);
+	const char *file = NULL;
+	ret = sb_state_open_ex(p->dir, &p->state, &file);
 	if (ret < 0) {
-		set_err(err, ret, p->dir);
+		char *what = state_path(p->dir, file);
+		set_err(err, ret, what ? what : p->dir);
+		free(what);
 		goto out;
 	}
 	/* For people browsing the state directory: which pair this is. */
-	char *rootsf = NULL;
-	if (asprintf(&rootsf, "%s/roots", p->dir) >= 0) {
-		FILE *f = fopen(rootsf, "we");
-		if (f) {
-			fprintf(f, "%s\n%s\n", p->root[0], p->root[1]);
-			fclose(f);
-		}
-		free(rootsf);
+	char *rootsf = state_path(p->dir, "roots");
+	int rfd = rootsf ? open(rootsf, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600) : -1;
+	if (rfd >= 0) {
+		dprintf(rfd, "%s\n%s\n", p->root[0], p->root[1]);
+		close(rfd);
 	}
+	free(rootsf);
 	if (log_path) {
 		logp = strdup(log_path);
 	} else if (asprintf(&logp, "%s/log.jsonl", scanon) < 0) {
@@ -317,7 +342,7 @@ int sb_pship_lock(struct sb_pship *p, int wait, long *holder)
 		return 0;
 	if (asprintf(&path, "%s/lock", p->dir) < 0)
 		return -ENOMEM;
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		ret = -errno;
 		goto out;
@@ -353,5 +378,92 @@ out:
 	if (fd >= 0)
 		close(fd);
 	free(path);
+	return ret;
+}
+
+int sb_pship_forget(const char *source, const char *target, const char *state_root,
+		    char **moved, struct sb_error *err)
+{
+	const char *given[2] = { source, target };
+	char *root[2] = { NULL, NULL }, *sroot = NULL, *scanon = NULL, *dir = NULL;
+	char *lockp = NULL, id[33], stamp[32];
+	int lockfd = -1, ret = -ENOMEM;
+	struct stat st;
+
+	*moved = NULL;
+	for (int i = 0; i < 2; i++) {
+		if (!(root[i] = realpath(given[i], NULL))) {
+			ret = -errno;
+			set_err(err, ret, given[i]);
+			goto out;
+		}
+	}
+	sroot = state_root ? strdup(state_root) : default_state_root();
+	if (!sroot || !(scanon = canon_maybe(sroot)))
+		goto out;
+	if ((ret = pship_id(root[0], root[1], id)) < 0)
+		goto out;
+	ret = -ENOMEM;
+	if (!(dir = state_path(scanon, id)) || !(lockp = state_path(dir, "lock")))
+		goto out;
+	if (lstat(dir, &st) < 0 && errno == ENOENT) {
+		ret = 0;	/* nothing recorded: already a first sync */
+		goto out;
+	}
+	if ((ret = sb_state_dir_check(scanon)) < 0) {
+		set_err(err, ret, scanon);
+		goto out;
+	}
+	if ((ret = sb_state_dir_check(dir)) < 0) {
+		set_err(err, ret, dir);
+		goto out;
+	}
+	/* A reconcile or mount working on it holds the lock: moving its
+	 * state away under it would lose what it records. */
+	lockfd = open(lockp, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (lockfd < 0 || flock(lockfd, LOCK_EX | LOCK_NB) < 0) {
+		ret = errno == EWOULDBLOCK ? -EBUSY : errno == ELOOP ? SB_E_STATE_SYMLINK : -errno;
+		set_err(err, ret, ret == SB_E_STATE_SYMLINK ? lockp : dir);
+		goto out;
+	}
+	time_t now = time(NULL);
+	struct tm tm;
+	strftime(stamp, sizeof(stamp), "%Y%m%d-%H%M%S", localtime_r(&now, &tm));
+	/* Renamed, never deleted: the old state can still be looked at, and
+	 * put back by renaming it again. */
+	for (int n = 1; n < 100; n++) {
+		free(*moved);
+		*moved = NULL;
+		if ((n == 1 ? asprintf(moved, "%s.forgotten-%s", dir, stamp)
+			    : asprintf(moved, "%s.forgotten-%s-%d", dir, stamp, n)) < 0) {
+			*moved = NULL;
+			ret = -ENOMEM;
+			goto out;
+		}
+		if (renameat2(AT_FDCWD, dir, AT_FDCWD, *moved, RENAME_NOREPLACE) == 0) {
+			ret = 0;
+			goto out;
+		}
+		if (errno != EEXIST) {
+			ret = -errno;
+			set_err(err, ret, dir);
+			goto out;
+		}
+	}
+	ret = -EEXIST;
+	set_err(err, ret, dir);
+out:
+	if (ret < 0) {
+		free(*moved);
+		*moved = NULL;
+	}
+	if (lockfd >= 0)
+		close(lockfd);
+	for (int i = 0; i < 2; i++)
+		free(root[i]);
+	free(sroot);
+	free(scanon);
+	free(dir);
+	free(lockp);
 	return ret;
 }

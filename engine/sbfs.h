@@ -24,6 +24,11 @@ enum {
 	SB_E_STATE_INSIDE = -10003, /* the state directory lies inside a root */
 	SB_E_MASS = -10004,	 /* a side looks emptied: refused */
 	SB_E_BADPATH = -10005,	 /* a path argument is not inside the roots */
+	SB_E_STATE_CORRUPT = -10006, /* the state file (data.mdb) is damaged */
+	SB_E_STATE_LOST = -10007, /* a state that recorded a sync is missing or empty */
+	SB_E_STATE_FOREIGN = -10008, /* a state directory is owned by another user */
+	SB_E_STATE_WRITABLE = -10009, /* a state directory is writable by group or others */
+	SB_E_STATE_SYMLINK = -10010, /* a state directory or file is a symbolic link */
 };
 
 /* Text for an errno or SB_E_* code (never NULL). */
@@ -104,6 +109,17 @@ char *sb_state_root(const char *given);
  * (0 if unknown). Released by sb_pship_close().
  */
 int sb_pship_lock(struct sb_pship *p, int wait, long *holder);
+
+/*
+ * Moves the partnership's state directory aside (renamed
+ * DIR.forgotten-YYYYMMDD-HHMMSS, never deleted), so that the next
+ * reconcile is a first sync, which copies and records but never deletes.
+ * Works on a damaged or lost state, which sb_pship_open refuses. *moved
+ * (malloc'd) gets the new name, NULL when there was no state. -EBUSY while
+ * a reconcile or mount holds the partnership.
+ */
+int sb_pship_forget(const char *source, const char *target, const char *state_root,
+		    char **moved, struct sb_error *err);
 
 /*
  * Files a mount had open for writing when it stopped without closing them

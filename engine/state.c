@@ -23,7 +23,7 @@
 
 #include <lmdb.h>
 
-#include "internal.h"
+#include "statecheck.h"
 
 #define REC_VERSION 1
 #define REC_LEN (1 + 1 + 4 + 8 + 8 + 8 + SB_SHA_LEN + 2 * 5 * 8)
@@ -47,11 +47,14 @@ static const char next_dir_id_key[] = "next_dir_id";
 struct sb_state {
 	MDB_env *env;
 	MDB_dbi entries, conflicts, meta;
+	char *dir;
+	int marked;		/* the "synced" marker is known to exist */
 };
 
 struct sb_txn {
 	struct sb_state *st;
 	MDB_txn *txn;
+	int rdonly;
 	/* Open cursors: LMDB frees write-txn cursors at txn end, so we close
 	 * them ourselves first and leave the wrappers inert. */
 	struct sb_cursor *cursors;
@@ -81,6 +84,11 @@ static int map_err(int rc)
 		return -ENOSPC;
 	case MDB_KEYEXIST:
 		return -EEXIST;
+	case MDB_CORRUPTED:
+	case MDB_PAGE_NOTFOUND:
+	case MDB_INVALID:
+	case MDB_VERSION_MISMATCH:
+		return SB_E_STATE_CORRUPT;
 	default:
 		return -EIO;
 	}
@@ -152,7 +160,7 @@ static int decode_rec(const MDB_val *v, struct sb_rec *r)
 	int ret = 0;
 
 	if (v->mv_size != REC_LEN || p[0] != REC_VERSION) {
-		ret = -EIO;
+		ret = SB_E_STATE_CORRUPT;
 		goto out;
 	}
 	memset(r, 0, sizeof(*r));
@@ -202,7 +210,7 @@ static int decode_conflict(const MDB_val *v, struct sb_conflict *c,
 	int ret = 0;
 
 	if (v->mv_size < CONFLICT_LEN || p[0] != CONFLICT_VERSION) {
-		ret = -EIO;
+		ret = SB_E_STATE_CORRUPT;
 		goto out;
 	}
 	memset(c, 0, sizeof(*c));
@@ -333,17 +341,27 @@ static void detach_cursors(struct sb_txn *t)
 
 int sb_state_open(const char *dir, struct sb_state **out)
 {
+	return sb_state_open_ex(dir, out, NULL);
+}
+
+int sb_state_open_ex(const char *dir, struct sb_state **out, const char **file)
+{
 	struct sb_state *st = NULL;
 	MDB_txn *txn = NULL;
 	int dead;
 	int ret;
 
 	*out = NULL;
+	if (file)
+		*file = NULL;
 	ret = mkdirs(dir);
 	if (ret < 0)
 		goto out;
+	/* LMDB would crash on what these refuse; see statecheck.c. */
+	if ((ret = sb_state_dir_check(dir)) < 0 || (ret = sb_state_check(dir, file)) < 0)
+		goto out;
 	st = calloc(1, sizeof(*st));
-	if (!st) {
+	if (!st || !(st->dir = strdup(dir))) {
 		ret = -ENOMEM;
 		goto out;
 	}
@@ -402,6 +420,7 @@ void sb_state_close(struct sb_state *st)
 		return;
 	if (st->env)
 		mdb_env_close(st->env);
+	free(st->dir);
 	free(st);
 }
 
@@ -417,6 +436,7 @@ int sb_state_begin(struct sb_state *st, int rdonly, struct sb_txn **out)
 		goto out;
 	}
 	t->st = st;
+	t->rdonly = rdonly;
 	ret = map_err(mdb_txn_begin(st->env, NULL, rdonly ? MDB_RDONLY : 0,
 				    &t->txn));
 	if (ret < 0) {
@@ -439,7 +459,15 @@ int sb_txn_commit(struct sb_txn *t)
 		goto out;
 	}
 	detach_cursors(t);
+	/* The first commit that leaves records marks the state (statecheck.c),
+	 * so that losing it later is noticed instead of taken as a first sync. */
+	int mark = 0;
+	MDB_stat ms;
+	if (!t->rdonly && !t->st->marked)
+		mark = mdb_stat(t->txn, t->st->entries, &ms) == 0 && ms.ms_entries > 0;
 	ret = map_err(mdb_txn_commit(t->txn));
+	if (ret == 0 && mark && sb_state_mark(t->st->dir) == 0)
+		t->st->marked = 1;
 out:
 	free(t);
 	return ret;
@@ -468,7 +496,7 @@ static int alloc_dir_id(struct sb_txn *t, uint64_t *id)
 	ret = map_err(mdb_get(t->txn, t->st->meta, &k, &v));
 	if (ret == 0) {
 		if (v.mv_size != 8) {
-			ret = -EIO;
+			ret = SB_E_STATE_CORRUPT;
 			goto out;
 		}
 		next = get_u64(v.mv_data);
@@ -702,7 +730,7 @@ int sb_state_dir_id(struct sb_txn *t, const char *rel, size_t len,
 			goto out;
 		}
 		if (rec.dir_id == 0 || rec.dir_id == SB_ROOT_ID) {
-			ret = -EIO;
+			ret = SB_E_STATE_CORRUPT;
 			goto out;
 		}
 		cur = rec.dir_id;
@@ -797,7 +825,7 @@ int sb_cursor_next(struct sb_cursor *c, const char **name, size_t *nlen,
 		goto out;
 	len = k.mv_size - PREFIX_LEN;
 	if (len == 0 || len > NAME_MAX_LEN) {
-		ret = -EIO;
+		ret = SB_E_STATE_CORRUPT;
 		goto out;
 	}
 	ret = decode_rec(&v, rec);

@@ -11,6 +11,12 @@ const char *sb_strerror(int code)
 	case SB_E_STATE_INSIDE: return "the state directory lies inside a partner";
 	case SB_E_MASS: return "a side looks emptied (unplugged disk?)";
 	case SB_E_BADPATH: return "not a path inside the partners";
+	case SB_E_STATE_CORRUPT: return "the state file is damaged";
+	case SB_E_STATE_LOST: return "the state was lost: this partnership was synced before, "
+				     "but its state file is now missing or empty";
+	case SB_E_STATE_FOREIGN: return "refusing a state directory owned by another user";
+	case SB_E_STATE_WRITABLE: return "refusing a state directory writable by group or others";
+	case SB_E_STATE_SYMLINK: return "refusing a state directory or file that is a symbolic link";
 	}
 	if (code < 0)
 		return strerror(-code);

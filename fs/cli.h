@@ -103,6 +103,7 @@ char *control_mounted(const char *dir);
 /* mount.c */
 int cmd_mount(struct ctx *c, int argc, char **argv);
 int cmd_umount(struct ctx *c, int argc, char **argv);
+int cmd_forget(struct ctx *c, int argc, char **argv);	/* main.c */
 
 /* error() returns -1, so callers can write `return error(...)`. */
 int error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -56,6 +56,13 @@ static const char usage_mount[] =
 "  --auto-resolve POLICY, --state-dir DIR   as for reconcile\n"
 "Unmount with: sbfs umount MOUNTPOINT (or fusermount3 -u, umount).\n";
 
+static const char usage_forget[] =
+"Usage: sbfs forget [--state-dir DIR] SOURCE TARGET\n"
+"Moves the partnership's state aside (renamed with the date, not deleted), so\n"
+"that the next reconcile is a first sync: it copies what one side lacks and\n"
+"records what is the same on both, and deletes nothing. The way out of a\n"
+"state that is damaged or was lost.\n";
+
 static const char usage_umount[] =
 "Usage: sbfs umount MOUNTPOINT\n";
 
@@ -70,6 +77,8 @@ const char cli_usage_main[] =
 "  resolve SOURCE TARGET [PATH...]  settle conflicts, interactively or by flag\n"
 "  mount SOURCE TARGET MOUNTPOINT  the union of both, written through to both\n"
 "  umount MOUNTPOINT         unmount cleanly\n"
+"  forget SOURCE TARGET      move the partnership's state aside: the next\n"
+"                            reconcile is a first sync, which never deletes\n"
 "\n"
 "  sbfs COMMAND --help   options of a command\n"
 "  sbfs --version\n"
@@ -113,6 +122,7 @@ static const struct cli_cmd cmds[] = {
 	  COMMON | O(OPT_SRC) | O(OPT_TGT) | O(OPT_KEEP) | O(OPT_LOG) },
 	{ "mount", usage_mount, cmd_mount, 0,
 	  COMMON | O(OPT_FG) | O(OPT_FUSE) | O(OPT_AUTO) },
+	{ "forget", usage_forget, cmd_forget, 0, COMMON },
 	{ "umount", usage_umount, cmd_umount, 0, O(OPT_HELP) },
 	{ "unmount", usage_umount, cmd_umount, 0, O(OPT_HELP) },
 };

@@ -192,7 +192,7 @@ int control_start(struct sb_pship *p, struct sb_mirror *m, const char *mountpoin
 	sock_addr(c->dirfd, &a);
 	if (bind(c->sock, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(c->sock, 8) < 0)
 		goto fail_errno;
-	int mf = openat(c->dirfd, "mount", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	int mf = openat(c->dirfd, "mount", O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (mf >= 0) {
 		dprintf(mf, "%s\n", mountpoint);
 		close(mf);
@@ -234,7 +234,7 @@ struct mounted {
 static char *read_line(int dirfd, const char *name, int nth)
 {
 	char buf[PATH_MAX * 2 + 4];
-	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return NULL;
 	ssize_t n = read(fd, buf, sizeof(buf) - 1);

@@ -123,6 +123,32 @@ static void tell_changed(struct ctx *c, struct sb_plan *plan)
 			c->changed(c->changed_arg, it.path, it.len);
 }
 
+/* After the error line of a state that cannot be trusted: why nothing was
+ * done and the way out. src, tgt as the user gave them. */
+static void state_hint(int code, const char *src, const char *tgt)
+{
+	switch (code) {
+	case SB_E_STATE_LOST:
+		fprintf(ERR, "      Going on without it would bring back every file deleted since the last\n"
+			"      sync, so nothing was changed: both sides are as they were.\n");
+		break;
+	case SB_E_STATE_CORRUPT:
+		fprintf(ERR, "      Nothing was changed: both sides are as they were.\n");
+		break;
+	case SB_E_STATE_FOREIGN:
+	case SB_E_STATE_WRITABLE:
+	case SB_E_STATE_SYMLINK:
+		fprintf(ERR, "      Nothing was changed. State directories must be real directories owned\n"
+			"      by you and writable by you alone; state files must not be symlinks.\n");
+		return;
+	default:
+		return;
+	}
+	fprintf(ERR, "      To start again from a first sync (it copies what one side lacks and\n"
+		"      deletes nothing), move the state aside with:\n"
+		"        sbfs forget %s %s\n", src, tgt);
+}
+
 static int open_pship(struct ctx *c, const char *src, const char *tgt, struct sb_pship **p)
 {
 	struct sb_error err = { 0 };
@@ -140,6 +166,7 @@ static int open_pship(struct ctx *c, const char *src, const char *tgt, struct sb
 	ret = sb_pship_open(src, tgt, c->state_dir, c->log_file, p, &err);
 	if (ret < 0) {
 		error("%s: %s", err.path, sb_strerror(ret));
+		state_hint(ret, src, tgt);
 		return EXIT_USAGE;
 	}
 	return 0;
@@ -168,6 +195,11 @@ static int run_plan(struct ctx *c, struct sb_pship *p, const char *const *paths,
 {
 	int ret = sb_plan_build(p, paths, n, h, plan);
 	clear_progress(c);
+	if (ret == SB_E_STATE_CORRUPT) {
+		error("%s/data.mdb: %s", sb_pship_dir(p), sb_strerror(ret));
+		state_hint(ret, sb_pship_root(p, 0), sb_pship_root(p, 1));
+		return EXIT_USAGE;
+	}
 	if (ret < 0) {
 		error("scanning %s and %s failed: %s", sb_pship_root(p, 0),
 		      sb_pship_root(p, 1), sb_strerror(ret));
@@ -360,9 +392,10 @@ int cmd_conflicts(struct ctx *c, int argc, char **argv)
 	if ((ret = open_pship(c, argv[i], argv[i + 1], &p)))
 		goto out;
 	if ((ret = sb_conflicts_list(p, &l)) < 0) {
-		error("cannot read the state of %s and %s: %s", sb_pship_root(p, 0),
-		      sb_pship_root(p, 1), sb_strerror(ret));
-		ret = EXIT_FAILED;
+		error("cannot read the state %s/data.mdb of %s and %s: %s", sb_pship_dir(p),
+		      sb_pship_root(p, 0), sb_pship_root(p, 1), sb_strerror(ret));
+		state_hint(ret, sb_pship_root(p, 0), sb_pship_root(p, 1));
+		ret = ret == SB_E_STATE_CORRUPT ? EXIT_USAGE : EXIT_FAILED;
 		goto out;
 	}
 	if (c->json) {
@@ -450,8 +483,9 @@ int cmd_resolve(struct ctx *c, int argc, char **argv)
 		}
 	} else {
 		if ((ret = sb_conflicts_list(p, &l)) < 0) {
-			error("cannot read the state: %s", sb_strerror(ret));
-			ret = EXIT_FAILED;
+			error("cannot read the state %s/data.mdb: %s", sb_pship_dir(p), sb_strerror(ret));
+			state_hint(ret, sb_pship_root(p, 0), sb_pship_root(p, 1));
+			ret = ret == SB_E_STATE_CORRUPT ? EXIT_USAGE : EXIT_FAILED;
 			goto out;
 		}
 		if (!l.n) {
@@ -492,6 +526,42 @@ out:
 	sb_plan_free(plan);
 	if (!c->shared)
 		sb_pship_close(p);
+	return ret;
+}
+
+/* Works without opening the state, which may be the thing that is broken. */
+int cmd_forget(struct ctx *c, int argc, char **argv)
+{
+	struct sb_error err = { 0 };
+	char *moved = NULL;
+	int ret;
+
+	int i = parse(c, argc, argv);
+	if (i < 0)
+		return i == -2 ? EXIT_SYNCED : EXIT_USAGE;
+	if (argc - i != 2) {
+		fputs(c->cmd->usage, ERR);
+		return EXIT_USAGE;
+	}
+	ret = sb_pship_forget(argv[i], argv[i + 1], c->state_dir, &moved, &err);
+	if (ret == -EBUSY) {
+		error("%s: a reconcile or mount is working on this partnership; try again once it is done",
+		      err.path);
+		ret = EXIT_USAGE;
+	} else if (ret < 0) {
+		error("%s: %s", err.path, sb_strerror(ret));
+		ret = EXIT_USAGE;
+	} else {
+		if (moved)
+			fprintf(OUT, "The state of %s and %s was moved aside to\n  %s\n", argv[i],
+				argv[i + 1], moved);
+		else
+			fprintf(OUT, "No state is recorded for %s and %s.\n", argv[i], argv[i + 1]);
+		fprintf(OUT, "The next reconcile is a first sync: it copies what one side lacks, records\n"
+			"what is the same on both, shows the rest as conflicts, and deletes nothing.\n");
+		ret = EXIT_SYNCED;
+	}
+	free(moved);
 	return ret;
 }
 
