@@ -138,8 +138,6 @@ struct sb_file {
 	unsigned long plain_gen;
 };
 
-static int pwrite_all(int fd, const void *buf, size_t size, off_t off);
-
 static void *writer(void *arg)
 {
 	struct sb_mirror *m = arg;
@@ -153,7 +151,7 @@ static void *writer(void *arg)
 		if (!(m->whead = j->next))
 			m->wtail = &m->whead;
 		pthread_mutex_unlock(&m->wmu);
-		int ret = pwrite_all(j->fd, j->buf, j->size, j->off);
+		int ret = sb_pwrite_all(j->fd, j->buf, j->size, j->off);
 		pthread_mutex_lock(&m->wmu);
 		j->ret = ret;
 		j->done = 1;
@@ -1994,23 +1992,6 @@ static long sb_file_read_impl(struct sb_file *f, void *buf, size_t size, int64_t
 	return n < 0 ? -errno : n;
 }
 
-static int pwrite_all(int fd, const void *buf, size_t size, off_t off)
-{
-	const char *p = buf;
-	while (size) {
-		ssize_t n = pwrite(fd, p, size, off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		size -= n;
-		off += n;
-	}
-	return 0;
-}
-
 /* Large writes: the target's half runs on a writer thread meanwhile. */
 #define PARALLEL_WRITE (128 * 1024)
 
@@ -2025,7 +2006,7 @@ static long sb_file_write_impl(struct sb_file *f, const void *buf, size_t size, 
 		wjob_submit(m, &j);
 	for (int i = 0; i < (par ? 1 : 2) && ret == 0; i++)
 		if (f->fd[i] >= 0)
-			ret = pwrite_all(f->fd[i], buf, size, off);
+			ret = sb_pwrite_all(f->fd[i], buf, size, off);
 	if (ret == 0 && f->seq && (uint64_t)off == f->hoff) {
 		/* Hashed while written, as long as the writes come in order. */
 		sb_sha_update(f->sha, buf, size);
@@ -2115,7 +2096,7 @@ static long copy_range_all(int in, int64_t off_in, int out, int64_t off_out, siz
 		} else {
 			size_t want = len - done < SB_COPY_BUF ? len - done : SB_COPY_BUF;
 			n = pread(in, buf, want, oi);
-			if (n > 0 && (ret = pwrite_all(out, buf, n, oo)) < 0)
+			if (n > 0 && (ret = sb_pwrite_all(out, buf, n, oo)) < 0)
 				break;
 			if (n > 0) {
 				oi += n;
