@@ -2074,7 +2074,7 @@ static int sb_file_getattr_impl(struct sb_file *f, struct stat *st)
 
 /* Copies len bytes, fewer only at in's end of file: in the kernel where
  * it can, else (another file system type, say) through a buffer. */
-static long copy_range_all(int in, int64_t off_in, int out, int64_t off_out, size_t len)
+static long copy_data(int in, int64_t off_in, int out, int64_t off_out, size_t len)
 {
 	loff_t oi = off_in, oo = off_out;
 	size_t done = 0;
@@ -2115,6 +2115,34 @@ static long copy_range_all(int in, int64_t off_in, int out, int64_t off_out, siz
 	}
 	free(buf);
 	return ret < 0 ? ret : (long)done;
+}
+
+/* As copy_data, region by region: copy_file_range writes a hole out as
+ * zeros on most file systems, so holes are made holes in out instead. */
+static long copy_range_all(int in, int64_t off_in, int out, int64_t off_out, size_t len)
+{
+	off_t pos = off_in, end, data, hole;
+	struct stat st;
+	long ret = 0;
+
+	if (fstat(in, &st) < 0)
+		return -errno;
+	end = st.st_size <= off_in ? off_in
+	      : (uint64_t)(st.st_size - off_in) <= len ? st.st_size : off_in + (off_t)len;
+	while (pos < end) {
+		sb_next_data(in, pos, end, &data, &hole);
+		if ((ret = sb_zero_range(out, off_out + (pos - off_in), data - pos)) < 0)
+			break;
+		pos = data;
+		if (pos == end)
+			break;
+		if ((ret = copy_data(in, data, out, off_out + (data - off_in), hole - data)) < 0)
+			break;
+		pos += ret;
+		if (pos < hole)
+			break;	/* in ended early */
+	}
+	return ret < 0 ? ret : pos - off_in;
 }
 
 /*

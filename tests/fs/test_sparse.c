@@ -200,6 +200,43 @@ Test(sparse_mount, initial_reconcile_keeps_holes)
 	finish();
 }
 
+static void copy_range(const char *from, const char *to, int oflags, loff_t off_in,
+		       loff_t off_out, size_t len)
+{
+	int in = open(from, O_RDONLY | O_CLOEXEC), out = open(to, O_WRONLY | O_CLOEXEC | oflags, 0644);
+	cr_assert(in >= 0 && out >= 0, "open %s, %s: %s", from, to, strerror(errno));
+	size_t done = 0;
+	while (done < len) {
+		ssize_t n = copy_file_range(in, &off_in, out, &off_out, len - done, 0);
+		cr_assert(n > 0, "copy_file_range after %zu bytes: %s", done,
+			  n < 0 ? strerror(errno) : "end of file");
+		done += n;
+	}
+	cr_assert(close(out) == 0 && close(in) == 0);
+}
+
+/* What cp does between two files of the mount: the daemon copies on each
+ * side in the kernel, which on ext4 writes every hole out as zeros. */
+Test(sparse_mount, copy_file_range_keeps_holes)
+{
+	copy_range(M("a.img"), M("b.img"), O_CREAT | O_EXCL, 0, 0, SIZE);
+	expect_sparse_copy(S("a.img"), S("b.img"));
+	expect_sparse_copy(S("a.img"), T("b.img"));
+
+	/* A range that is mostly hole, copied over data: it reads as zeros. */
+	make_sparse(M("c.img"), 4);
+	copy_range(M("c.img"), M("d.img"), O_CREAT | O_EXCL, 0, 0, SIZE);
+	int fd = open(M("d.img"), O_WRONLY | O_CLOEXEC);
+	cr_assert(fd >= 0, "%s", strerror(errno));
+	for (long long off = BLOCK; off < 8 * MIB; off += BLOCK)
+		pwrite_block(fd, 5, off);
+	cr_assert(close(fd) == 0);
+	copy_range(M("c.img"), M("d.img"), 0, BLOCK / 2, BLOCK / 2, 8 * MIB);
+	expect_sparse_copy(S("c.img"), S("d.img"));
+	expect_sparse_copy(S("c.img"), T("d.img"));
+	finish();
+}
+
 /* cp --sparse=always writes the data only and truncates to the size. */
 Test(sparse_mount, cp_sparse_into_the_mount)
 {
