@@ -212,21 +212,6 @@ static void make_temp_name(struct apply *a, char out[64])
 		 (unsigned long long)a->nonce, (unsigned long long)++a->ntemp);
 }
 
-static int write_all(int fd, const uint8_t *b, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, b, n);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		b += w;
-		n -= w;
-	}
-	return 0;
-}
-
 /* Ownership as the original where we may (as root); mode; times. */
 static int set_meta_fd(const struct apply *a, int fd, const struct sb_scan *s)
 {
@@ -281,25 +266,11 @@ static int copy_file(struct apply *a, int sfd, const char *name,
 			goto out;
 		}
 	}
-	if ((ret = sb_sha_reset(a->sha)) < 0)
-		goto out;
-	while (total < s->info.size) {
-		uint64_t want = s->info.size - total;
-		ssize_t n = read(in, a->buf, want < COPY_BUF ? want : COPY_BUF);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			ret = -errno;
-			goto out;
-		}
-		if (n == 0)
-			break;
-		if ((ret = sb_sha_update(a->sha, a->buf, n)) < 0 ||
-		    (ret = write_all(out, a->buf, n)) < 0)
-			goto out;
-		total += n;
-	}
-	if ((ret = sb_sha_final(a->sha, sha)) < 0)
+	/* Holes stay holes: a sparse image is neither read nor written whole. */
+	if ((ret = sb_sha_reset(a->sha)) < 0 ||
+	    (ret = sb_sparse_copy(in, out, 0, s->info.size, a->sha, a->buf, COPY_BUF,
+				  &total)) < 0 ||
+	    (ret = sb_sha_final(a->sha, sha)) < 0)
 		goto out;
 	/* A write during the copy moves size, mtime or ctime: never record it. */
 	if (fstat(in, &st) < 0) {

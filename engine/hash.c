@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -131,6 +132,8 @@ int sb_hash_fd(int fd, uint8_t out[SB_SHA_LEN], uint64_t *nbytes)
 	struct sb_sha *h = NULL;
 	unsigned char *buf = NULL;
 	uint64_t total = 0;
+	struct stat st;
+	off_t pos;
 	ssize_t n;
 	int ret;
 
@@ -142,6 +145,18 @@ int sb_hash_fd(int fd, uint8_t out[SB_SHA_LEN], uint64_t *nbytes)
 	ret = sb_sha_new(&h);
 	if (ret < 0)
 		goto out;
+	/* A file's holes are hashed as zeros without reading them; the rest
+	 * (past the size it had, should it grow; a pipe) is read to its end. */
+	pos = lseek(fd, 0, SEEK_CUR);
+	if (pos >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && pos < st.st_size) {
+		ret = sb_sparse_copy(fd, -1, pos, st.st_size, h, buf, SB_HASH_BUFSZ, &total);
+		if (ret < 0)
+			goto out;
+		if (lseek(fd, pos + (off_t)total, SEEK_SET) < 0) {
+			ret = -errno;
+			goto out;
+		}
+	}
 	for (;;) {
 		n = read(fd, buf, SB_HASH_BUFSZ);
 		if (n < 0) {

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <sys/types.h>
 
 #include "sbfs.h"
 
@@ -31,6 +32,32 @@ int sb_hash_fd(int fd, uint8_t out[SB_SHA_LEN], uint64_t *nbytes);
 int sb_hash_buf(const void *buf, size_t len, uint8_t out[SB_SHA_LEN]);
 /* out gets 64 lowercase hex digits and a NUL. */
 void sb_sha_hex(const uint8_t sha[SB_SHA_LEN], char out[2 * SB_SHA_LEN + 1]);
+
+/* ---------------------------------------------------------------- sparse.c */
+
+/*
+ * The next data region of fd at or after pos and before end: [*data,
+ * *hole), *data == end when only a hole is left. Where the file system
+ * cannot tell (no SEEK_DATA), or fd cannot seek, all of [pos, end) is data.
+ * Moves fd's file offset.
+ */
+void sb_next_data(int fd, off_t pos, off_t end, off_t *data, off_t *hole);
+/* Feeds n zero bytes to h. */
+int sb_sha_zeros(struct sb_sha *h, uint64_t n);
+int sb_pwrite_all(int fd, const void *buf, size_t n, off_t off);
+/*
+ * Feeds h in's bytes [from, to), holes as zeros without reading them,
+ * through buf. With out >= 0, also writes them to out at the same offsets,
+ * but for holes and all-zero blocks, so out must read as zeros there (a new,
+ * empty file), and truncates out to where it stopped. *done is the count
+ * covered: less than to - from only where in ended first.
+ */
+int sb_sparse_copy(int in, int out, off_t from, off_t to, struct sb_sha *h,
+		   uint8_t *buf, size_t bufsz, uint64_t *done);
+/* [off, off + len) of fd reads as zeros afterwards: a punched hole where
+ * fd has data (written zeros where it cannot punch), past its end an
+ * extension. */
+int sb_zero_range(int fd, off_t off, off_t len);
 
 /* ---------------------------------------------------------------- path.c */
 

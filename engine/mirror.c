@@ -119,7 +119,6 @@ struct sb_file {
 	unsigned long plain_gen;
 };
 
-static int pwrite_all(int fd, const void *buf, size_t size, off_t off);
 static void note_change(struct sb_file *f);
 static int file_record(struct sb_file *f);
 
@@ -136,7 +135,7 @@ static void *writer(void *arg)
 		if (!(m->whead = j->next))
 			m->wtail = &m->whead;
 		pthread_mutex_unlock(&m->wmu);
-		int ret = pwrite_all(j->fd, j->buf, j->size, j->off);
+		int ret = sb_pwrite_all(j->fd, j->buf, j->size, j->off);
 		pthread_mutex_lock(&m->wmu);
 		j->ret = ret;
 		j->done = 1;
@@ -1841,23 +1840,6 @@ static long sb_file_read_impl(struct sb_file *f, void *buf, size_t size, int64_t
 	return n < 0 ? -errno : n;
 }
 
-static int pwrite_all(int fd, const void *buf, size_t size, off_t off)
-{
-	const char *p = buf;
-	while (size) {
-		ssize_t n = pwrite(fd, p, size, off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		size -= n;
-		off += n;
-	}
-	return 0;
-}
-
 /* Large writes: the target's half runs on a writer thread meanwhile. */
 #define PARALLEL_WRITE (128 * 1024)
 
@@ -1872,7 +1854,7 @@ static long sb_file_write_impl(struct sb_file *f, const void *buf, size_t size, 
 		wjob_submit(m, &j);
 	for (int i = 0; i < (par ? 1 : 2) && ret == 0; i++)
 		if (f->fd[i] >= 0)
-			ret = pwrite_all(f->fd[i], buf, size, off);
+			ret = sb_pwrite_all(f->fd[i], buf, size, off);
 	if (ret == 0 && f->seq && (uint64_t)off == f->hoff) {
 		/* Hashed while written, as long as the writes come in order. */
 		sb_sha_update(f->sha, buf, size);
@@ -1940,7 +1922,7 @@ static int sb_file_getattr_impl(struct sb_file *f, struct stat *st)
 
 /* Copies len bytes, fewer only at in's end of file: in the kernel where
  * it can, else (another file system type, say) through a buffer. */
-static long copy_range_all(int in, int64_t off_in, int out, int64_t off_out, size_t len)
+static long copy_data(int in, int64_t off_in, int out, int64_t off_out, size_t len)
 {
 	loff_t oi = off_in, oo = off_out;
 	size_t done = 0;
@@ -1962,7 +1944,7 @@ static long copy_range_all(int in, int64_t off_in, int out, int64_t off_out, siz
 		} else {
 			size_t want = len - done < SB_COPY_BUF ? len - done : SB_COPY_BUF;
 			n = pread(in, buf, want, oi);
-			if (n > 0 && (ret = pwrite_all(out, buf, n, oo)) < 0)
+			if (n > 0 && (ret = sb_pwrite_all(out, buf, n, oo)) < 0)
 				break;
 			if (n > 0) {
 				oi += n;
@@ -1981,6 +1963,34 @@ static long copy_range_all(int in, int64_t off_in, int out, int64_t off_out, siz
 	}
 	free(buf);
 	return ret < 0 ? ret : (long)done;
+}
+
+/* As copy_data, region by region: copy_file_range writes a hole out as
+ * zeros on most file systems, so holes are made holes in out instead. */
+static long copy_range_all(int in, int64_t off_in, int out, int64_t off_out, size_t len)
+{
+	off_t pos = off_in, end, data, hole;
+	struct stat st;
+	long ret = 0;
+
+	if (fstat(in, &st) < 0)
+		return -errno;
+	end = st.st_size <= off_in ? off_in
+	      : (uint64_t)(st.st_size - off_in) <= len ? st.st_size : off_in + (off_t)len;
+	while (pos < end) {
+		sb_next_data(in, pos, end, &data, &hole);
+		if ((ret = sb_zero_range(out, off_out + (pos - off_in), data - pos)) < 0)
+			break;
+		pos = data;
+		if (pos == end)
+			break;
+		if ((ret = copy_data(in, data, out, off_out + (data - off_in), hole - data)) < 0)
+			break;
+		pos += ret;
+		if (pos < hole)
+			break;	/* in ended early */
+	}
+	return ret < 0 ? ret : pos - off_in;
 }
 
 /*

@@ -114,6 +114,23 @@ Test(hash, incremental_equals_oneshot)
 	free(data);
 }
 
+/* A new empty file f in a new directory dir, open read-write. */
+static int temp_file(char *dir, char path[64])
+{
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(path, 64, "%s/f", dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	cr_assert_geq(fd, 0);
+	return fd;
+}
+
+static void temp_done(int fd, const char *dir, const char *path)
+{
+	close(fd);
+	cr_assert_eq(unlink(path), 0);
+	cr_assert_eq(rmdir(dir), 0);
+}
+
 Test(hash, fd_equals_buf)
 {
 	char dir[] = "/tmp/sbfs-test-hash-XXXXXX", path[64];
@@ -123,10 +140,7 @@ Test(hash, fd_equals_buf)
 	uint64_t n = 0;
 	int fd;
 
-	cr_assert_not_null(mkdtemp(dir));
-	snprintf(path, sizeof(path), "%s/f", dir);
-	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	cr_assert_geq(fd, 0);
+	fd = temp_file(dir, path);
 	cr_assert_eq(write(fd, data, len), (ssize_t)len);
 
 	cr_assert_eq(lseek(fd, 0, SEEK_SET), 0);
@@ -147,9 +161,40 @@ Test(hash, fd_equals_buf)
 	cr_assert_eq(sb_hash_buf("", 0, b), 0);
 	cr_assert_arr_eq(a, b, SB_SHA_LEN);
 
-	close(fd);
-	cr_assert_eq(unlink(path), 0);
-	cr_assert_eq(rmdir(dir), 0);
+	temp_done(fd, dir, path);
+	free(data);
+}
+
+/* Holes hash as the zeros they read as, from any offset, data or hole. */
+Test(hash, fd_sparse_file)
+{
+	char dir[] = "/tmp/sbfs-test-hash-XXXXXX", path[64];
+	const size_t len = 64 * 1024 * 1024 + 17, block = 100000;
+	const size_t at[] = { 0, 5 * 1024 * 1024 + 3, len - 4 * 1024 * 1024 };
+	unsigned char *data = calloc(1, len), *bytes = random_bytes(block, 9);
+	uint8_t a[SB_SHA_LEN], b[SB_SHA_LEN];
+	uint64_t n = 0;
+	int fd;
+
+	fd = temp_file(dir, path);
+	for (size_t i = 0; i < sizeof(at) / sizeof(at[0]); i++) {
+		memcpy(data + at[i], bytes, block);
+		cr_assert_eq(pwrite(fd, bytes, block, at[i]), (ssize_t)block);
+	}
+	cr_assert_eq(ftruncate(fd, len), 0);
+
+	const size_t from[] = { 0, 1000, 2 * 1024 * 1024, len - 1 };
+	for (size_t i = 0; i < sizeof(from) / sizeof(from[0]); i++) {
+		cr_assert_eq(lseek(fd, from[i], SEEK_SET), (off_t)from[i]);
+		cr_assert_eq(sb_hash_fd(fd, a, &n), 0);
+		cr_assert_eq(n, len - from[i]);
+		cr_assert_eq(sb_hash_buf(data + from[i], len - from[i], b), 0);
+		cr_assert_arr_eq(a, b, SB_SHA_LEN, "from %zu", from[i]);
+		cr_assert_eq(lseek(fd, 0, SEEK_CUR), (off_t)len, "the offset is left at the end");
+	}
+
+	temp_done(fd, dir, path);
+	free(bytes);
 	free(data);
 }
 

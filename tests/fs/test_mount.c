@@ -58,16 +58,7 @@ static struct tl_mount mnt;
 
 /* ================================================================ helpers */
 
-/* root/rel in one of a few rotating static buffers. */
-static const char *P(const char *root, const char *rel)
-{
-	static char buf[8][4096];
-	static int i;
-	char *b = buf[i++ % 8];
-	snprintf(b, sizeof(buf[0]), "%s/%s", root, rel);
-	return b;
-}
-
+#define P tl_at
 #define S(rel) P(env.src, rel)
 #define T(rel) P(env.tgt, rel)
 #define M(rel) P(mnt.dir, rel)

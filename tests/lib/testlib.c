@@ -201,6 +201,15 @@ char *tl_join(const char *dir, const char *rel)
 	return xasprintf("%s/%s", dir, rel);
 }
 
+const char *tl_at(const char *dir, const char *rel)
+{
+	static char buf[8][4096];
+	static int i;
+	char *b = buf[i++ % 8];
+	snprintf(b, sizeof(buf[0]), "%s/%s", dir, rel);
+	return b;
+}
+
 void tl_mkparents(const char *path)
 {
 	char *p = strdup(path);

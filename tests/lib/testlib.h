@@ -44,6 +44,8 @@ void tl_run_free(struct tl_run *r);
 
 /* Files under a root, relative path joined with "/" (mkdir -p for parents). */
 char *tl_join(const char *dir, const char *rel);	/* malloc'd */
+/* The same in one of 8 rotating static buffers: for a few at a time. */
+const char *tl_at(const char *dir, const char *rel);
 /* mkdir -p of the directories above path (not path itself). */
 void tl_mkparents(const char *path);
 void tl_write(const char *dir, const char *rel, const char *content);

@@ -1,0 +1,146 @@
+/*
+ * Holes. A sparse file (a disk image, a database) is copied and hashed
+ * region by region, found with lseek(SEEK_DATA/SEEK_HOLE): its holes are
+ * neither read nor written, so the copy keeps them and takes the space the
+ * original does. The hash is still of the whole content, holes as zeros,
+ * so it matches the one of a dense copy of the same bytes.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <linux/falloc.h>
+
+#include "internal.h"
+
+static const uint8_t zeros[64 * 1024];
+
+void sb_next_data(int fd, off_t pos, off_t end, off_t *data, off_t *hole)
+{
+	off_t d = lseek(fd, pos, SEEK_DATA), h;
+
+	*data = pos;
+	*hole = end;
+	if (d < 0) {
+		/* ENXIO: nothing but a hole from pos on. Anything else (EINVAL
+		 * where the file system cannot tell): all data, read it. */
+		if (errno == ENXIO)
+			*data = end;
+		return;
+	}
+	if (d >= end) {
+		*data = end;
+		return;
+	}
+	*data = d;
+	h = lseek(fd, d, SEEK_HOLE);
+	if (h > d && h < end)	/* h <= d: punched meanwhile, read it all */
+		*hole = h;
+}
+
+int sb_sha_zeros(struct sb_sha *h, uint64_t n)
+{
+	int ret = 0;
+
+	while (n && ret == 0) {
+		size_t k = n < sizeof(zeros) ? n : sizeof(zeros);
+		ret = sb_sha_update(h, zeros, k);
+		n -= k;
+	}
+	return ret;
+}
+
+int sb_pwrite_all(int fd, const void *buf, size_t n, off_t off)
+{
+	const uint8_t *b = buf;
+
+	while (n) {
+		ssize_t w = pwrite(fd, b, n, off);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		b += w;
+		n -= w;
+		off += w;
+	}
+	return 0;
+}
+
+static int all_zero(const uint8_t *b, size_t n)
+{
+	return n && b[0] == 0 && memcmp(b, b + 1, n - 1) == 0;
+}
+
+int sb_sparse_copy(int in, int out, off_t from, off_t to, struct sb_sha *h,
+		   uint8_t *buf, size_t bufsz, uint64_t *done)
+{
+	off_t pos = from, data, hole;
+	int ret = 0;
+
+	while (pos < to) {
+		sb_next_data(in, pos, to, &data, &hole);
+		if ((ret = sb_sha_zeros(h, data - pos)) < 0)
+			goto out;
+		pos = data;
+		while (pos < hole) {
+			size_t want = hole - pos < (off_t)bufsz ? (size_t)(hole - pos) : bufsz;
+			ssize_t n = pread(in, buf, want, pos);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0) {
+				ret = -errno;
+				goto out;
+			}
+			if (n == 0)
+				goto out;	/* in ended early: *done says so */
+			if ((ret = sb_sha_update(h, buf, n)) < 0)
+				goto out;
+			/* out is new: zeros need not be written to read back. */
+			if (out >= 0 && !all_zero(buf, n) &&
+			    (ret = sb_pwrite_all(out, buf, n, pos)) < 0)
+				goto out;
+			pos += n;
+		}
+	}
+out:
+	*done = pos - from;
+	/* The trailing hole (or zeros) too: out gets the size. */
+	if (ret == 0 && out >= 0 && ftruncate(out, pos) < 0)
+		ret = -errno;
+	return ret;
+}
+
+int sb_zero_range(int fd, off_t off, off_t len)
+{
+	off_t end = off + len, stop;
+	struct stat st;
+	int ret = 0;
+
+	if (len <= 0)
+		goto out;
+	if (fstat(fd, &st) < 0) {
+		ret = -errno;
+		goto out;
+	}
+	stop = end < st.st_size ? end : st.st_size;
+	if (off < stop && fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off,
+				    stop - off) < 0) {
+		if (errno != EOPNOTSUPP && errno != ENOSYS) {
+			ret = -errno;
+			goto out;
+		}
+		for (; off < stop && ret == 0; off += sizeof(zeros))
+			ret = sb_pwrite_all(fd, zeros, stop - off < (off_t)sizeof(zeros) ?
+					    (size_t)(stop - off) : sizeof(zeros), off);
+		if (ret < 0)
+			goto out;
+	}
+	if (end > st.st_size && ftruncate(fd, end) < 0)
+		ret = -errno;
+out:
+	return ret;
+}
