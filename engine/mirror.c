@@ -1244,6 +1244,86 @@ static int sb_mirror_symlink_impl(struct sb_mirror *m, const char *target, const
 	return create_both(m, path, op_symlink, &c, 0);
 }
 
+/*
+ * Removes rel on every side that has it, or on none: a side that refuses
+ * (read-only, gone, I/O error) must not leave the other side's copy
+ * deleted, which the next reconcile would then carry over. The source's
+ * entry is first renamed aside (a temporary name scans ignore), and put
+ * back if the target's removal fails; a directory (empty) is made again.
+ */
+static int remove_both(struct sb_mirror *m, const char *rel, int dir, int *done)
+{
+	static unsigned long seq;
+	int dfd[2] = { -1, -1 }, have[2] = { 0, 0 }, ret = 0;
+	const char *base[2];
+	struct stat st[2];
+	char aside[64];
+	int flag = dir ? AT_REMOVEDIR : 0;
+
+	*done = 0;
+	for (int i = 0; i < 2; i++) {
+		int r = side_parent(m, i, rel, 0, &dfd[i], &base[i]);
+		if (r == -ENOENT || r == -ENOTDIR) {
+			dfd[i] = -1;
+			continue;
+		}
+		if (r < 0) {
+			ret = r;
+			goto out;
+		}
+		have[i] = fstatat(dfd[i], base[i], &st[i], AT_SYMLINK_NOFOLLOW) == 0;
+	}
+	if (!have[0] && !have[1]) {
+		ret = -ENOENT;
+		goto out;
+	}
+	if (!have[0] || !have[1] || (dir && !S_ISDIR(st[0].st_mode))) {
+		for (int i = 0; i < 2; i++) {
+			if (!have[i])
+				continue;
+			if (unlinkat(dfd[i], base[i], flag) < 0) {
+				ret = worse(ret, -errno);
+				continue;
+			}
+			*done |= 1 << i;
+		}
+		goto out;
+	}
+	if (dir) {
+		/* The target first: an empty directory is easily made again. */
+		if (unlinkat(dfd[1], base[1], AT_REMOVEDIR) < 0) {
+			ret = -errno;
+			goto out;
+		}
+		if (unlinkat(dfd[0], base[0], AT_REMOVEDIR) < 0) {
+			ret = -errno;
+			if (mkdirat(dfd[1], base[1], st[1].st_mode & 07777) == 0)
+				fchownat(dfd[1], base[1], st[1].st_uid, st[1].st_gid, AT_SYMLINK_NOFOLLOW);
+			goto out;
+		}
+		*done = 3;
+		goto out;
+	}
+	snprintf(aside, sizeof(aside), SB_TMP_PREFIX "rm.%ld.%lu", (long)getpid(),
+		 __atomic_add_fetch(&seq, 1, __ATOMIC_RELAXED));
+	if (renameat2(dfd[0], base[0], dfd[0], aside, RENAME_NOREPLACE) < 0) {
+		ret = -errno;
+		goto out;
+	}
+	if (unlinkat(dfd[1], base[1], 0) < 0) {
+		ret = -errno;
+		renameat2(dfd[0], aside, dfd[0], base[0], RENAME_NOREPLACE);
+		goto out;
+	}
+	unlinkat(dfd[0], aside, 0);
+	*done = 3;
+out:
+	for (int i = 0; i < 2; i++)
+		if (dfd[i] >= 0)
+			close(dfd[i]);
+	return ret;
+}
+
 /* Deleting NAME.conflict-X resolves the conflict for the other side. */
 static int remove_entry(struct sb_mirror *m, const char *path, side_op op)
 {
@@ -1255,7 +1335,7 @@ static int remove_entry(struct sb_mirror *m, const char *path, side_op op)
 		return ret;
 	}
 	if (side < 0) {
-		ret = on_sides(m, rel, -1, 0, op, NULL, &done);
+		ret = remove_both(m, rel, op == op_rmdir, &done);
 		if (done)
 			enqueue(m, ret == 0 ? ROP_DEL : ROP_REFRESH, rel, NULL, NULL);
 	}
@@ -1752,6 +1832,10 @@ static int sb_file_open_impl(struct sb_mirror *m, const char *path, int flags, i
 	flags &= ~(O_DIRECT | O_NOCTTY | O_NOFOLLOW);
 	if (!create)
 		flags &= ~(O_CREAT | O_EXCL);
+	/* Nothing is emptied before both sides are open: a target that is
+	 * down (EIO) or read-only must not cost the source its content. */
+	int trunc = flags & O_TRUNC;
+	flags &= ~O_TRUNC;
 	for (int i = 0; i < 2; i++) {
 		int dfd;
 		const char *base;
@@ -1781,6 +1865,13 @@ static int sb_file_open_impl(struct sb_mirror *m, const char *path, int flags, i
 		ret = -ENOENT;
 		goto out;
 	}
+	for (int i = 0; trunc && i < 2; i++) {
+		if (f->fd[i] >= 0 && ftruncate(f->fd[i], 0) < 0) {
+			ret = -errno;
+			goto out;
+		}
+	}
+	flags |= trunc;
 	if ((flags & O_ACCMODE) != O_RDONLY) {
 		pthread_mutex_lock(&f->lock);
 		note_change(f);		/* the baseline a flush compares with */
@@ -1866,6 +1957,13 @@ static long sb_file_write_impl(struct sb_file *f, const void *buf, size_t size, 
 		int r = wjob_wait(m, &j);	/* buf must outlive the job */
 		if (ret == 0)
 			ret = r;
+	}
+	if (ret < 0 && !f->foreign) {
+		/* Failed on a side (a full disk): what it appended on either
+		 * side is taken back, so both end as the caller was told. */
+		for (int i = 0; i < 2; i++)
+			if (f->fd[i] >= 0 && (uint64_t)off + size > f->last[i].size)
+				(void)!ftruncate(f->fd[i], f->last[i].size);
 	}
 	note_change(f);
 	if (ret < 0)
