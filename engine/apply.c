@@ -164,7 +164,7 @@ static int unchanged(int pfd, const char *name, const struct sb_scan *s)
 	sb_fp_from_stat(&fp, &st);
 	if (s->info.type == SB_DIR)
 		return fp.dev == s->fp.dev && fp.ino == s->fp.ino ? 0 : -EAGAIN;
-	if (!sb_fp_equal(&fp, &s->fp) || (st.st_mode & 07777) != s->info.mode)
+	if (!sb_fp_equal(&fp, &s->fp) || (st.st_mode & 07777) != s->rawmode)
 		return -EAGAIN;
 	return 0;
 }
@@ -212,30 +212,44 @@ static void make_temp_name(struct apply *a, char out[64])
 		 (unsigned long long)a->nonce, (unsigned long long)++a->ntemp);
 }
 
-/* Ownership as the original where we may (as root); mode; times. */
-static int set_meta_fd(const struct apply *a, int fd, const struct sb_scan *s)
+/*
+ * Ownership as the original where we may (as root), and mode, on side
+ * `to`, as far as its file system keeps them: FAT answers ENOSYS to chmod,
+ * and a mode or owner it cannot hold is no change (plan.c's as_held()).
+ */
+static int set_owner_mode(const struct apply *a, int to, int fd, const struct sb_scan *s)
 {
-	struct timespec t[2] = { ts_of(s->atime_ns), ts_of(s->info.mtime_ns) };
-	if (a->euid == 0 && (s->uid != a->euid || s->gid != a->egid) &&
+	uint32_t caps = sb_pship_caps(a->p, to)->flags;
+	if ((caps & SB_CAP_OWNER) && a->euid == 0 && (s->uid != a->euid || s->gid != a->egid) &&
 	    fchown(fd, s->uid, s->gid) < 0 && errno != EPERM)
 		return -errno;
-	if (fchmod(fd, s->info.mode) < 0 || futimens(fd, t) < 0)
+	if ((caps & SB_CAP_MODE) && fchmod(fd, s->info.mode) < 0)
 		return -errno;
 	return 0;
 }
 
+/* Ownership, mode and times of side `to`'s new copy. */
+static int set_meta_fd(const struct apply *a, int to, int fd, const struct sb_scan *s)
+{
+	struct timespec t[2] = { ts_of(s->atime_ns), ts_of(s->info.mtime_ns) };
+	int ret = set_owner_mode(a, to, fd, s);
+	if (ret == 0 && futimens(fd, t) < 0)
+		ret = -errno;
+	return ret;
+}
+
 /*
- * Copies a file into a new temporary in dfd; -EAGAIN if the source moved.
+ * Copies a file into a new temporary on side `to`; -EAGAIN if the source moved.
  * The temporary is returned open in *outfd, with its fingerprint once its
  * times were set (*wrote; see installed()). With anon set (a new name) it
  * may be an unnamed O_TMPFILE (tmp then stays empty) for link_anon(): a
  * killed run then leaves nothing behind, and no rename is needed.
  */
 static int copy_file(struct apply *a, int sfd, const char *name,
-		     const struct sb_scan *s, int dfd, char tmp[64],
+		     const struct sb_scan *s, int to, char tmp[64],
 		     uint8_t sha[SB_SHA_LEN], int anon, int *outfd, struct sb_fp *wrote)
 {
-	int in = -1, out = -1, ret;
+	int in = -1, out = -1, ret, dfd = a->pfd[to];
 	struct stat st;
 	struct sb_fp fp;
 	uint64_t total = 0;
@@ -281,7 +295,7 @@ static int copy_file(struct apply *a, int sfd, const char *name,
 	ret = -EAGAIN;
 	if (!sb_fp_equal(&fp, &s->fp) || total != s->info.size)
 		goto out;
-	if ((ret = set_meta_fd(a, out, s)) < 0)
+	if ((ret = set_meta_fd(a, to, out, s)) < 0)
 		goto out;
 	if (fstat(out, &st) < 0) {
 		ret = -errno;
@@ -522,6 +536,37 @@ static int follow_deleted_parent(struct apply *a, const char *path, size_t len,
 
 /* ------------------------------------------------------------ ops */
 
+/*
+ * For a copy whose mtime moved when it was renamed into place, on a file
+ * system known to do that (fusefat stamps the rename of an open file with
+ * the time of day; caps.c): sets the time again. A write may have moved it
+ * instead, so the bytes are read back on the same descriptor, as do_meta()
+ * does; unless they are the bytes copied, *fp stays spoiled (installed()
+ * saw the mtime move) and the next scan finds the change by its hash.
+ */
+static void retime(struct apply *a, int dfd, const char *name, const struct sb_scan *s,
+		   const uint8_t sha[SB_SHA_LEN], int to, struct sb_fp *fp)
+{
+	struct timespec t[2] = { ts_of(s->atime_ns), ts_of(s->info.mtime_ns) };
+	uint8_t got[SB_SHA_LEN];
+	struct stat st;
+	struct sb_fp now;
+	int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+
+	if (fd < 0)
+		return;
+	if (fstat(fd, &st) == 0 && st.st_ino == fp->ino && futimens(fd, t) == 0 &&
+	    fstat(fd, &st) == 0) {
+		int64_t before = sb_wall_ns();
+		sb_fp_from_stat(&now, &st);
+		if (sb_hash_stable(fd, &now, got) == 0 && !memcmp(got, sha, SB_SHA_LEN)) {
+			sb_fp_settle(&now, sb_pship_fine(a->p, to), before);
+			*fp = now;
+		}
+	}
+	close(fd);
+}
+
 /* *tofp gets the fingerprint a record may keep for the copy (files and
  * symlinks; see installed()). */
 static int do_copy(struct apply *a, const struct sb_pitem *it, const char *name,
@@ -551,12 +596,7 @@ static int do_copy(struct apply *a, const struct sb_pitem *it, const char *name,
 		int fd = openat(a->pfd[to], name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (fd < 0)
 			return -errno;
-		ret = 0;
-		if (a->euid == 0 && (src->uid != a->euid || src->gid != a->egid) &&
-		    fchown(fd, src->uid, src->gid) < 0 && errno != EPERM)
-			ret = -errno;
-		if (ret == 0 && fchmod(fd, src->info.mode) < 0)
-			ret = -errno;
+		ret = set_owner_mode(a, to, fd, src);
 		close(fd);
 		memset(sha, 0, SB_SHA_LEN);
 		return ret;
@@ -566,7 +606,7 @@ static int do_copy(struct apply *a, const struct sb_pitem *it, const char *name,
 	int64_t before = sb_wall_ns();	/* before the copy's times are set */
 	ret = src->info.type == SB_LINK
 		? copy_link(a, a->pfd[from], name, src, a->pfd[to], tmp, sha, &wrote)
-		: copy_file(a, a->pfd[from], name, src, a->pfd[to], tmp, sha, fresh,
+		: copy_file(a, a->pfd[from], name, src, to, tmp, sha, fresh,
 			    &out, &wrote);
 	if (ret < 0)
 		return ret;
@@ -582,6 +622,9 @@ static int do_copy(struct apply *a, const struct sb_pitem *it, const char *name,
 		installed(a, out, a->pfd[to], name, &wrote, to, before, tofp);
 	if (out >= 0)
 		close(out);
+	if (ret == 0 && src->info.type == SB_FILE && tofp->mtime_ns != wrote.mtime_ns &&
+	    (sb_pship_caps(a->p, to)->flags & SB_CAP_MVTIME))
+		retime(a, a->pfd[to], name, src, sha, to, tofp);
 	if (ret < 0 && !unnamed)
 		unlinkat(a->pfd[to], tmp, 0);
 	if (unnamed && (ret == -ENOENT || ret == -EPERM || ret == -EXDEV))
@@ -608,8 +651,9 @@ static int do_meta(struct apply *a, const struct sb_pitem *it, const char *name,
 	if ((ret = unchanged(a->pfd[from], name, src)) < 0 ||
 	    (ret = unchanged(a->pfd[to], name, &it->s[to])) < 0)
 		return ret;
+	int modes = sb_pship_caps(a->p, to)->flags & SB_CAP_MODE;
 	if (src->info.type != SB_FILE)
-		return fchmodat(a->pfd[to], name, src->info.mode, 0) < 0 ? -errno : 0;
+		return modes && fchmodat(a->pfd[to], name, src->info.mode, 0) < 0 ? -errno : 0;
 	fd = openat(a->pfd[to], name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0)
 		return errno == ENOENT || errno == ELOOP ? -EAGAIN : -errno;
@@ -619,8 +663,9 @@ static int do_meta(struct apply *a, const struct sb_pitem *it, const char *name,
 	sb_fp_from_stat(&fp, &st);
 	if (!sb_fp_equal(&fp, &it->s[to].fp))
 		goto out;
-	struct timespec t[2] = { { .tv_nsec = UTIME_OMIT }, ts_of(src->info.mtime_ns) };
-	if (fchmod(fd, src->info.mode) < 0 || futimens(fd, t) < 0 || fstat(fd, &st) < 0)
+	/* Its own atime, not UTIME_OMIT, which exfat-fuse mishandles. */
+	struct timespec t[2] = { ts_of(it->s[to].atime_ns), ts_of(src->info.mtime_ns) };
+	if ((modes && fchmod(fd, src->info.mode) < 0) || futimens(fd, t) < 0 || fstat(fd, &st) < 0)
 		goto errno_out;
 	int64_t before = sb_wall_ns();
 	sb_fp_from_stat(tofp, &st);

@@ -5,6 +5,7 @@
 #define SBFS_CORE_H
 
 #include "internal.h"
+#include "caps.h"
 
 struct sb_pship {
 	char *root[2];		/* canonical paths */
@@ -16,7 +17,20 @@ struct sb_pship {
 	int lockfd;
 	int same_fs;		/* both roots on one file system: sync it once */
 	int8_t fine[2];		/* fp.c: changes stamped finely there; -1 not probed */
+	int8_t have_caps[2];	/* caps.c: caps[side] is known */
+	struct sb_caps caps[2];
 };
+
+/*
+ * A root whose file system went away and came back (a USB disk replugged,
+ * sshfs remounted) leaves its descriptor on the dead one: calls fail with
+ * ENOTCONN, ESTALE or EIO, or see the empty mount point beneath. Reopens
+ * the root by its path when the descriptor no longer names what the path
+ * does, in place (dup3), so that every holder of the number sees the new
+ * one; with recaps (only where no other thread reads them) what the side
+ * can hold is probed again. 1 if reopened, 0 if not needed, or -errno.
+ */
+int sb_pship_refresh_root(struct sb_pship *p, int side, int recaps);
 
 /* Temporary files are created under this prefix in the destination
  * directory; scans never show them and the next run removes stale ones. */
@@ -35,7 +49,8 @@ enum {
 
 /* What one side held at scan time. */
 struct sb_scan {
-	struct sb_sideinfo info;
+	struct sb_sideinfo info;	/* info.mode: see plan.c's as_held() */
+	uint32_t rawmode;		/* st_mode & 07777 as the stat gave it */
 	struct sb_fp fp;
 	int64_t atime_ns;
 	uint32_t uid, gid;
@@ -46,6 +61,7 @@ struct sb_pitem {
 	uint8_t op, to, resolved, flags;
 	int32_t err;
 	uint32_t len;
+	uint32_t whylen;	/* SB_OP_SKIP: a reason's bytes follow the path's */
 	struct sb_scan s[2];
 	struct sb_rec rec;
 	uint8_t sha[2][SB_SHA_LEN];

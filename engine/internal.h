@@ -141,6 +141,10 @@ int sb_state_swap(struct sb_txn *t, uint64_t pa, const char *na, size_t la,
 /* Id of directory rel (SB_ROOT_ID for ""), -ENOENT if not recorded as a dir. */
 int sb_state_dir_id(struct sb_txn *t, const char *rel, size_t len,
 		    uint64_t *id);
+/* The state's own small values ("caps.0"...): get copies at most *len
+ * bytes into buf and sets *len to the value's size; -ENOENT if absent. */
+int sb_state_meta_get(struct sb_txn *t, const char *key, void *buf, size_t *len);
+int sb_state_meta_put(struct sb_txn *t, const char *key, const void *buf, size_t len);
 /* Number of entry records. */
 int sb_state_count(struct sb_txn *t, uint64_t *n);
 

@@ -40,6 +40,9 @@ struct sb_mirror {
 	pthread_rwlock_t clock;		/* guards the conflict list */
 	char **conf;			/* sorted paths in conflict */
 	size_t nconf;
+	char **fold;			/* sorted case clashes (clash.c), */
+	size_t nfold;
+	int fold_side;			/* all held by this side alone */
 	struct sb_recorder *rec;	/* the state's updates: recorder.c */
 	/* Every operation holds it shared; a reconcile or a resolution holds
 	 * it alone, so mount traffic and reconcile never race. */
@@ -173,12 +176,12 @@ static int cmp_len(const char *a, size_t alen, const char *b)
 	return c ? c : (alen > blen) - (alen < blen);
 }
 
-static int in_conflict(struct sb_mirror *m, const char *rel, size_t len)
+static int in_list(char *const *v, size_t n, const char *rel, size_t len)
 {
-	size_t lo = 0, hi = m->nconf;
+	size_t lo = 0, hi = n;
 	while (lo < hi) {
 		size_t mid = (lo + hi) / 2;
-		int c = cmp_len(rel, len, m->conf[mid]);
+		int c = cmp_len(rel, len, v[mid]);
 		if (c == 0)
 			return 1;
 		if (c < 0)
@@ -189,28 +192,52 @@ static int in_conflict(struct sb_mirror *m, const char *rel, size_t len)
 	return 0;
 }
 
+static int in_conflict(struct sb_mirror *m, const char *rel, size_t len)
+{
+	return in_list(m->conf, m->nconf, rel, len);
+}
+
 int sb_mirror_reload_conflicts(struct sb_mirror *m)
 {
 	struct sb_conflict_list l;
 	int ret = sb_conflicts_list(m->p, &l);
 	if (ret < 0)
 		return ret;
-	char **v = calloc(l.n ? l.n : 1, sizeof(*v));
-	if (!v) {
+	char **v = calloc(l.n ? l.n : 1, sizeof(*v)), **fv = calloc(l.n ? l.n : 1, sizeof(*fv));
+	if (!v || !fv) {
+		free(v);
+		free(fv);
 		sb_conflicts_free(&l);
 		return -ENOMEM;
 	}
+	size_t n = 0, nf = 0;
+	/* A case clash is no pair of conflict entries: the side that is not
+	 * case-insensitive holds the name alone, and every change to it is
+	 * made there only (map()), never to the other spelling. */
 	for (size_t i = 0; i < l.n; i++) {
-		v[i] = l.v[i].path;
+		if (l.v[i].c.kind == SB_CK_CASE)
+			fv[nf++] = l.v[i].path;
+		else
+			v[n++] = l.v[i].path;
 		l.v[i].path = NULL;
 	}
+	/* Both sides' caps are known from here on, before any request runs:
+	 * sb_pship_caps() is then only read. */
+	sb_pship_caps(m->p, SB_SRC);
+	int fold_side = sb_pship_caps(m->p, SB_TGT)->flags & SB_CAP_FOLD ? SB_SRC : SB_TGT;
 	pthread_rwlock_wrlock(&m->clock);
+	for (size_t i = 0; i < m->nfold; i++)
+		free(m->fold[i]);
+	free(m->fold);
+	m->fold = fv;
+	m->nfold = nf;
+	m->fold_side = fold_side;
 	__atomic_add_fetch(&m->view_gen, 1, __ATOMIC_RELAXED);
 	for (size_t i = 0; i < m->nconf; i++)
 		free(m->conf[i]);
 	free(m->conf);
 	m->conf = v;
-	m->nconf = l.n;
+	m->nconf = n;
 	pthread_rwlock_unlock(&m->clock);
 	sb_conflicts_free(&l);
 	return 0;
@@ -264,6 +291,26 @@ static int is_entry(struct sb_mirror *m, const char *buf, size_t o, int side,
  * to (-1: both). -ENOENT for the plain name of a conflicted path: the view
  * shows only its conflict entries.
  */
+/*
+ * -1, or the one side that can hold rel when a name in it is one the other
+ * side's file system refuses (a ':' on exFAT): changes to it are made there
+ * only, as reconcile skips it ("cannot be stored"), and it stays visible.
+ */
+static int storable_side(struct sb_mirror *m, const char *rel)
+{
+	for (int i = 0; i < 2; i++) {
+		const struct sb_caps *c = sb_pship_caps(m->p, i);
+		for (const char *s = rel; *s;) {
+			const char *e = strchrnul(s, '/'), *why;
+			char buf[64];
+			if (sb_caps_storable(c, s, (size_t)(e - s), SB_DIR, 0, buf, &why) < 0)
+				return !i;
+			s = *e ? e + 1 : e;
+		}
+	}
+	return -1;
+}
+
 static int map(struct sb_mirror *m, const char *path, char **out, int *side)
 {
 	size_t len = strlen(path), o = 0;
@@ -275,7 +322,7 @@ static int map(struct sb_mirror *m, const char *path, char **out, int *side)
 	if (!buf)
 		return -ENOMEM;
 	pthread_rwlock_rdlock(&m->clock);
-	if (!m->nconf) {
+	if (!m->nconf && !m->nfold) {
 		memcpy(buf, path, len + 1);
 		goto out;
 	}
@@ -299,6 +346,8 @@ static int map(struct sb_mirror *m, const char *path, char **out, int *side)
 			o -= lt + alt;
 		} else if (*side < 0 && in_conflict(m, buf, o)) {
 			ret = -ENOENT;
+		} else if (*side < 0 && in_list(m->fold, m->nfold, buf, o)) {
+			*side = m->fold_side;
 		}
 		if (ret < 0)
 			break;
@@ -311,6 +360,8 @@ out:
 		free(buf);
 	else
 		*out = buf;
+	if (ret == 0 && *side < 0)
+		*side = storable_side(m, buf);
 	return ret;
 }
 
@@ -378,6 +429,9 @@ void sb_mirror_close(struct sb_mirror *m)
 	for (size_t i = 0; i < m->nconf; i++)
 		free(m->conf[i]);
 	free(m->conf);
+	for (size_t i = 0; i < m->nfold; i++)
+		free(m->fold[i]);
+	free(m->fold);
 	pthread_rwlock_destroy(&m->clock);
 	pthread_rwlock_destroy(&m->oplock);
 	pthread_mutex_destroy(&m->files_mu);
@@ -403,7 +457,30 @@ static int side_parent(struct sb_mirror *m, int i, const char *rel, int create,
 	size_t len = strlen(rel);
 	if (!len)
 		return -EINVAL;
-	return sb_open_parent(m->p->rootfd[i], rel, len, create ? 0755 : 0, dfd, base);
+	int ret = sb_open_parent(m->p->rootfd[i], rel, len, create ? 0755 : 0, dfd, base);
+	/* The partner was remounted under the mount (see sb_pship_refresh_root). */
+	if ((ret == -ENOTCONN || ret == -ESTALE || ret == -EIO) &&
+	    sb_pship_refresh_root(m->p, i, 0) == 1)
+		ret = sb_open_parent(m->p->rootfd[i], rel, len, create ? 0755 : 0, dfd, base);
+	return ret;
+}
+
+/*
+ * 1 when rel, absent from the source, is found on a case-insensitive
+ * target only under another spelling: it is not there. Else a lookup of
+ * CASE.TXT would show, and a write would open, the target's case.txt.
+ */
+static int tgt_alias(struct sb_mirror *m, const char *rel)
+{
+	int dfd, alias = 0;
+	const char *base;
+
+	if (!(sb_pship_caps(m->p, SB_TGT)->flags & SB_CAP_FOLD) ||
+	    side_parent(m, SB_TGT, rel, 0, &dfd, &base) < 0)
+		return 0;
+	alias = sb_fold_alias(dfd, base);
+	close(dfd);
+	return alias;
 }
 
 /* The side to read rel from: the source where it has it, else the target. */
@@ -419,9 +496,11 @@ static int find_side(struct sb_mirror *m, const char *rel, int side, int *dfd,
 				continue;
 			return ret;
 		}
-		if (fstatat(*dfd, *base, st, AT_SYMLINK_NOFOLLOW) == 0)
+		ret = fstatat(*dfd, *base, st, AT_SYMLINK_NOFOLLOW) == 0 ? 0 : -errno;
+		if (ret == 0 && i == SB_TGT && tgt_alias(m, rel))
+			ret = -ENOENT;
+		if (ret == 0)
 			return i;
-		ret = -errno;
 		close(*dfd);
 		*dfd = -1;
 		if (ret != -ENOENT)
@@ -445,7 +524,15 @@ int sb_mirror_exclusive(struct sb_mirror *m, int begin)
 	if (begin) {
 		pthread_rwlock_wrlock(&m->oplock);
 		__atomic_add_fetch(&m->mode_gen, 1, __ATOMIC_RELAXED);
-		return sb_mirror_flush(m);	/* nothing can queue more now */
+		int ret = sb_mirror_flush(m);	/* nothing can queue more now */
+		/* A reconcile must list the partners as they are now, not through
+		 * a descriptor of a file system that has since been remounted. */
+		for (int i = 0; i < 2; i++) {
+			int r = sb_pship_refresh_root(m->p, i, 1);
+			if (r < 0 && ret == 0)
+				ret = r;
+		}
+		return ret;
 	}
 	int ret = sb_mirror_reload_conflicts(m);
 	pthread_rwlock_unlock(&m->oplock);
@@ -502,6 +589,8 @@ static int sb_mirror_getattr_impl(struct sb_mirror *m, const char *path, struct 
 		if (side >= 0 && i != side)
 			continue;
 		ret = sb_stat_beneath(m->p->rootfd[i], rel, strlen(rel), st);
+		if (ret == 0 && i == SB_TGT && tgt_alias(m, rel))
+			ret = -ENOENT;
 		if (ret == 0) {
 			if (i == SB_TGT)
 				st->st_ino = SB_VIEW_INO(st->st_ino, SB_TGT);
@@ -1119,6 +1208,31 @@ static void files_renamed(struct sb_mirror *m, const char *from, const char *to)
  */
 typedef int (*side_op)(int dfd, const char *base, void *arg);
 
+/*
+ * -EEXIST (and a log line) when base would be made in side i's directory
+ * dfd where that side is case-insensitive and already holds a name that
+ * differs only in case: creating it would open or replace that other file.
+ */
+static int fold_clash(struct sb_mirror *m, int i, int dfd, const char *base, const char *rel)
+{
+	if (!(sb_pship_caps(m->p, i)->flags & SB_CAP_FOLD) || !sb_fold_alias(dfd, base))
+		return 0;
+	sb_log_op(m->p->log, m->p->id, "case-clash", rel, strlen(rel), 0, NULL, -EEXIST);
+	return -EEXIST;
+}
+
+static int op_chmod(int dfd, const char *base, void *arg);
+static int op_chown(int dfd, const char *base, void *arg);
+
+/* 0 where side i's file system cannot hold what op sets (FAT answers chmod
+ * with ENOSYS): the change is then made on the other side alone, and is no
+ * difference between them (plan.c's as_held()). */
+static int holds(struct sb_mirror *m, int i, side_op op)
+{
+	uint32_t f = sb_pship_caps(m->p, i)->flags;
+	return !((op == op_chmod && !(f & SB_CAP_MODE)) || (op == op_chown && !(f & SB_CAP_OWNER)));
+}
+
 static int on_sides(struct sb_mirror *m, const char *rel, int side, int create,
 		    side_op op, void *arg, int *done)
 {
@@ -1130,10 +1244,15 @@ static int on_sides(struct sb_mirror *m, const char *rel, int side, int create,
 		if (side >= 0 && i != side)
 			continue;
 		int r = 0;
+		if (!holds(m, i, op)) {
+			*done |= 1 << i;
+			continue;
+		}
 		if (!*rel) {
 			r = op(m->p->rootfd[i], ".", arg);	/* the root itself */
 		} else if ((r = side_parent(m, i, rel, create, &dfd, &base)) == 0) {
-			r = op(dfd, base, arg);
+			if (!create || (r = fold_clash(m, i, dfd, base, rel)) == 0)
+				r = op(dfd, base, arg);
 			close(dfd);
 		}
 		if (r == 0) {
@@ -1215,12 +1334,14 @@ static void undo(struct sb_mirror *m, const char *rel, int done, int dir)
 
 /* A creation must land on both sides or on neither. */
 static int create_both(struct sb_mirror *m, const char *path, side_op op,
-		       struct creds *c, int dir)
+		       struct creds *c, int dir, int only)
 {
 	char *rel;
 	int side, done, ret;
 	if ((ret = map(m, path, &rel, &side)) < 0)
 		return ret == -ENOENT ? -EEXIST : ret;
+	if (side < 0)
+		side = only;
 	ret = on_sides(m, rel, side, 1, op, c, &done);
 	if (ret < 0)
 		undo(m, rel, done, dir);
@@ -1234,14 +1355,17 @@ static int sb_mirror_mkdir_impl(struct sb_mirror *m, const char *path, unsigned 
 		    unsigned uid, unsigned gid)
 {
 	struct creds c = { uid, gid, mode, NULL };
-	return create_both(m, path, op_mkdir, &c, 1);
+	return create_both(m, path, op_mkdir, &c, 1, -1);
 }
 
 static int sb_mirror_symlink_impl(struct sb_mirror *m, const char *target, const char *path,
 		      unsigned uid, unsigned gid)
 {
 	struct creds c = { uid, gid, 0, target };
-	return create_both(m, path, op_symlink, &c, 0);
+	/* Where the target has no symlinks, the source alone holds it (and
+	 * reconcile skips it: "cannot be stored"). */
+	return create_both(m, path, op_symlink, &c, 0,
+			   sb_pship_caps(m->p, SB_TGT)->flags & SB_CAP_SYMLINK ? -1 : SB_SRC);
 }
 
 /*
@@ -1671,6 +1795,9 @@ static int sb_mirror_setxattr_impl(struct sb_mirror *m, const char *path, const 
 	for (int i = 0; i < 2 && ret == 0; i++) {
 		if (side >= 0 && i != side)
 			continue;
+		/* What a side cannot hold is no difference (as holds()). */
+		if (side < 0 && !(sb_pship_caps(m->p, i)->flags & SB_CAP_XATTR))
+			continue;
 		int fd = xattr_fd(m, i, rel);
 		if (fd == -ENOENT)
 			continue;
@@ -1846,6 +1973,15 @@ static int sb_file_open_impl(struct sb_mirror *m, const char *path, int flags, i
 			continue;
 		if (ret < 0)
 			goto out;
+		if (create && (ret = fold_clash(m, i, dfd, base, f->rel)) < 0) {
+			close(dfd);
+			goto out;
+		}
+		if (!create && i == SB_TGT && f->fd[0] < 0 &&
+		    (sb_pship_caps(m->p, i)->flags & SB_CAP_FOLD) && sb_fold_alias(dfd, base)) {
+			close(dfd);
+			continue;
+		}
 		ret = open_side(dfd, base, flags, mode, create, &existed[i]);
 		if (ret == -ENOENT && !create) {
 			close(dfd);

@@ -21,6 +21,8 @@ struct sb_plan {
 	struct sb_plan_stats st;
 	char *path;		/* iteration buffer */
 	size_t cap;
+	char *why;		/* iteration buffer for reasons */
+	size_t whycap;
 };
 
 struct walk {
@@ -31,6 +33,8 @@ struct walk {
 	char *path;
 	size_t len, cap;
 	uint64_t seen;
+	const struct sb_caps *caps[2];	/* what each side can hold */
+	const char *why;		/* the next emitted item's reason */
 };
 
 /* What one side's change since the record amounts to. */
@@ -66,6 +70,7 @@ static int emit(struct walk *w, int op, int to, const struct ent *e,
 	it.err = err;
 	it.resolved = resolved;
 	it.len = w->len;
+	it.whylen = w->why ? (uint32_t)strlen(w->why) : 0;
 	if (e) {
 		it.s[0] = e->s[0];
 		it.s[1] = e->s[1];
@@ -79,7 +84,8 @@ static int emit(struct walk *w, int op, int to, const struct ent *e,
 	if (c)
 		it.conflict = *c;
 	if (fwrite(&it, sizeof(it), 1, w->plan->f) != 1 ||
-	    fwrite(w->path, 1, w->len, w->plan->f) != w->len)
+	    fwrite(w->path, 1, w->len, w->plan->f) != w->len ||
+	    fwrite(w->why ? w->why : "", 1, it.whylen, w->plan->f) != it.whylen)
 		return -EIO;
 	w->plan->count++;
 	switch (op) {
@@ -98,7 +104,30 @@ static int skip(struct walk *w, const struct ent *e, int err, const char *what)
 {
 	if (w->h && w->h->warn)
 		w->h->warn(w->h->arg, w->path, w->len, err, what);
-	return emit(w, SB_OP_SKIP, 0, e, err, NULL, 0, 0);
+	w->why = what;
+	int ret = emit(w, SB_OP_SKIP, 0, e, err, NULL, 0, 0);
+	w->why = NULL;
+	return ret;
+}
+
+/*
+ * 1 (and the entry skipped) if side `to` cannot store side `from`'s entry:
+ * a name or a kind of entry its file system refuses, a file too large. The
+ * side that has it keeps it; nothing beneath it is visited.
+ */
+static int unstorable(struct walk *w, const struct ent *e, int from)
+{
+	const struct sb_caps *c = w->caps[!from];
+	const struct sb_sideinfo *in = &e->s[from].info;
+	char buf[64], what[160];
+	const char *why;
+	int ret = sb_caps_storable(c, e->name, strlen(e->name), in->type, in->size, buf, &why);
+
+	if (ret == 0)
+		return 0;
+	snprintf(what, sizeof(what), "cannot be stored on %s (%s): %s",
+		 from ? "source" : "target", c->fstype, why);
+	return (ret = skip(w, e, ret, what)) < 0 ? ret : 1;
 }
 
 /* ------------------------------------------------------------ paths */
@@ -176,8 +205,26 @@ static int same_content(struct ent *e, int *same)
 	return 0;
 }
 
+/*
+ * A fingerprint against the record's. Where inode numbers do not survive a
+ * remount (caps.c), device and inode are left out: size, mtime and ctime
+ * still move with every change, and fp.c's racy rule covers the tick.
+ */
+static int fp_same(const struct walk *w, int side, const struct sb_fp *a, const struct sb_fp *b)
+{
+	struct sb_fp x = *a, y = *b;
+	if (!(w->caps[side]->flags & SB_CAP_INO))
+		x.dev = y.dev = x.ino = y.ino = 0;
+	return sb_fp_equal(&x, &y);
+}
+
+static int same_time(const struct walk *w, int64_t x, int64_t y)
+{
+	return sb_caps_same_time(w->caps[0], w->caps[1], x, y);
+}
+
 /* How side i changed since the record (which must exist). */
-static int classify(struct ent *e, int i, int *ch)
+static int classify(struct walk *w, struct ent *e, int i, int *ch)
 {
 	const struct sb_rec *r = e->rec;
 	const struct sb_sideinfo *in = &e->s[i].info;
@@ -190,7 +237,7 @@ static int classify(struct ent *e, int i, int *ch)
 	} else if (in->type == SB_DIR) {
 		/* A directory's mtime moves with its entries: only its mode counts. */
 		*ch = in->mode != r->mode ? CH_META : CH_SAME;
-	} else if (sb_fp_equal(&e->s[i].fp, &r->fp[i]) &&
+	} else if (fp_same(w, i, &e->s[i].fp, &r->fp[i]) &&
 		   (in->type == SB_LINK || in->mode == r->mode)) {
 		*ch = CH_SAME;
 	} else if (in->size != r->size) {
@@ -201,7 +248,7 @@ static int classify(struct ent *e, int i, int *ch)
 		if (memcmp(e->sha[i], r->sha, SB_SHA_LEN))
 			*ch = CH_CONTENT;
 		else if (in->type == SB_FILE &&
-			 (in->mode != r->mode || in->mtime_ns != r->mtime_ns))
+			 (in->mode != r->mode || !same_time(w, in->mtime_ns, r->mtime_ns)))
 			*ch = CH_META;
 		else
 			*ch = CH_FP;
@@ -252,6 +299,10 @@ static int copy_over(struct walk *w, struct ent *e, int from, int resolved,
 {
 	int to = !from, ret;
 	int op = e->s[to].info.type == SB_NONE ? SB_OP_COPY : SB_OP_UPDATE;
+	if ((ret = unstorable(w, e, from)) != 0) {
+		++*kept;
+		return ret < 0 ? ret : 0;
+	}
 	int extra = e->s[to].info.type == SB_DIR ? SB_IF_RMTREE : 0;
 	if ((ret = emit(w, op, to, e, 0, c, resolved, extra)) < 0)
 		return ret;
@@ -308,7 +359,7 @@ static int agree(struct walk *w, struct ent *e, uint64_t *kept)
 {
 	struct sb_sideinfo *a = &e->s[0].info, *b = &e->s[1].info;
 	++*kept;
-	if (a->type == SB_FILE && (a->mode != b->mode || a->mtime_ns != b->mtime_ns)) {
+	if (a->type == SB_FILE && (a->mode != b->mode || !same_time(w, a->mtime_ns, b->mtime_ns))) {
 		int newer = b->mtime_ns > a->mtime_ns ? SB_TGT : SB_SRC;
 		return emit(w, SB_OP_META, !newer, e, 0, NULL, 0, 0);
 	}
@@ -377,6 +428,8 @@ static int carry(struct walk *w, struct ent *e, int from, int ch, uint64_t *kept
 		}
 	}
 	++*kept;
+	if ((ret = unstorable(w, e, from)) != 0)
+		return ret < 0 ? ret : 0;
 	if ((ret = emit(w, SB_OP_UPDATE, to, e, 0, NULL, 0, 0)) < 0)
 		return ret;
 	if (tf == SB_DIR)
@@ -392,7 +445,7 @@ static int decide(struct walk *w, struct ent *e, uint64_t *kept)
 	if (!r)
 		return decide_new(w, e, kept);
 	for (int i = 0; i < 2; i++) {
-		if ((ret = classify(e, i, &ch[i])) < 0)
+		if ((ret = classify(w, e, i, &ch[i])) < 0)
 			return skip(w, e, ret, "changed while being scanned");
 		if (e->s[i].info.type == SB_NONE)
 			w->plan->st.missing[i]++;
@@ -432,9 +485,44 @@ static int decide(struct walk *w, struct ent *e, uint64_t *kept)
 	return 0;
 }
 
+/*
+ * A side that keeps no modes (FAT, exFAT: every file 0777) shows the mode
+ * its partner or the record gives, so that what it cannot hold is never a
+ * change, and never carried to the other side: the partner's mode where it
+ * has the entry, else the record's, else 0644 (0755 for a directory). The
+ * stat's own mode stays in rawmode, for apply.c's checks.
+ */
+static void as_held(const struct walk *w, struct ent *e)
+{
+	for (int i = 0; i < 2; i++) {
+		struct sb_sideinfo *in = &e->s[i].info, *o = &e->s[!i].info;
+		if (in->type == SB_NONE || (w->caps[i]->flags & SB_CAP_MODE))
+			continue;
+		if (o->type == in->type && (w->caps[!i]->flags & SB_CAP_MODE))
+			in->mode = o->mode;
+		else if (e->rec && e->rec->type == in->type)
+			in->mode = e->rec->mode;
+		else
+			in->mode = in->type == SB_DIR ? 0755 : in->type == SB_LINK ? 0777 : 0644;
+	}
+}
+
 /* Stats both sides of one entry and decides it. */
+/* An entry side `fold` cannot hold beside another spelling (clash.c):
+ * a conflict, whatever the hooks choose, and nothing beneath it visited. */
+static int case_clash(struct walk *w, struct ent *e, uint64_t *kept)
+{
+	struct sb_conflict c;
+	++*kept;
+	fill_conflict(e, SB_CK_CASE, &c);
+	c.suggest = SB_SUGGEST_NONE;	/* no choice settles it: a rename does */
+	return emit(w, SB_OP_CONFLICT, 0, e, 0, &c, 0, 0);
+}
+
+/* Stats both sides of one entry and decides it; with fold >= 0 that side
+ * is not looked at: the name is a case clash there. */
 static int do_entry(struct walk *w, const int pfd[2], const char *name,
-		    const struct sb_rec *rec, int under_deleted, uint64_t *kept)
+		    const struct sb_rec *rec, int under_deleted, int fold, uint64_t *kept)
 {
 	struct ent e;
 	struct stat st;
@@ -452,7 +540,7 @@ static int do_entry(struct walk *w, const int pfd[2], const char *name,
 	if ((ret = path_push(w, name, &saved)) < 0)
 		return ret;
 	for (int i = 0; i < 2; i++) {
-		if (pfd[i] < 0)
+		if (pfd[i] < 0 || i == fold)
 			continue;
 		if (fstatat(pfd[i], name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
 			if (errno == ENOENT)
@@ -483,7 +571,8 @@ static int do_entry(struct walk *w, const int pfd[2], const char *name,
 	}
 	if (w->h && w->h->progress && (++w->seen & 1023) == 0)
 		w->h->progress(w->h->arg, 0, w->seen, 0);
-	ret = decide(w, &e, kept);
+	as_held(w, &e);
+	ret = fold >= 0 ? case_clash(w, &e, kept) : decide(w, &e, kept);
 out:
 	for (int i = 0; i < 2; i++)
 		if (e.cfd[i] >= 0)
@@ -627,12 +716,49 @@ static int load_recs(struct walk *w, uint64_t dir_id, struct recs *out)
 	return ret;
 }
 
+/* Per case-insensitive side, the names of a directory it cannot hold. */
+static int find_clashes(struct walk *w, struct names l[2], const struct recs *r,
+			char **clash[2], size_t nclash[2])
+{
+	const char **u = NULL;
+	size_t n = 0, i[3] = { 0, 0, 0 };
+	int ret = 0;
+
+	if (!(w->caps[0]->flags & SB_CAP_FOLD) && !(w->caps[1]->flags & SB_CAP_FOLD))
+		return 0;
+	if (!(u = malloc((l[0].n + l[1].n + r->n + 1) * sizeof(*u))))
+		return -ENOMEM;
+	/* The three sorted lists merged, each name once. */
+	for (;;) {
+		const char *x[3] = { i[0] < l[0].n ? l[0].v[i[0]] : NULL,
+				     i[1] < l[1].n ? l[1].v[i[1]] : NULL,
+				     i[2] < r->n ? r->names[i[2]] : NULL };
+		const char *m = NULL;
+		for (int s = 0; s < 3; s++)
+			if (x[s] && (!m || strcmp(x[s], m) < 0))
+				m = x[s];
+		if (!m)
+			break;
+		u[n++] = m;
+		for (int s = 0; s < 3; s++)
+			if (x[s] && !strcmp(x[s], m))
+				i[s]++;
+	}
+	for (int s = 0; s < 2 && ret == 0; s++)
+		if (w->caps[s]->flags & SB_CAP_FOLD)
+			ret = sb_clash_find(u, n, (const char *const *)l[s].v, l[s].n,
+					    &clash[s], &nclash[s]);
+	free(u);
+	return ret;
+}
+
 static int walk_dir(struct walk *w, const int fd[2], uint64_t dir_id,
 		    int under_deleted, uint64_t *kept)
 {
 	struct names l[2] = { { 0 }, { 0 } };
 	struct recs r = { 0 };
-	size_t i[2] = { 0, 0 }, k = 0;
+	size_t i[2] = { 0, 0 }, k = 0, nclash[2] = { 0, 0 };
+	char **clash[2] = { NULL, NULL };
 	int ret = 0;
 
 	for (int s = 0; s < 2; s++) {
@@ -648,6 +774,8 @@ static int walk_dir(struct walk *w, const int fd[2], uint64_t dir_id,
 	}
 	if (dir_id && (ret = load_recs(w, dir_id, &r)) < 0)
 		goto out;
+	if ((ret = find_clashes(w, l, &r, clash, nclash)) < 0)
+		goto out;
 
 	for (;;) {
 		const char *a = i[0] < l[0].n ? l[0].v[i[0]] : NULL;
@@ -661,7 +789,9 @@ static int walk_dir(struct walk *w, const int fd[2], uint64_t dir_id,
 		if (!m)
 			break;
 		const struct sb_rec *rec = c && !strcmp(c, m) ? &r.v[k] : NULL;
-		if ((ret = do_entry(w, fd, m, rec, under_deleted, kept)) < 0)
+		int fold = sb_clash_has(clash[0], nclash[0], m) ? 0
+			: sb_clash_has(clash[1], nclash[1], m) ? 1 : -1;
+		if ((ret = do_entry(w, fd, m, rec, under_deleted, fold, kept)) < 0)
 			goto out;
 		if (a && !strcmp(a, m))
 			i[0]++;
@@ -674,6 +804,11 @@ out:
 	names_free(&l[0]);
 	names_free(&l[1]);
 	recs_free(&r);
+	for (int s = 0; s < 2; s++) {
+		for (size_t j = 0; j < nclash[s]; j++)
+			free(clash[s][j]);
+		free(clash[s]);
+	}
 	return ret;
 }
 
@@ -736,8 +871,14 @@ static int plan_path(struct walk *w, const char *rel, size_t len)
 		if ((pfd[0] < 0) != (pfd[1] < 0))
 			under_deleted = pfd[0] < 0 ? SB_SRC : SB_TGT;
 	}
+	/* A name a case-insensitive side holds under another spelling only:
+	 * what the walk of its directory finds a case clash (clash.c). */
+	int fold = -1;
+	for (int i = 0; i < 2; i++)
+		if (pfd[i] >= 0 && (w->caps[i]->flags & SB_CAP_FOLD) && sb_fold_alias(pfd[i], name))
+			fold = i;
 	w->len = plen;		/* do_entry appends the name */
-	ret = do_entry(w, pfd, name, have_rec ? &rec : NULL, under_deleted, &kept);
+	ret = do_entry(w, pfd, name, have_rec ? &rec : NULL, under_deleted, fold, &kept);
 out:
 	for (int i = 0; i < 2; i++)
 		if (pfd[i] >= 0)
@@ -758,6 +899,9 @@ int sb_plan_build(struct sb_pship *p, const char *const *paths, size_t npaths,
 	if (!plan)
 		goto out;
 	w.plan = plan;
+	/* Before the scan's transaction: a first probe stores its findings. */
+	w.caps[0] = sb_pship_caps(p, 0);
+	w.caps[1] = sb_pship_caps(p, 1);
 	plan->started_ns = sb_wall_ns();
 	if (!(plan->f = tmpfile())) {
 		ret = -errno;
@@ -800,6 +944,7 @@ void sb_plan_free(struct sb_plan *plan)
 	if (plan->f)
 		fclose(plan->f);
 	free(plan->path);
+	free(plan->why);
 	free(plan);
 }
 
@@ -839,6 +984,16 @@ int sb_plan_next_raw(struct sb_plan *plan, struct sb_pitem *it, const char **pat
 	if (it->len && fread(plan->path, 1, it->len, plan->f) != it->len)
 		return -EIO;
 	plan->path[it->len] = '\0';
+	if ((size_t)it->whylen + 1 > plan->whycap) {
+		char *np = realloc(plan->why, it->whylen + 1);
+		if (!np)
+			return -ENOMEM;
+		plan->why = np;
+		plan->whycap = it->whylen + 1;
+	}
+	if (it->whylen && fread(plan->why, 1, it->whylen, plan->f) != it->whylen)
+		return -EIO;
+	plan->why[it->whylen] = '\0';
 	*path = plan->path;
 	return 1;
 }
@@ -853,6 +1008,7 @@ int sb_plan_next(struct sb_plan *plan, struct sb_item *it)
 		if (pi.op == SB_OP_CLEANUP)
 			continue;
 		item_view(it, &pi, path);
+		it->why = pi.whylen ? plan->why : NULL;
 		return 1;
 	}
 	return ret;

@@ -331,6 +331,27 @@ const char *sb_pship_id(const struct sb_pship *p)
 	return p->id;
 }
 
+int sb_pship_refresh_root(struct sb_pship *p, int side, int recaps)
+{
+	struct stat a, b;
+	int ok = fstat(p->rootfd[side], &a) == 0, fd;
+
+	if (stat(p->root[side], &b) < 0)
+		return -errno;
+	if (ok && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+		return 0;
+	if ((fd = open(p->root[side], O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return -errno;
+	/* In place: a thread holding the number now uses the new root. */
+	int ret = dup3(fd, p->rootfd[side], O_CLOEXEC) < 0 ? -errno : 1;
+	close(fd);
+	if (ret == 1 && recaps) {
+		p->have_caps[side] = 0;
+		p->fine[side] = -1;
+	}
+	return ret;
+}
+
 int sb_pship_lock(struct sb_pship *p, int wait, long *holder)
 {
 	char *path = NULL, buf[32];

@@ -54,6 +54,8 @@ enum sb_conflict_kind {
 	SB_CK_MODIFIED_DELETED,	/* changed on one side, deleted on the other */
 	SB_CK_TYPE,		/* e.g. a file on one side, a directory on the other */
 	SB_CK_UNDER_DELETED,	/* created or changed under a directory the other side deleted */
+	SB_CK_CASE,		/* a case-insensitive side cannot hold it beside a name
+				 * differing only in case: rename one */
 };
 const char *sb_conflict_kind_name(int kind);
 
@@ -101,6 +103,13 @@ const char *sb_pship_dir(const struct sb_pship *p);
  * log.jsonl, as sb_pship_open). On error the log stays where it was.
  */
 int sb_pship_set_log(struct sb_pship *p, const char *log_path);
+/*
+ * What side's file system can hold, probed once per file system (caps.c):
+ * in words ("exfat: case-insensitive, no modes, no symlinks, times 1 s"),
+ * or as a JSON object.
+ */
+void sb_pship_describe(struct sb_pship *p, int side, char *buf, size_t n);
+void sb_pship_caps_json(struct sb_pship *p, int side, FILE *f);
 /* The state root for `given` (NULL: the default); malloc'd. */
 char *sb_state_root(const char *given);
 /*
@@ -156,6 +165,7 @@ struct sb_item {
 	int to;			/* side that changes: 0 source, 1 target */
 	int resolved;		/* 1: a conflict settled by a choice */
 	int err;		/* SB_OP_SKIP: the cause */
+	const char *why;	/* SB_OP_SKIP: the reason in words, or NULL */
 	const char *path;	/* relative to the roots, not NUL-safe: use len */
 	size_t len;
 	struct sb_sideinfo side[2];

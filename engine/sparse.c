@@ -108,8 +108,11 @@ int sb_sparse_copy(int in, int out, off_t from, off_t to, struct sb_sha *h,
 	}
 out:
 	*done = pos - from;
-	/* The trailing hole (or zeros) too: out gets the size. */
-	if (ret == 0 && out >= 0 && ftruncate(out, pos) < 0)
+	/* The trailing hole (or zeros) too: out gets the size. Only where it
+	 * is short: fusefat (FAT) refuses every ftruncate. */
+	struct stat ost;
+	if (ret == 0 && out >= 0 && (fstat(out, &ost) < 0 || ost.st_size != pos) &&
+	    ftruncate(out, pos) < 0)
 		ret = -errno;
 	return ret;
 }

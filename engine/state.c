@@ -9,7 +9,8 @@
  *   conflicts  key: SHA-256 of the relative path (paths may exceed LMDB's
  *              511-byte key limit). value: encode_conflict(), then the
  *              path bytes.
- *   meta       "next_dir_id": u64 little-endian.
+ *   meta       "next_dir_id": u64 little-endian; "caps.0", "caps.1": what
+ *              each side's file system can hold (caps.c's encoding).
  *
  * Values are explicit little-endian encodings with a leading version byte,
  * never raw structs: padding and layout must not leak into the file, and
@@ -516,6 +517,24 @@ static int alloc_dir_id(struct sb_txn *t, uint64_t *id)
 	*id = next;
 out:
 	return ret;
+}
+
+int sb_state_meta_get(struct sb_txn *t, const char *key, void *buf, size_t *len)
+{
+	MDB_val k = { strlen(key), (void *)key }, v;
+	int ret = map_err(mdb_get(t->txn, t->st->meta, &k, &v));
+
+	if (ret == 0) {
+		memcpy(buf, v.mv_data, v.mv_size < *len ? v.mv_size : *len);
+		*len = v.mv_size;
+	}
+	return ret;
+}
+
+int sb_state_meta_put(struct sb_txn *t, const char *key, const void *buf, size_t len)
+{
+	MDB_val k = { strlen(key), (void *)key }, v = { len, (void *)buf };
+	return map_err(mdb_put(t->txn, t->st->meta, &k, &v, 0));
 }
 
 static int push_id(uint64_t **stack, size_t *n, size_t *cap, uint64_t id)

@@ -37,6 +37,7 @@ const char *sb_conflict_kind_name(int kind)
 	case SB_CK_MODIFIED_DELETED: return "changed on one side, deleted on the other";
 	case SB_CK_TYPE: return "different kinds of entry";
 	case SB_CK_UNDER_DELETED: return "changed under a directory deleted on the other side";
+	case SB_CK_CASE: return "case clash: another name differs only in case (rename one)";
 	}
 	return "none";
 }
@@ -88,7 +89,7 @@ void sb_scan_from_stat(struct sb_scan *s, const struct stat *st)
 {
 	memset(s, 0, sizeof(*s));
 	s->info.type = sb_type_of_mode(st->st_mode);
-	s->info.mode = st->st_mode & 07777;
+	s->info.mode = s->rawmode = st->st_mode & 07777;
 	s->info.size = st->st_size;
 	s->info.mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
 	s->atime_ns = (int64_t)st->st_atim.tv_sec * 1000000000 + st->st_atim.tv_nsec;

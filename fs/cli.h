@@ -28,7 +28,7 @@ extern __thread FILE *cli_out, *cli_err, *cli_in;
 void put_path(FILE *f, const char *s, size_t len);	/* printable, escaped */
 void put_time(FILE *f, int64_t ns);
 const char *op_label(int op, int to);
-void print_plan(FILE *f, struct sb_plan *plan, int list_actions);
+void print_plan(FILE *f, struct sb_pship *p, struct sb_plan *plan, int list_actions);
 void print_conflict(FILE *f, size_t n, const struct sb_item *it);
 void print_plan_json(FILE *f, struct sb_pship *p, struct sb_plan *plan);
 void print_conflicts_json(FILE *f, struct sb_pship *p, const struct sb_conflict_list *l);

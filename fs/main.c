@@ -308,7 +308,7 @@ static int reconcile(struct ctx *c, int argc, char **argv, int status_only)
 	if (c->json)
 		print_plan_json(OUT, p, plan);
 	else
-		print_plan(OUT, plan, !c->quiet);
+		print_plan(OUT, p, plan, !c->quiet);
 	if (sb_plan_check_mass(plan, &side) == SB_E_MASS && !c->allow_mass) {
 		const char *name = side ? "target" : "source";
 		fflush(OUT);

@@ -109,11 +109,12 @@ const char *suggest_name(int s)
 	return s == SB_SUGGEST_SOURCE ? "source" : s == SB_SUGGEST_TARGET ? "target" : NULL;
 }
 
-static void put_side(FILE *f, const char *label, const struct sb_sideinfo *s)
+static void put_side(FILE *f, const char *label, const struct sb_sideinfo *s, int kind)
 {
 	fprintf(f, "   %s: ", label);
 	if (s->type == SB_NONE) {
-		fputs("deleted\n", f);
+		fputs(kind == SB_CK_CASE ? "cannot hold it: the name is taken in another case\n"
+			: "deleted\n", f);
 		return;
 	}
 	put_time(f, s->mtime_ns);
@@ -129,19 +130,27 @@ void print_conflict(FILE *f, size_t n, const struct sb_item *it)
 	fprintf(f, "%zu. ", n);
 	put_path(f, it->path, it->len);
 	fprintf(f, " (%s)\n", sb_conflict_kind_name(c->kind));
-	put_side(f, "Source", &c->side[0]);
-	put_side(f, "Target", &c->side[1]);
+	put_side(f, "Source", &c->side[0], c->kind);
+	put_side(f, "Target", &c->side[1], c->kind);
 	const char *s = suggest_name(c->suggest);
-	fprintf(f, "   Suggested: %s\n", s ? s : "none (same time and size)");
+	if (c->kind == SB_CK_CASE)
+		fputs("   Fix: rename one of the names that differ only in case\n", f);
+	else
+		fprintf(f, "   Suggested: %s\n", s ? s : "none (same time and size)");
 }
 
-void print_plan(FILE *f, struct sb_plan *plan, int list_actions)
+void print_plan(FILE *f, struct sb_pship *p, struct sb_plan *plan, int list_actions)
 {
 	const struct sb_plan_stats *st = sb_plan_stats(plan);
 	struct sb_item it;
 	size_t n = 0;
+	char what[512];
 
 	fprintf(f, "\n=== SYNC ANALYSIS ===\n");
+	for (int side = 0; side < 2; side++) {
+		sb_pship_describe(p, side, what, sizeof(what));
+		fprintf(f, "%s: %s\n", side ? "Target" : "Source", what);
+	}
 	fprintf(f, "Copy to target: %llu files\n", (unsigned long long)st->copy[1]);
 	fprintf(f, "Update target: %llu files\n", (unsigned long long)st->update[1]);
 	fprintf(f, "Copy to source: %llu files\n", (unsigned long long)st->copy[0]);
@@ -196,10 +205,10 @@ static void json_side(FILE *f, const struct sb_sideinfo *s)
 static void json_conflict(FILE *f, const char *path, size_t len, const struct sb_conflict *c)
 {
 	static const char *const kinds[] = { "none", "content", "modified-deleted",
-					     "type", "under-deleted-directory" };
+					     "type", "under-deleted-directory", "case-clash" };
 	fputc('{', f);
 	sb_json_path(f, "path", path, len);
-	fprintf(f, ",\"kind\":\"%s\",\"source\":", kinds[c->kind <= 4 ? c->kind : 0]);
+	fprintf(f, ",\"kind\":\"%s\",\"source\":", kinds[c->kind <= SB_CK_CASE ? c->kind : 0]);
 	json_side(f, &c->side[0]);
 	fputs(",\"target\":", f);
 	json_side(f, &c->side[1]);
@@ -235,6 +244,11 @@ void print_plan_json(FILE *f, struct sb_pship *p, struct sb_plan *plan)
 		(unsigned long long)st->keep_both, (unsigned long long)st->conflicts,
 		(unsigned long long)st->skipped, (unsigned long long)sb_plan_changes(plan),
 		(unsigned long long)(st->hashed[0] + st->hashed[1]));
+	fputs(",\"partners\":{\"source\":", f);
+	sb_pship_caps_json(p, 0, f);
+	fputs(",\"target\":", f);
+	sb_pship_caps_json(p, 1, f);
+	fputc('}', f);
 	const char *sect[] = { "actions", "conflicts", "skipped" };
 	for (int s = 0; s < 3; s++) {
 		fprintf(f, ",\"%s\":[", sect[s]);
@@ -260,6 +274,10 @@ void print_plan_json(FILE *f, struct sb_pship *p, struct sb_plan *plan)
 				fputs(",\"error\":", f);
 				const char *e = sb_strerror(it.err);
 				sb_json_string(f, e, strlen(e));
+				if (it.why) {
+					fputs(",\"reason\":", f);
+					sb_json_string(f, it.why, strlen(it.why));
+				}
 				fputc('}', f);
 			} else {
 				continue;
