@@ -447,7 +447,7 @@ static void t_reconnect_while_mounted(void)
 Test(exfat, first_sync, .disabled = true) { t_first_sync(); }
 /* enable when: as first_sync (today 0600 becomes 0777, ns mtimes truncated) */
 Test(exfat, source_metadata_kept, .disabled = true) { t_source_metadata_kept(); }
-/* enable when: a case-clash conflict kind exists (today "content", exit 0 on run 1) */
+/* enable when: a case-clash conflict kind exists (today it is kind "content") */
 Test(exfat, case_clash, .disabled = true) { t_case_clash(); }
 /* enable when: the mount refuses a create that clashes in case (today it
  * overwrites the target's case.txt and makes CASE.TXT in the source) */
