@@ -716,8 +716,7 @@ struct tl_run tl_mount_run(const struct tl_env *e, const char *mnt, const char *
 	return tl_sbfs_run(e, NULL, av);
 }
 
-/* The process state letter from /proc/PID/stat, 0 if it is gone. */
-static char proc_state(pid_t pid, char *comm, size_t commlen)
+char tl_proc_state(pid_t pid, char *comm, size_t commlen, pid_t *ppid)
 {
 	char path[64], buf[512];
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
@@ -739,6 +738,8 @@ static char proc_state(pid_t pid, char *comm, size_t commlen)
 		memcpy(comm, open_ + 1, l);
 		comm[l] = '\0';
 	}
+	if (ppid)
+		*ppid = (pid_t)strtol(close_ + 4, NULL, 10);
 	return close_[2];
 }
 
@@ -746,7 +747,7 @@ static char proc_state(pid_t pid, char *comm, size_t commlen)
 static int sbfs_alive(pid_t pid)
 {
 	char comm[64] = "";
-	char s = proc_state(pid, comm, sizeof(comm));
+	char s = tl_proc_state(pid, comm, sizeof(comm), NULL);
 	return s && s != 'Z' && s != 'X' && !strncmp(comm, "sbfs", 4);
 }
 
@@ -787,7 +788,7 @@ static int lazy_unmount(const char *dir)
 
 /* The watchdog: waits for EOF on rfd (the test process is done or dead),
  * then unmounts lazily and kills the daemon if either is still there. */
-static void guard_main(int rfd, const char *dir, pid_t daemon)
+void tl_watchdog_detach(int rfd)
 {
 	int nul = open("/dev/null", O_RDWR);
 	dup2(nul, 0);
@@ -797,7 +798,12 @@ static void guard_main(int rfd, const char *dir, pid_t daemon)
 	if (rfd > 3)
 		close_range(3, rfd - 1, 0);
 	close_range(rfd + 1, ~0U, 0);
-	setsid();
+	setsid();	/* no signal meant for the test's process group */
+}
+
+static void guard_main(int rfd, const char *dir, pid_t daemon)
+{
+	tl_watchdog_detach(rfd);
 	char c;
 	for (;;) {
 		ssize_t n = read(rfd, &c, 1);

@@ -152,5 +152,12 @@ void tl_umount(const struct tl_env *e, struct tl_mount *m);
  * stops the watchdog.
  */
 void tl_mount_cleanup(struct tl_mount *m);
+/* The state letter of /proc/PID/stat (0 if pid is gone), its comm in comm
+ * (if not NULL) and its parent in *ppid (if not NULL). */
+char tl_proc_state(pid_t pid, char *comm, size_t commlen, pid_t *ppid);
+/* In a watchdog child just forked: stdin and stdout on /dev/null, every
+ * descriptor but rfd and stderr closed (none of the test's pipes kept open),
+ * a session of its own. */
+void tl_watchdog_detach(int rfd);
 /* Runs `sbfs status` until it exits 0 or timeout_ms pass; its last status. */
 int tl_status_wait_clean(const struct tl_env *e, int timeout_ms);
