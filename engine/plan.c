@@ -765,6 +765,8 @@ static int walk_dir(struct walk *w, const int fd[2], uint64_t dir_id,
 		if (fd[s] < 0)
 			continue;
 		if ((ret = list_dir(w, fd[s], s, &l[s])) < 0) {
+			if (w->len == 0 && dir_id == SB_ROOT_ID)
+				w->plan->st.unlisted[s] = ret;	/* see sb_plan_check_mass */
 			if (ret == -ENOMEM || ret == -EIO)
 				goto out;
 			ret = skip(w, NULL, ret, "cannot list directory");
@@ -1017,6 +1019,14 @@ int sb_plan_next(struct sb_plan *plan, struct sb_item *it)
 int sb_plan_check_mass(const struct sb_plan *plan, int *side)
 {
 	const struct sb_plan_stats *s = &plan->st;
+	/* A root that cannot be listed (a network mount gone) shows nothing:
+	 * refused whatever the state holds, naming that side. */
+	for (int i = 0; i < 2; i++) {
+		if (s->unlisted[i]) {
+			*side = i;
+			return SB_E_MASS;
+		}
+	}
 	if (!plan->full || s->state_entries == 0)
 		return 0;
 	for (int i = 0; i < 2; i++) {

@@ -191,6 +191,7 @@ struct sb_plan_stats {
 	uint64_t missing[2];		/* recorded entries absent on that side */
 	uint64_t seen[2];		/* entries present on that side */
 	uint64_t hashed[2];		/* files read to tell an edit from a touch */
+	int unlisted[2];		/* the root's listing failed: its -errno */
 };
 
 struct sb_plan;
@@ -212,8 +213,9 @@ uint64_t sb_plan_count(const struct sb_plan *plan);
 int sb_plan_rewind(struct sb_plan *plan);
 int sb_plan_next(struct sb_plan *plan, struct sb_item *it);
 /*
- * SB_E_MASS when a side is empty, or has lost more than half of the entries
- * the state records, while the state has records; *side says which.
+ * SB_E_MASS when a side's root could not be listed (stats' unlisted), or is
+ * empty, or has lost more than half of the entries the state records, while
+ * the state has records; *side says which.
  */
 int sb_plan_check_mass(const struct sb_plan *plan, int *side);
 

@@ -312,7 +312,10 @@ static int reconcile(struct ctx *c, int argc, char **argv, int status_only)
 	if (sb_plan_check_mass(plan, &side) == SB_E_MASS && !c->allow_mass) {
 		const char *name = side ? "target" : "source";
 		fflush(OUT);
-		if (st->seen[side] == 0)
+		if (st->unlisted[side])
+			error("refusing to sync: the %s %s cannot be listed: %s.", name,
+			      sb_pship_root(p, side), sb_strerror(st->unlisted[side]));
+		else if (st->seen[side] == 0)
 			error("refusing to sync: the %s %s is empty, but the last sync recorded %llu entries.",
 			      name, sb_pship_root(p, side), (unsigned long long)st->state_entries);
 		else

@@ -9,9 +9,8 @@
  * case-insensitive partners reported; a replugged disk or a remounted
  * share not read again in full.
  *
- * Tests of behaviour sbfs does not have yet are `.disabled = true` with an
- * `enable when:` comment; the harness tests (images, sshd, the watchdogs)
- * always run and must pass.
+ * The harness tests (images, sshd, the watchdogs) check the fixtures
+ * themselves.
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -124,11 +123,16 @@ static char *skip_reason(const char *json, const char *path)
 	const char *p = sk ? strstr(sk, pat) : NULL;
 	if (!p)
 		return NULL;
-	const char *e = strstr(p, "\"error\":\"");
-	const char *end = strchr(p, '}');
+	/* the reason in words where there is one, else the errno's text */
+	const char *end = strchr(p, '}'), *e = strstr(p, "\"reason\":\"");
+	size_t skip = 10;
+	if (!e || (end && e > end)) {
+		e = strstr(p, "\"error\":\"");
+		skip = 9;
+	}
 	if (!e || (end && e > end))
 		return strdup("");
-	e += 9;
+	e += skip;
 	return strndup(e, strcspn(e, "\""));
 }
 
@@ -436,68 +440,46 @@ static void t_reconnect_while_mounted(void)
 /* ================================================================ the cases */
 
 /*
- * Disabled: fail against the binary of this commit (see each "enable when").
- * FAT32 fails at its first step: fusefat refuses ftruncate to any size but 0
- * (EPERM), which sbfs's copy does after writing, and chmod (ENOSYS), which
- * fails each mkdir; so every FAT32 copy fails, exit 3.
+ * Each failed before caps.c and clash.c (issue 11): exFAT and NTFS had
+ * their 0777 and cut mtimes carried back to the source, FAT32 failed every
+ * copy (fusefat refuses ftruncate to any size but 0, and chmod), case
+ * clashes were content conflicts or overwrites, unstorable names exit 3,
+ * sshfs rehashed every file after a remount and lost its root under a
+ * mount when remounted.
  */
 
 /* exFAT: case-insensitive, mode 777, 1 s mtimes, no symlinks, no ':'. */
-/* enable when: the partner's 0777 and whole-second mtimes are not carried back */
-Test(exfat, first_sync, .disabled = true) { t_first_sync(); }
-/* enable when: as first_sync (today 0600 becomes 0777, ns mtimes truncated) */
-Test(exfat, source_metadata_kept, .disabled = true) { t_source_metadata_kept(); }
-/* enable when: a case-clash conflict kind exists (today it is kind "content") */
-Test(exfat, case_clash, .disabled = true) { t_case_clash(); }
-/* enable when: the mount refuses a create that clashes in case (today it
- * overwrites the target's case.txt and makes CASE.TXT in the source) */
-Test(exfat, case_clash_mount, .disabled = true) { t_case_clash_mount(); }
-/* enable when: unstorable names are skipped (exit 1), not failed (exit 3) */
-Test(exfat, unstorable_names, .disabled = true) { t_unstorable(); }
-/* enable when: metadata is not carried back and a remount rehashes nothing */
-Test(exfat, replug, .disabled = true) { t_replug(); }
+Test(exfat, first_sync) { t_first_sync(); }
+Test(exfat, source_metadata_kept) { t_source_metadata_kept(); }
+Test(exfat, case_clash) { t_case_clash(); }
+Test(exfat, case_clash_mount) { t_case_clash_mount(); }
+Test(exfat, unstorable_names) { t_unstorable(); }
+Test(exfat, replug) { t_replug(); }
 Test(exfat, harness_replug_keeps_data) { t_replug_keeps_data(); }
 
 /* FAT32: case-insensitive, no chmod, 2 s mtimes, no symlinks, 4 GiB limit. */
-/* enable when: copies to fusefat work (no ftruncate to size, no chmod needed) */
-Test(fat32, first_sync, .disabled = true) { t_first_sync(); }
-/* enable when: copies to fusefat work, and metadata is not carried back */
-Test(fat32, source_metadata_kept, .disabled = true) { t_source_metadata_kept(); }
-/* enable when: copies to fusefat work, and a case-clash conflict kind exists */
-Test(fat32, case_clash, .disabled = true) { t_case_clash(); }
-/* enable when: the mount refuses a create that clashes in case (as exFAT) */
-Test(fat32, case_clash_mount, .disabled = true) { t_case_clash_mount(); }
-/* enable when: copies to fusefat work, unstorable names are skipped (exit 1) */
-Test(fat32, unstorable_names, .disabled = true) { t_unstorable(); }
-/* enable when: files over 4 GiB are skipped as too large (today EPERM, exit 3) */
-Test(fat32, too_large, .disabled = true) { t_too_large(); }
-/* enable when: copies to fusefat work, and a remount rehashes nothing */
-Test(fat32, replug, .disabled = true) { t_replug(); }
+Test(fat32, first_sync) { t_first_sync(); }
+Test(fat32, source_metadata_kept) { t_source_metadata_kept(); }
+Test(fat32, case_clash) { t_case_clash(); }
+Test(fat32, case_clash_mount) { t_case_clash_mount(); }
+Test(fat32, unstorable_names) { t_unstorable(); }
+Test(fat32, too_large) { t_too_large(); }
+Test(fat32, replug) { t_replug(); }
 Test(fat32, harness_replug_keeps_data) { t_replug_keeps_data(); }
 
 /* NTFS (ntfs-3g): case-sensitive, 100 ns times, mode 777, symlinks work. */
-/* enable when: the partner's 0777 and 100 ns mtimes are not carried back */
-Test(ntfs, first_sync, .disabled = true) { t_first_sync(); }
-/* enable when: as first_sync */
-Test(ntfs, source_metadata_kept, .disabled = true) { t_source_metadata_kept(); }
-/* enable when: as first_sync (status right after the sync lists metadata-to-source) */
-Test(ntfs, storable_names, .disabled = true) { t_storable(); }
-/* enable when: metadata is not carried back and a remount rehashes nothing */
-Test(ntfs, replug, .disabled = true) { t_replug(); }
+Test(ntfs, first_sync) { t_first_sync(); }
+Test(ntfs, source_metadata_kept) { t_source_metadata_kept(); }
+Test(ntfs, storable_names) { t_storable(); }
+Test(ntfs, replug) { t_replug(); }
 Test(ntfs, harness_replug_keeps_data) { t_replug_keeps_data(); }
 
 /* sshfs over ext4: whole-second times (SFTP v3), new inode numbers per mount. */
 Test(sshfs, first_sync) { t_first_sync(); }
 Test(sshfs, source_metadata_kept) { t_source_metadata_kept(); }
-/* enable when: whole-second mtimes of files written just now are not carried
- * back (status right after the sync lists metadata-to-source) */
-Test(sshfs, storable_names, .disabled = true) { t_storable(); }
-/* enable when: a remount (new inode numbers) neither rehashes every file nor
- * truncates the source's mtimes to seconds */
-Test(sshfs, replug, .disabled = true) { t_replug(); }
-/* enable when: the mount survives its target's remount (today: ENOTCONN on
- * the old root, "the source ... is empty", exit 2) */
-Test(sshfs, reconnect_while_mounted, .disabled = true) { t_reconnect_while_mounted(); }
+Test(sshfs, storable_names) { t_storable(); }
+Test(sshfs, replug) { t_replug(); }
+Test(sshfs, reconnect_while_mounted) { t_reconnect_while_mounted(); }
 Test(sshfs, harness_remount_keeps_data) { t_replug_keeps_data(); }
 
 /* ================================================================ the harness */
