@@ -32,6 +32,7 @@ struct control {
 	struct sb_mirror *m;
 	int sock, dirfd;
 	int readonly;
+	const struct cli_ign *ign;	/* the mount's own ignore options */
 	pthread_t thr;
 	void (*changed)(void *arg, const char *path, size_t len);
 	void *arg;
@@ -117,7 +118,10 @@ static void serve(struct control *c, int conn)
 		cli_out = o;
 		cli_err = e;
 		sb_mirror_exclusive(c->m, 1);
-		rc = cmd->run(&cx, argc, argv);
+		/* The patterns the view uses, then the client's own: else a
+		 * status would show the view's ignored paths as pending. */
+		rc = cli_ign_copy(&cx.ign, c->ign) < 0 ? EXIT_FAILED : cmd->run(&cx, argc, argv);
+		cli_ign_free(&cx.ign);
 		int r = cx.log_file ? sb_pship_set_log(c->p, NULL) : 0;
 		if (r < 0)
 			error("cannot reopen the mount's own log (the next command's "
@@ -168,7 +172,8 @@ static void *accept_loop(void *arg)
 }
 
 int control_start(struct sb_pship *p, struct sb_mirror *m, const char *mountpoint,
-		  int readonly, void (*changed)(void *arg, const char *path, size_t len), void *arg,
+		  int readonly, const struct cli_ign *ign,
+		  void (*changed)(void *arg, const char *path, size_t len), void *arg,
 		  struct control **out)
 {
 	struct control *c = calloc(1, sizeof(*c));
@@ -180,6 +185,7 @@ int control_start(struct sb_pship *p, struct sb_mirror *m, const char *mountpoin
 		return ret;
 	c->p = p;
 	c->m = m;
+	c->ign = ign;
 	c->readonly = readonly;
 	c->changed = changed;
 	c->arg = arg;
