@@ -23,7 +23,7 @@ define variant
 $(1)/engine/%.o: engine/%.c engine/*.h
 	@mkdir -p $$(@D)
 	$$(CC) $$(WARN) $$(OPT) $(2) $$(PKG_CFLAGS) -Iengine -c $$< -o $$@
-$(1)/fs/%.o: fs/%.c $(wildcard fs/*.h) engine/sbfs.h
+$(1)/fs/%.o: fs/%.c $(wildcard fs/*.h) engine/sbfs.h engine/ignore.h
 	@mkdir -p $$(@D)
 	$$(CC) $$(WARN) $$(OPT) $(2) $$(PKG_CFLAGS) -Iengine -Ifs -c $$< -o $$@
 $(1)/tests/%.o: tests/%.c $(wildcard tests/lib/*.h) engine/*.h

@@ -35,7 +35,7 @@ static int cmp_str(const void *a, const void *b)
 
 static int held(const char *const *v, size_t n, const char *name)
 {
-	return bsearch(&name, v, n, sizeof(*v), cmp_str) != NULL;
+	return n && bsearch(&name, v, n, sizeof(*v), cmp_str) != NULL;
 }
 
 int sb_clash_find(const char *const *names, size_t n, const char *const *have, size_t nhave,

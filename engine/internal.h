@@ -86,6 +86,26 @@ int sb_stat_beneath(int rootfd, const char *rel, size_t len, struct stat *st);
 /* 1 if rel is well formed as above, 0 if not. */
 int sb_path_valid(const char *rel, size_t len);
 
+/* ---------------------------------------------------------------- ignore.c */
+
+struct sb_ignore;
+/*
+ * Whether the path rel (NUL-terminated, not empty) is ignored, its kind
+ * taken from the side that has it (source first) where a pattern for
+ * directories only makes it matter; from hint (1 directory, else not) when
+ * neither has it.
+ */
+int sb_ignore_view(const struct sb_ignore *ig, const int rootfd[2], const char *rel,
+		   int hint);
+/*
+ * Whether the scan leaves rel alone, its directories known not to be
+ * ignored: t0, t1 are the sides' kinds (enum sb_type), trec the record's.
+ * Ignored as either side's kind is ignored: nothing may replace what is
+ * left alone on one side.
+ */
+int sb_ignore_entry(const struct sb_ignore *ig, const char *rel, size_t len, int t0, int t1,
+		    int trec);
+
 /* ---------------------------------------------------------------- state.c */
 
 enum sb_side { SB_SRC = 0, SB_TGT = 1 };

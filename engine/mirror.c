@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ignore.h"
 #include "recorder.h"
 
 /* The view's inode numbers: the source's own, or the target's with the top
@@ -44,6 +45,7 @@ struct sb_mirror {
 	size_t nfold;
 	int fold_side;			/* all held by this side alone */
 	struct sb_recorder *rec;	/* the state's updates: recorder.c */
+	const struct sb_ignore *ig;	/* shown from and written to the source only */
 	/* Every operation holds it shared; a reconcile or a resolution holds
 	 * it alone, so mount traffic and reconcile never race. */
 	pthread_rwlock_t oplock;
@@ -311,7 +313,7 @@ static int storable_side(struct sb_mirror *m, const char *rel)
 	return -1;
 }
 
-static int map(struct sb_mirror *m, const char *path, char **out, int *side)
+static int map_conf(struct sb_mirror *m, const char *path, char **out, int *side)
 {
 	size_t len = strlen(path), o = 0;
 	char *buf = malloc(len + 1);
@@ -363,6 +365,38 @@ out:
 	if (ret == 0 && *side < 0)
 		*side = storable_side(m, buf);
 	return ret;
+}
+
+/*
+ * map_conf, and then an ignored path is the source's only (*side SB_SRC,
+ * *ign set), as a conflict entry is one side's: every operation then sees
+ * one side, and none records what only one side holds. The one place the
+ * view learns of ignore patterns, but for the listing (dread_side) and the
+ * calls that must tell an ignored path from a conflict entry. hint: as
+ * sb_ignore_view's, for a path neither side has yet.
+ */
+static int map_ign(struct sb_mirror *m, const char *path, char **out, int *side, int hint,
+		   int *ign)
+{
+	int ret = map_conf(m, path, out, side);
+	*ign = 0;
+	if (ret == 0 && *side < 0 && m->ig && **out &&
+	    sb_ignore_view(m->ig, m->p->rootfd, *out, hint)) {
+		*side = SB_SRC;
+		*ign = 1;
+	}
+	return ret;
+}
+
+static int map(struct sb_mirror *m, const char *path, char **out, int *side)
+{
+	int ign;
+	return map_ign(m, path, out, side, 0, &ign);
+}
+
+void sb_mirror_set_ignore(struct sb_mirror *m, const struct sb_ignore *ig)
+{
+	m->ig = ig;
 }
 
 /* ------------------------------------------------------------ recorder */
@@ -557,7 +591,7 @@ static int resolve_paths(struct sb_mirror *m, const char *const *paths, size_t n
 			 int choice)
 {
 	struct fixed_choice fc = { choice };
-	struct sb_hooks h = { .arg = &fc, .choose = choose_fixed };
+	struct sb_hooks h = { .arg = &fc, .choose = choose_fixed, .ignore = m->ig };
 	struct sb_plan *plan = NULL;
 	struct sb_apply_result res;
 	int ret;
@@ -767,8 +801,32 @@ static int dread_index(struct dread *r)
 	return 0;
 }
 
-/* Reads side i's directory rel into r; -ENOENT if that side has none. */
-static int dread_side(struct sb_mirror *m, struct dread *r, int i, const char *rel)
+/* Whether a name only the target has is hidden: it is ignored, and the
+ * view shows what is ignored from the source. */
+static int hidden(struct sb_mirror *m, int dfd, const char *rel, const char *name,
+		  unsigned char type)
+{
+	size_t rl = strlen(rel), nl = strlen(name);
+	char *full = malloc(rl + nl + 2);
+	struct stat st;
+	if (!full)
+		return 0;
+	memcpy(full, rel, rl);
+	full[rl] = '/';
+	memcpy(full + rl + !!rl, name, nl + 1);
+	int k = sb_ignore_kinds(m->ig, full, rl + !!rl + nl);
+	free(full);
+	if (k == 1 || k == 2) {
+		if (type == DT_UNKNOWN && fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+			type = S_ISDIR(st.st_mode) ? DT_DIR : DT_REG;
+		return !!(k & (type == DT_DIR ? 2 : 1));
+	}
+	return k != 0;
+}
+
+/* Reads side i's directory rel into r; -ENOENT if that side has none.
+ * hide: the target's ignored names are left out. */
+static int dread_side(struct sb_mirror *m, struct dread *r, int i, const char *rel, int hide)
 {
 	int fd, ret = sb_open_dir(m->p->rootfd[i], rel, strlen(rel), &fd);
 	if (ret < 0)
@@ -792,6 +850,8 @@ static int dread_side(struct sb_mirror *m, struct dread *r, int i, const char *r
 			e->has |= 1 << SB_TGT;
 			e->type[SB_TGT] = de->d_type;
 			e->ino[SB_TGT] = ino;
+		} else if (hide && hidden(m, fd, rel, n, de->d_type)) {
+			/* not shown */
 		} else {
 			ret = dread_add(r, n, nl, i, de->d_type, ino);
 		}
@@ -869,7 +929,7 @@ static int build_listing(struct sb_mirror *m, const char *rel, int side, struct 
 			continue;
 		if (i == SB_TGT && side < 0 && (ret = dread_index(&r)) < 0)
 			goto out;
-		ret = dread_side(m, &r, i, rel);
+		ret = dread_side(m, &r, i, rel, i == SB_TGT && side < 0 && m->ig);
 		if (ret == -ENOENT)
 			continue;
 		if (ret < 0)
@@ -1233,6 +1293,15 @@ static int holds(struct sb_mirror *m, int i, side_op op)
 	return !((op == op_chmod && !(f & SB_CAP_MODE)) || (op == op_chown && !(f & SB_CAP_OWNER)));
 }
 
+/* 1 if a/an and b/bn are one entry (a case-only rename on a folding side). */
+static int same_entry(int a, const char *an, int b, const char *bn)
+{
+	struct stat x, y;
+	return fstatat(a, an, &x, AT_SYMLINK_NOFOLLOW) == 0 &&
+	       fstatat(b, bn, &y, AT_SYMLINK_NOFOLLOW) == 0 && x.st_dev == y.st_dev &&
+	       x.st_ino == y.st_ino;
+}
+
 static int on_sides(struct sb_mirror *m, const char *rel, int side, int create,
 		    side_op op, void *arg, int *done)
 {
@@ -1337,15 +1406,15 @@ static int create_both(struct sb_mirror *m, const char *path, side_op op,
 		       struct creds *c, int dir, int only)
 {
 	char *rel;
-	int side, done, ret;
-	if ((ret = map(m, path, &rel, &side)) < 0)
+	int side, done, ret, ign;
+	if ((ret = map_ign(m, path, &rel, &side, dir, &ign)) < 0)
 		return ret == -ENOENT ? -EEXIST : ret;
 	if (side < 0)
 		side = only;
 	ret = on_sides(m, rel, side, 1, op, c, &done);
 	if (ret < 0)
 		undo(m, rel, done, dir);
-	else
+	else if (!ign)
 		ret = enqueue(m, ROP_REFRESH, rel, NULL, NULL);
 	free(rel);
 	return ret;
@@ -1452,19 +1521,25 @@ out:
 static int remove_entry(struct sb_mirror *m, const char *path, side_op op)
 {
 	char *rel;
-	int side, done, ret;
+	int side, done, ret, ign;
 	SHARED(m);
-	if ((ret = map(m, path, &rel, &side)) < 0) {
+	if ((ret = map_ign(m, path, &rel, &side, op == op_rmdir, &ign)) < 0) {
 		UNSHARED(m);
 		return ret;
 	}
-	if (side < 0) {
+	if (ign) {
+		/* A record left of it (by a reconcile with other patterns)
+		 * would make the target's copy a deletion once un-ignored. */
+		ret = on_sides(m, rel, SB_SRC, 0, op, NULL, &done);
+		if (done)
+			enqueue(m, ROP_DEL, rel, NULL, NULL);
+	} else if (side < 0) {
 		ret = remove_both(m, rel, op == op_rmdir, &done);
 		if (done)
 			enqueue(m, ret == 0 ? ROP_DEL : ROP_REFRESH, rel, NULL, NULL);
 	}
 	UNSHARED(m);
-	if (side >= 0) {
+	if (side >= 0 && !ign) {
 		const char *paths[1] = { rel };
 		ret = resolve_paths(m, paths, 1, side == SB_SRC ? SB_CHOOSE_TARGET : SB_CHOOSE_SOURCE);
 	}
@@ -1597,19 +1672,56 @@ static int sb_mirror_truncate_impl(struct sb_mirror *m, const char *path, int64_
 	return change(m, path, op_truncate, &sz, NULL);
 }
 
-/* rf, sf: the source path as map() gave it (the caller owns rf). */
-static int rename_impl(struct sb_mirror *m, const char *rf, int sf, const char *to,
+/* rf to rt on side i only. */
+static int rename_side(struct sb_mirror *m, int i, const char *rf, const char *rt,
+		       unsigned int flags)
+{
+	int dfd, dfd2, ret;
+	const char *b1, *b2;
+	if ((ret = side_parent(m, i, rf, 0, &dfd, &b1)) < 0)
+		return ret;
+	if ((ret = side_parent(m, i, rt, 1, &dfd2, &b2)) == 0) {
+		ret = renameat2(dfd, b1, dfd2, b2, flags) < 0 ? -errno : 0;
+		if (ret == -EINVAL && !flags)
+			ret = renameat(dfd, b1, dfd2, b2) < 0 ? -errno : 0;
+		close(dfd2);
+	}
+	close(dfd);
+	return ret;
+}
+
+/* Whether rel is a directory where side (-1: the source, else the
+ * target) has it: the kind a new name for it will have. */
+static int is_dir_at(struct sb_mirror *m, const char *rel, int side)
+{
+	struct stat st;
+	for (int i = 0; i < 2; i++)
+		if ((side < 0 || i == side) &&
+		    sb_stat_beneath(m->p->rootfd[i], rel, strlen(rel), &st) == 0)
+			return S_ISDIR(st.st_mode);
+	return 0;
+}
+
+/*
+ * rf, sf, ign: the source path as map_ign() gave it (the caller owns rf).
+ * Between an ignored name and one that is not, the entry would have to
+ * appear on the target or leave it: EXDEV, so that mv copies and deletes,
+ * each through the view.
+ */
+static int rename_impl(struct sb_mirror *m, const char *rf, int sf, int ign, const char *to,
 		       unsigned int flags)
 {
 	char *rt = NULL;
-	int st, ret, done = 0;
+	int st, ret, done = 0, ign_to;
 
-	if (sf >= 0) {
+	if (sf >= 0 && !ign) {
 		/* A conflict entry renamed: to NAME, that side wins; elsewhere,
 		 * that version lives on under the new name and the other is NAME. */
-		ret = map(m, to, &rt, &st);
+		ret = map_ign(m, to, &rt, &st, is_dir_at(m, rf, sf), &ign_to);
 		if (ret == -ENOENT && !strcmp(to, rf))
 			ret = 0, st = -2;
+		if (ret == 0 && ign_to)
+			ret = -EXDEV;
 		if (ret < 0)
 			goto out;
 		const char *paths[2] = { rf, rt };
@@ -1617,23 +1729,26 @@ static int rename_impl(struct sb_mirror *m, const char *rf, int sf, const char *
 			ret = resolve_paths(m, paths, 1, sf == SB_SRC ? SB_CHOOSE_SOURCE : SB_CHOOSE_TARGET);
 			goto out;
 		}
-		int dfd, dfd2;
-		const char *b1, *b2;
-		if ((ret = side_parent(m, sf, rf, 0, &dfd, &b1)) < 0)
-			goto out;
-		if ((ret = side_parent(m, sf, rt, 1, &dfd2, &b2)) < 0) {
-			close(dfd);
-			goto out;
-		}
-		ret = renameat2(dfd, b1, dfd2, b2, RENAME_NOREPLACE) < 0 ? -errno : 0;
-		close(dfd);
-		close(dfd2);
+		ret = rename_side(m, sf, rf, rt, RENAME_NOREPLACE);
 		if (ret == 0)
 			ret = resolve_paths(m, paths, 2, sf == SB_SRC ? SB_CHOOSE_TARGET : SB_CHOOSE_SOURCE);
 		goto out;
 	}
-	if ((ret = map(m, to, &rt, &st)) < 0)
+	if ((ret = map_ign(m, to, &rt, &st, is_dir_at(m, rf, sf), &ign_to)) < 0)
 		goto out;
+	if (ign != ign_to) {
+		ret = -EXDEV;
+		goto out;
+	}
+	if (ign) {
+		if ((ret = rename_side(m, SB_SRC, rf, rt, flags)) == 0) {
+			files_renamed(m, rf, rt);
+			/* no record may outlive either name: see remove_entry */
+			if ((ret = enqueue(m, ROP_DEL, rf, NULL, NULL)) == 0)
+				ret = enqueue(m, ROP_DEL, rt, NULL, NULL);
+		}
+		goto out;
+	}
 	struct stat pre[2], pre2[2];
 	struct known k = { .how = K_NONE }, k2 = { .how = K_NONE };
 	int files = stat_files(m, rf, pre) == 0;
@@ -1644,6 +1759,8 @@ static int rename_impl(struct sb_mirror *m, const char *rf, int sf, const char *
 		int r = side_parent(m, i, rf, 0, &d1, &b1);
 		if (r == 0) {
 			r = side_parent(m, i, rt, 1, &d2, &b2);
+			if (r == 0 && !same_entry(d1, b1, d2, b2))
+				r = fold_clash(m, i, d2, b2, rt);	/* not a case-only rename */
 			if (r == 0) {
 				r = renameat2(d1, b1, d2, b2, flags) < 0 ? -errno : 0;
 				if (r < 0 && errno == EINVAL && !flags)
@@ -1709,11 +1826,16 @@ out:
 static int sb_mirror_link_impl(struct sb_mirror *m, const char *from, const char *to)
 {
 	char *rf = NULL, *rt = NULL;
-	int sf, st, ret, done = 0;
+	int sf, st, ret, done = 0, ignf, ignt;
 
 	struct stat pre[2];
-	if ((ret = map(m, from, &rf, &sf)) < 0 || (ret = map(m, to, &rt, &st)) < 0)
+	if ((ret = map_ign(m, from, &rf, &sf, 0, &ignf)) < 0 ||
+	    (ret = map_ign(m, to, &rt, &st, 0, &ignt)) < 0)
 		goto out;
+	if (ignf != ignt) {
+		ret = -EXDEV;	/* one name on both sides, the other on one: see rename_impl */
+		goto out;
+	}
 	int files = sf < 0 && stat_files(m, rf, pre) == 0;
 	for (int i = 0; i < 2; i++) {
 		int d1, d2;
@@ -2580,18 +2702,18 @@ int sb_mirror_rename(struct sb_mirror *m, const char *from, const char *to,
 		     unsigned int flags)
 {
 	char *rf;
-	int side, ret;
+	int side, ret, ign;
 	SHARED(m);
-	if ((ret = map(m, from, &rf, &side)) < 0) {
+	if ((ret = map_ign(m, from, &rf, &side, 0, &ign)) < 0) {
 		UNSHARED(m);
 		return ret;
 	}
-	if (side < 0) {
-		ret = rename_impl(m, rf, side, to, flags);
+	if (side < 0 || ign) {
+		ret = rename_impl(m, rf, side, ign, to, flags);
 		UNSHARED(m);
 	} else {
 		UNSHARED(m);
-		ret = rename_impl(m, rf, side, to, flags);
+		ret = rename_impl(m, rf, side, ign, to, flags);
 	}
 	free(rf);
 	return ret;

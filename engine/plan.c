@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "core.h"
+#include "ignore.h"
 
 struct sb_plan {
 	FILE *f;
@@ -550,6 +551,21 @@ static int do_entry(struct walk *w, const int pfd[2], const char *name,
 			goto out;
 		}
 		sb_scan_from_stat(&e.s[i], &st);
+	}
+	if (w->h && sb_ignore_entry(w->h->ignore, w->path, w->len, e.s[0].info.type,
+				    e.s[1].info.type, rec ? rec->type : SB_NONE)) {
+		++*kept;	/* never deleted, nor what holds it */
+		w->plan->st.ignored++;
+		/* A side holding it is not empty; a lost one still shows
+		 * as the records it no longer has (sb_plan_check_mass). */
+		for (int i = 0; i < 2; i++)
+			w->plan->st.seen[i] += e.s[i].info.type != SB_NONE;
+		ret = rec ? emit(w, SB_OP_FORGET, 0, &e, 0, NULL, 0, 0) : 0;
+		goto out;
+	}
+	for (int i = 0; i < 2; i++) {
+		if (e.s[i].info.type == SB_NONE)
+			continue;
 		w->plan->st.seen[i]++;
 		if (e.s[i].info.type == SB_OTHER) {
 			ret = skip(w, &e, -EOPNOTSUPP, "not a file, directory or symlink");
@@ -873,6 +889,8 @@ static int plan_path(struct walk *w, const char *rel, size_t len)
 		if ((pfd[0] < 0) != (pfd[1] < 0))
 			under_deleted = pfd[0] < 0 ? SB_SRC : SB_TGT;
 	}
+	if (w->h && sb_ignore_path(w->h->ignore, rel, plen, 1))
+		goto out;	/* beneath an ignored directory */
 	/* A name a case-insensitive side holds under another spelling only:
 	 * what the walk of its directory finds a case clash (clash.c). */
 	int fold = -1;

@@ -29,6 +29,7 @@ enum {
 	SB_E_STATE_FOREIGN = -10008, /* a state directory is owned by another user */
 	SB_E_STATE_WRITABLE = -10009, /* a state directory is writable by group or others */
 	SB_E_STATE_SYMLINK = -10010, /* a state directory or file is a symbolic link */
+	SB_E_BADPATTERN = -10011, /* an ignore pattern that cannot be used (ignore.h) */
 };
 
 /* Text for an errno or SB_E_* code (never NULL). */
@@ -172,6 +173,8 @@ struct sb_item {
 	struct sb_conflict conflict;	/* SB_OP_CONFLICT, or resolved */
 };
 
+struct sb_ignore;
+
 struct sb_hooks {
 	void *arg;
 	/* A path skipped, with the cause; the path is left for the next run. */
@@ -182,6 +185,8 @@ struct sb_hooks {
 	void (*progress)(void *arg, int applying, uint64_t done, uint64_t total);
 	/* Decides a conflict while planning; NULL leaves every conflict. */
 	int (*choose)(void *arg, const struct sb_item *conflict);
+	/* Paths the plan leaves alone (ignore.h); NULL: none. */
+	const struct sb_ignore *ignore;
 };
 
 struct sb_plan_stats {
@@ -192,6 +197,7 @@ struct sb_plan_stats {
 	uint64_t seen[2];		/* entries present on that side */
 	uint64_t hashed[2];		/* files read to tell an edit from a touch */
 	int unlisted[2];		/* the root's listing failed: its -errno */
+	uint64_t ignored;		/* entries left alone (a directory counts once) */
 };
 
 struct sb_plan;

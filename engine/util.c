@@ -17,6 +17,7 @@ const char *sb_strerror(int code)
 	case SB_E_STATE_FOREIGN: return "refusing a state directory owned by another user";
 	case SB_E_STATE_WRITABLE: return "refusing a state directory writable by group or others";
 	case SB_E_STATE_SYMLINK: return "refusing a state directory or file that is a symbolic link";
+	case SB_E_BADPATTERN: return "not a usable ignore pattern";
 	}
 	if (code < 0)
 		return strerror(-code);

@@ -37,7 +37,8 @@ const char *suggest_name(int s);
 /* commands.c: the one table of commands and their options */
 enum cli_opt_id {
 	OPT_DRY_RUN, OPT_QUIET, OPT_HELP, OPT_AUTO, OPT_MASS, OPT_LOG, OPT_STATE,
-	OPT_JSON, OPT_SRC, OPT_TGT, OPT_KEEP, OPT_FG, OPT_FUSE, CLI_NOPTS
+	OPT_JSON, OPT_SRC, OPT_TGT, OPT_KEEP, OPT_FG, OPT_FUSE, OPT_IGNORE, OPT_NO_DEF_IGN,
+	OPT_ADD, OPT_REMOVE, CLI_NOPTS
 };
 struct ctx;
 struct cli_cmd {
@@ -61,8 +62,30 @@ const char *cli_opt_spelling(int id);	/* "--long-name", or "-x" */
 int cli_options(const struct cli_cmd *cmd, int argc, char **argv, int quiet,
 		int (*fn)(void *arg, int id, char *val), void *arg);
 
+/* ignore.c: the ignore options of a command that scans */
+struct sb_ignore;
+struct cli_ign {
+	const char **pat;	/* --ignore, in order */
+	size_t n;
+	int no_defaults;	/* --no-default-ignores */
+	struct { int add; const char *pat; } *edit;	/* sbfs ignore --add, --remove */
+	size_t nedit;
+};
+/* Takes OPT_IGNORE, OPT_NO_DEF_IGN, OPT_ADD, OPT_REMOVE; -3 once a bad
+ * pattern is said, -4 out of memory. */
+int cli_ign_opt(struct cli_ign *g, int id, const char *val);
+/* The effective set for p: defaults, p's ignore file, then --ignore. 0, or
+ * an exit status once the error is said. */
+int cli_ign_build(const struct cli_ign *g, struct sb_pship *p, struct sb_ignore **out);
+/* The options again, for a reconcile run on the command's behalf. */
+int cli_ign_args(const struct cli_ign *g, char **av);
+void cli_ign_free(struct cli_ign *g);
+/* dst (empty) gets src's --ignore patterns and --no-default-ignores. */
+int cli_ign_copy(struct cli_ign *dst, const struct cli_ign *src);
+
 struct ctx {
 	const struct cli_cmd *cmd;
+	struct cli_ign ign;
 	int dry_run, json, quiet, allow_mass;
 	int policy;		/* SB_CHOOSE_* for resolve flags; see auto_policy */
 	int auto_policy;	/* 0 none, 1 source, 2 target, 3 newer, 4 suggested */
@@ -91,7 +114,8 @@ int cmd_resolve(struct ctx *c, int argc, char **argv);
 struct sb_mirror;
 struct control;
 int control_start(struct sb_pship *p, struct sb_mirror *m, const char *mountpoint,
-		  int readonly, void (*changed)(void *arg, const char *path, size_t len), void *arg,
+		  int readonly, const struct cli_ign *ign,
+		  void (*changed)(void *arg, const char *path, size_t len), void *arg,
 		  struct control **out);
 void control_stop(struct control *c);
 /* Runs argv in the mount that owns its partnership, if one does; returns the
@@ -104,6 +128,10 @@ char *control_mounted(const char *dir);
 int cmd_mount(struct ctx *c, int argc, char **argv);
 int cmd_umount(struct ctx *c, int argc, char **argv);
 int cmd_forget(struct ctx *c, int argc, char **argv);	/* main.c */
+int cmd_ignore(struct ctx *c, int argc, char **argv);	/* ignore.c */
+/* main.c: parses a command's options into c; the index of the first
+ * operand, -2 after --help, or another negative value once said. */
+int cli_parse(struct ctx *c, int argc, char **argv);
 
 /* error() returns -1, so callers can write `return error(...)`. */
 int error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -10,6 +10,12 @@
 
 #include "cli.h"
 
+/* The ignore options, as every command that scans takes them. */
+#define IGNORE_HELP \
+"      --ignore PATTERN     leave paths matching PATTERN alone (gitignore syntax;\n" \
+"                           repeatable; see sbfs ignore)\n" \
+"      --no-default-ignores  do not ignore .DS_Store, Thumbs.db, .Trash-*, ...\n"
+
 static const char usage_reconcile[] =
 "Usage: sbfs reconcile [OPTIONS] SOURCE TARGET\n"
 "Carries changes made on either side since the last sync to the other side.\n"
@@ -22,12 +28,14 @@ static const char usage_reconcile[] =
 "      --log-file FILE      append the JSON Lines operation log to FILE\n"
 "      --state-dir DIR      state directory (default $SBFS_STATE_DIR, else\n"
 "                           ${XDG_STATE_HOME:-$HOME/.local/state}/sbfs)\n"
+IGNORE_HELP
 "  -q, --quiet              do not list each planned action\n"
 "      --json               print the plan as JSON (see sbfs status --json)\n"
 "  -h, --help\n";
 
 static const char usage_status[] =
-"Usage: sbfs status [--json] [-q] [--state-dir DIR] SOURCE TARGET\n"
+"Usage: sbfs status [--json] [-q] [--ignore PATTERN]... [--no-default-ignores]\n"
+"                   [--state-dir DIR] SOURCE TARGET\n"
 "Shows pending changes and conflicts; changes nothing.\n"
 "Exit 0 when nothing is pending, 1 when changes or conflicts are.\n";
 
@@ -43,7 +51,8 @@ static const char usage_resolve[] =
 "version is kept as NAME.target-YYYYMMDD-HHMMSS.EXT on both sides), skip;\n"
 "Enter takes the suggestion. Answers are read from standard input.\n"
 "  --source, --target, --keep-both   apply that choice to every PATH\n"
-"  --log-file FILE, --state-dir DIR  as for reconcile\n";
+"  --log-file FILE, --state-dir DIR, --ignore PATTERN, --no-default-ignores\n"
+"                                    as for reconcile\n";
 
 static const char usage_mount[] =
 "Usage: sbfs mount [-f] [-o OPTIONS] [--auto-resolve POLICY] SOURCE TARGET MOUNTPOINT\n"
@@ -54,6 +63,8 @@ static const char usage_mount[] =
 "               read-only and neither partner nor the state is written\n"
 "               (no reconcile runs)\n"
 "  --auto-resolve POLICY, --state-dir DIR   as for reconcile\n"
+"  --ignore PATTERN, --no-default-ignores   as for reconcile; an ignored path\n"
+"               is shown from the source and written to the source only\n"
 "Unmount with: sbfs umount MOUNTPOINT (or fusermount3 -u, umount).\n";
 
 static const char usage_forget[] =
@@ -62,6 +73,16 @@ static const char usage_forget[] =
 "that the next reconcile is a first sync: it copies what one side lacks and\n"
 "records what is the same on both, and deletes nothing. The way out of a\n"
 "state that is damaged or was lost.\n";
+
+static const char usage_ignore[] =
+"Usage: sbfs ignore [--add PATTERN]... [--remove PATTERN]... [--ignore PATTERN]...\n"
+"                   [--no-default-ignores] [--state-dir DIR] SOURCE TARGET\n"
+"Prints the ignore patterns a reconcile of SOURCE and TARGET uses (with the\n"
+"--ignore options given here): the defaults, then those of the partnership's\n"
+"file STATEDIR/ID/ignore (one per line, gitignore syntax; a line #no-defaults\n"
+"turns the defaults off), then --ignore. The last pattern that matches decides.\n"
+"  --add PATTERN     append PATTERN to the file\n"
+"  --remove PATTERN  remove the lines equal to PATTERN from the file\n";
 
 static const char usage_umount[] =
 "Usage: sbfs umount MOUNTPOINT\n";
@@ -79,6 +100,7 @@ const char cli_usage_main[] =
 "  umount MOUNTPOINT         unmount cleanly\n"
 "  forget SOURCE TARGET      move the partnership's state aside: the next\n"
 "                            reconcile is a first sync, which never deletes\n"
+"  ignore SOURCE TARGET      show or edit the paths left alone\n"
 "\n"
 "  sbfs COMMAND --help   options of a command\n"
 "  sbfs --version\n"
@@ -107,22 +129,28 @@ static const struct cli_opt opts[CLI_NOPTS] = {
 	[OPT_KEEP] = { "--keep-both", 0, 0 },
 	[OPT_FG] = { "-f", 'f', 0 },
 	[OPT_FUSE] = { "-o", 'o', 1 },
+	[OPT_IGNORE] = { "--ignore", 0, 1 },
+	[OPT_NO_DEF_IGN] = { "--no-default-ignores", 0, 0 },
+	[OPT_ADD] = { "--add", 0, 1 },
+	[OPT_REMOVE] = { "--remove", 0, 1 },
 };
 
 #define O(x) (1u << (x))
 #define COMMON (O(OPT_HELP) | O(OPT_STATE))
+#define SCANS (O(OPT_IGNORE) | O(OPT_NO_DEF_IGN))	/* what scans takes the ignore options */
 
 static const struct cli_cmd cmds[] = {
 	{ "reconcile", usage_reconcile, cmd_reconcile, 1,
-	  COMMON | O(OPT_DRY_RUN) | O(OPT_QUIET) | O(OPT_AUTO) | O(OPT_MASS) | O(OPT_LOG) |
-	  O(OPT_JSON) },
-	{ "status", usage_status, cmd_status, 1, COMMON | O(OPT_JSON) | O(OPT_QUIET) },
+	  COMMON | SCANS | O(OPT_DRY_RUN) | O(OPT_QUIET) | O(OPT_AUTO) | O(OPT_MASS) |
+	  O(OPT_LOG) | O(OPT_JSON) },
+	{ "status", usage_status, cmd_status, 1, COMMON | SCANS | O(OPT_JSON) | O(OPT_QUIET) },
 	{ "conflicts", usage_conflicts, cmd_conflicts, 1, COMMON | O(OPT_JSON) },
 	{ "resolve", usage_resolve, cmd_resolve, 1,
-	  COMMON | O(OPT_SRC) | O(OPT_TGT) | O(OPT_KEEP) | O(OPT_LOG) },
+	  COMMON | SCANS | O(OPT_SRC) | O(OPT_TGT) | O(OPT_KEEP) | O(OPT_LOG) },
 	{ "mount", usage_mount, cmd_mount, 0,
-	  COMMON | O(OPT_FG) | O(OPT_FUSE) | O(OPT_AUTO) },
+	  COMMON | SCANS | O(OPT_FG) | O(OPT_FUSE) | O(OPT_AUTO) },
 	{ "forget", usage_forget, cmd_forget, 0, COMMON },
+	{ "ignore", usage_ignore, cmd_ignore, 0, COMMON | SCANS | O(OPT_ADD) | O(OPT_REMOVE) },
 	{ "umount", usage_umount, cmd_umount, 0, O(OPT_HELP) },
 	{ "unmount", usage_umount, cmd_umount, 0, O(OPT_HELP) },
 };

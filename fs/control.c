@@ -32,6 +32,7 @@ struct control {
 	struct sb_mirror *m;
 	int sock, dirfd;
 	int readonly;
+	const struct cli_ign *ign;	/* the mount's own ignore options */
 	pthread_t thr;
 	void (*changed)(void *arg, const char *path, size_t len);
 	void *arg;
@@ -117,7 +118,10 @@ static void serve(struct control *c, int conn)
 		cli_out = o;
 		cli_err = e;
 		sb_mirror_exclusive(c->m, 1);
-		rc = cmd->run(&cx, argc, argv);
+		/* The patterns the view uses, then the client's own: else a
+		 * status would show the view's ignored paths as pending. */
+		rc = cli_ign_copy(&cx.ign, c->ign) < 0 ? EXIT_FAILED : cmd->run(&cx, argc, argv);
+		cli_ign_free(&cx.ign);
 		int r = cx.log_file ? sb_pship_set_log(c->p, NULL) : 0;
 		if (r < 0)
 			error("cannot reopen the mount's own log (the next command's "
@@ -168,7 +172,8 @@ static void *accept_loop(void *arg)
 }
 
 int control_start(struct sb_pship *p, struct sb_mirror *m, const char *mountpoint,
-		  int readonly, void (*changed)(void *arg, const char *path, size_t len), void *arg,
+		  int readonly, const struct cli_ign *ign,
+		  void (*changed)(void *arg, const char *path, size_t len), void *arg,
 		  struct control **out)
 {
 	struct control *c = calloc(1, sizeof(*c));
@@ -180,6 +185,7 @@ int control_start(struct sb_pship *p, struct sb_mirror *m, const char *mountpoin
 		return ret;
 	c->p = p;
 	c->m = m;
+	c->ign = ign;
 	c->readonly = readonly;
 	c->changed = changed;
 	c->arg = arg;
@@ -334,7 +340,7 @@ static int send_cmd(const struct mounted *mt, int argc, char **argv)
 	int s = connect_dir(mt->dir);
 	if (s < 0) {
 		free(buf);
-		return error("%s: the mount stopped answering", mt->mnt), EXIT_FAILED;
+		return -1;	/* gone since find_mounts(): see forward_to() */
 	}
 	int fds[3] = { 0, 1, 2 };
 	char cbuf[CMSG_SPACE(sizeof(fds))];
@@ -391,9 +397,10 @@ static int fwd_opt(void *arg, int id, char *val)
 	return 0;
 }
 
-/* Sends cmd, its options and ops (nops of them) to the mount mt. */
+/* Sends cmd, its options and ops (nops of them) to the mount mt; by_roots:
+ * the user gave SOURCE TARGET, which can do without the mount. */
 static int forward_to(const struct mounted *mt, const char *cmd, const struct fwd *f,
-		      char **ops, int nops)
+		      char **ops, int nops, int by_roots)
 {
 	char **av = calloc(f->n + nops + 3, sizeof(*av));
 	int n = 0;
@@ -407,6 +414,12 @@ static int forward_to(const struct mounted *mt, const char *cmd, const struct fw
 		av[n++] = ops[i];
 	int ret = send_cmd(mt, n, av);
 	free(av);
+	/* A mount unmounting stops listening before it removes its "mount"
+	 * file: given SOURCE TARGET, the command then runs here (-1). */
+	if (ret == -1 && !by_roots) {
+		error("%s: the mount stopped answering", mt->mnt);
+		ret = EXIT_FAILED;
+	}
 	return ret;
 }
 
@@ -443,7 +456,7 @@ int control_forward(const struct cli_cmd *cmd, int argc, char **argv)
 			ops[0] = mv[k].roots[0];
 			ops[1] = mv[k].roots[1];
 			fprintf(OUT, "== %s (%s and %s)\n", mv[k].mnt, mv[k].roots[0], mv[k].roots[1]);
-			int r = forward_to(&mv[k], cmd->name, &f, ops, 2);
+			int r = forward_to(&mv[k], cmd->name, &f, ops, 2, 0);
 			if (r > ret)
 				ret = r;
 		}
@@ -459,7 +472,7 @@ int control_forward(const struct cli_cmd *cmd, int argc, char **argv)
 		ops[0] = mv[k].roots[0];
 		ops[1] = mv[k].roots[1];
 		memcpy(ops + 2, argv + i + 1, (nops - 1) * sizeof(*ops));
-		ret = forward_to(&mv[k], cmd->name, &f, ops, nops + 1);
+		ret = forward_to(&mv[k], cmd->name, &f, ops, nops + 1, 0);
 		goto out;
 	}
 	if (nops == 1 && !is_resolve) {
@@ -473,7 +486,7 @@ int control_forward(const struct cli_cmd *cmd, int argc, char **argv)
 	for (size_t k = 0; first && second && k < nm; k++) {
 		if (mv[k].roots[0] && mv[k].roots[1] && !strcmp(first, mv[k].roots[0]) &&
 		    !strcmp(second, mv[k].roots[1])) {
-			ret = forward_to(&mv[k], cmd->name, &f, argv + i, nops);
+			ret = forward_to(&mv[k], cmd->name, &f, argv + i, nops, 1);
 			break;
 		}
 	}

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "ignore.h"
 
 
 
@@ -237,13 +238,13 @@ static int set_opt(void *arg, int id, char *val)
 	case OPT_SRC: c->policy = SB_CHOOSE_SOURCE; break;
 	case OPT_TGT: c->policy = SB_CHOOSE_TARGET; break;
 	case OPT_KEEP: c->policy = SB_CHOOSE_KEEP_BOTH; break;
+	case OPT_IGNORE: case OPT_NO_DEF_IGN: case OPT_ADD: case OPT_REMOVE:
+		return cli_ign_opt(&c->ign, id, val);
 	}
 	return 0;
 }
 
-/* Parses a command's options; returns the index of the first operand, -2
- * after --help, or another negative value once the error is reported. */
-static int parse(struct ctx *c, int argc, char **argv)
+int cli_parse(struct ctx *c, int argc, char **argv)
 {
 	int i = cli_options(c->cmd, argc, argv, 0, set_opt, c);
 	if (i == -1)
@@ -267,9 +268,10 @@ static int reconcile(struct ctx *c, int argc, char **argv, int status_only)
 	struct sb_plan *plan = NULL;
 	struct sb_hooks h = { .arg = c, .warn = hook_warn, .progress = hook_progress };
 	struct sb_apply_result res;
+	struct sb_ignore *ig = NULL;
 	int ret, side;
 
-	int i = parse(c, argc, argv);
+	int i = cli_parse(c, argc, argv);
 	if (i < 0)
 		return i == -2 ? EXIT_SYNCED : EXIT_USAGE;
 	if (argc - i != 2) {
@@ -280,8 +282,10 @@ static int reconcile(struct ctx *c, int argc, char **argv, int status_only)
 		c->dry_run = 1;
 	if (c->readonly && !c->dry_run)
 		return refuse_readonly(argv[i], argv[i + 1]);
-	if ((ret = open_pship(c, argv[i], argv[i + 1], &p)))
+	if ((ret = open_pship(c, argv[i], argv[i + 1], &p)) ||
+	    (ret = cli_ign_build(&c->ign, p, &ig)))
 		goto out;
+	h.ignore = ig;
 	/* A mount that was killed may have left files half written. */
 	if (!c->shared && sb_journal_dirty(p, &c->dirty, &c->ndirty) == 0 && c->ndirty && !c->json) {
 		fprintf(OUT, "%zu file(s) were being written through a mount that stopped; "
@@ -364,6 +368,7 @@ out:
 	c->dirty = NULL;
 	c->ndirty = 0;
 	sb_plan_free(plan);
+	sb_ignore_free(ig);
 	if (!c->shared)
 		sb_pship_close(p);
 	return ret;
@@ -385,7 +390,7 @@ int cmd_conflicts(struct ctx *c, int argc, char **argv)
 	struct sb_conflict_list l = { 0 };
 	int ret;
 
-	int i = parse(c, argc, argv);
+	int i = cli_parse(c, argc, argv);
 	if (i < 0)
 		return i == -2 ? EXIT_SYNCED : EXIT_USAGE;
 	if (argc - i != 2) {
@@ -456,9 +461,10 @@ int cmd_resolve(struct ctx *c, int argc, char **argv)
 	struct sb_apply_result res;
 	char **paths = NULL;
 	size_t n = 0;
+	struct sb_ignore *ig = NULL;
 	int ret;
 
-	int i = parse(c, argc, argv);
+	int i = cli_parse(c, argc, argv);
 	if (i < 0)
 		return i == -2 ? EXIT_SYNCED : EXIT_USAGE;
 	if (argc - i < 2) {
@@ -468,8 +474,10 @@ int cmd_resolve(struct ctx *c, int argc, char **argv)
 	if (c->readonly)
 		return refuse_readonly(argv[i], argv[i + 1]);
 	c->prompt_in = IN;
-	if ((ret = open_pship(c, argv[i], argv[i + 1], &p)))
+	if ((ret = open_pship(c, argv[i], argv[i + 1], &p)) ||
+	    (ret = cli_ign_build(&c->ign, p, &ig)))
 		goto out;
+	h.ignore = ig;
 	if ((ret = lock_pship(c, p)))
 		goto out;
 	if (argc - i > 2) {
@@ -527,6 +535,7 @@ out:
 	free(paths);
 	sb_conflicts_free(&l);
 	sb_plan_free(plan);
+	sb_ignore_free(ig);
 	if (!c->shared)
 		sb_pship_close(p);
 	return ret;
@@ -539,7 +548,7 @@ int cmd_forget(struct ctx *c, int argc, char **argv)
 	char *moved = NULL;
 	int ret;
 
-	int i = parse(c, argc, argv);
+	int i = cli_parse(c, argc, argv);
 	if (i < 0)
 		return i == -2 ? EXIT_SYNCED : EXIT_USAGE;
 	if (argc - i != 2) {
@@ -607,5 +616,7 @@ int main(int argc, char **argv)
 		if (r >= 0)
 			return r;
 	}
-	return c.cmd->run(&c, argc, argv);
+	int r = c.cmd->run(&c, argc, argv);
+	cli_ign_free(&c.ign);
+	return r;
 }

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "ignore.h"
 #include "links.h"
 
 static struct sb_mirror *mirror(void)
@@ -497,6 +498,7 @@ struct mount_opts {
 	int fg;
 	char *fuse;	/* the -o options, joined by commas */
 	const char *auto_resolve, *state_dir;
+	struct cli_ign ign;
 };
 
 static int mount_opt(void *arg, int id, char *val)
@@ -508,6 +510,7 @@ static int mount_opt(void *arg, int id, char *val)
 	case OPT_AUTO: mo->auto_resolve = val; break;
 	case OPT_STATE: mo->state_dir = val; break;
 	case OPT_HELP: return -2;
+	case OPT_IGNORE: case OPT_NO_DEF_IGN: return cli_ign_opt(&mo->ign, id, val);
 	case OPT_FUSE:
 		if (asprintf(&n, "%s%s%s", mo->fuse ? mo->fuse : "", mo->fuse ? "," : "", val) < 0)
 			return -4;
@@ -575,6 +578,8 @@ int cmd_mount(struct ctx *c, int argc, char **argv)
 	struct fuse *fuse = NULL;
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	struct control *ctl = NULL;
+	struct sb_ignore *ig = NULL;
+	char **rargv = NULL;
 
 	int op = cli_options(c->cmd, argc, argv, 0, mount_opt, &mo);
 	mopts = mo.fuse;
@@ -636,15 +641,26 @@ int cmd_mount(struct ctx *c, int argc, char **argv)
 		free(other);
 		goto out;
 	}
+	/* The view's patterns are those of the reconcile below, which drops
+	 * their records, so none can make the mount's source-only changes a
+	 * deletion later. */
+	if ((r = cli_ign_build(&mo.ign, p, &ig))) {
+		ret = r;
+		goto out;
+	}
 	sb_pship_close(p);
 	p = NULL;
 
 	/* The reconcile that opens the mount: the same as `sbfs reconcile`. */
 	if (!ro) {
-		char *rargv[8];
 		int n = 0;
+		if (!(rargv = calloc(9 + 2 * mo.ign.n, sizeof(*rargv)))) {
+			ret = EXIT_FAILED;
+			goto out;
+		}
 		rargv[n++] = "reconcile";
 		rargv[n++] = "--quiet";
+		n += cli_ign_args(&mo.ign, rargv + n);
 		if (auto_resolve) {
 			rargv[n++] = "--auto-resolve";
 			rargv[n++] = (char *)auto_resolve;
@@ -657,6 +673,7 @@ int cmd_mount(struct ctx *c, int argc, char **argv)
 		rargv[n++] = (char *)tgt;
 		struct ctx rc = { .cmd = cli_cmd("reconcile"), .progress = c->progress };
 		r = cmd_reconcile(&rc, n, rargv);
+		cli_ign_free(&rc.ign);
 		if (r == EXIT_USAGE || r == EXIT_FAILED) {
 			ret = r;
 			goto out;
@@ -684,6 +701,9 @@ int cmd_mount(struct ctx *c, int argc, char **argv)
 			close(pipefd[0]);
 			free(mopts);
 			free(mnt);
+			free(rargv);
+			sb_ignore_free(ig);
+			cli_ign_free(&mo.ign);
 			return c;
 		}
 		close(pipefd[0]);
@@ -704,6 +724,7 @@ int cmd_mount(struct ctx *c, int argc, char **argv)
 		error("cannot start the mirror");
 		goto out;
 	}
+	sb_mirror_set_ignore(m, ig);
 	if (mount_args(&args, mopts, sb_pship_root(p, 0)) < 0)
 		goto out;
 	if (!(fuse = fuse_new(&args, &ops, sizeof(ops), m))) {
@@ -734,7 +755,7 @@ int cmd_mount(struct ctx *c, int argc, char **argv)
 		       mnt, ro ? ", read-only" : "");
 		fflush(stdout);
 	}
-	if (control_start(p, m, mnt, ro, invalidate, fuse, &ctl) < 0) {
+	if (control_start(p, m, mnt, ro, &mo.ign, invalidate, fuse, &ctl) < 0) {
 		error("cannot start the control socket in %s", sb_pship_dir(p));
 		goto out_unmount;
 	}
@@ -763,6 +784,9 @@ out:
 	fuse_opt_free_args(&args);
 	sb_mirror_close(m);
 	sb_pship_close(p);
+	sb_ignore_free(ig);
+	cli_ign_free(&mo.ign);
+	free(rargv);
 	free(mopts);
 	free(mnt);
 	return ret;

@@ -162,6 +162,8 @@ void print_plan(FILE *f, struct sb_pship *p, struct sb_plan *plan, int list_acti
 	fprintf(f, "Conflicts: %llu files\n", (unsigned long long)st->conflicts);
 	if (st->skipped)
 		fprintf(f, "Skipped: %llu\n", (unsigned long long)st->skipped);
+	if (st->ignored)
+		fprintf(f, "Ignored: %llu\n", (unsigned long long)st->ignored);
 	fprintf(f, "\nTotal changes: %llu files\n", (unsigned long long)sb_plan_changes(plan));
 
 	if (list_actions && sb_plan_changes(plan)) {
@@ -237,13 +239,14 @@ void print_plan_json(FILE *f, struct sb_pship *p, struct sb_plan *plan)
 	fprintf(f, ",\"summary\":{\"copy_to_target\":%llu,\"update_target\":%llu,"
 		"\"copy_to_source\":%llu,\"update_source\":%llu,\"delete_in_target\":%llu,"
 		"\"delete_in_source\":%llu,\"keep_both\":%llu,\"conflicts\":%llu,"
-		"\"skipped\":%llu,\"total_changes\":%llu,\"hashed\":%llu}",
+		"\"skipped\":%llu,\"total_changes\":%llu,\"hashed\":%llu,\"ignored\":%llu}",
 		(unsigned long long)st->copy[1], (unsigned long long)st->update[1],
 		(unsigned long long)st->copy[0], (unsigned long long)st->update[0],
 		(unsigned long long)st->del[1], (unsigned long long)st->del[0],
 		(unsigned long long)st->keep_both, (unsigned long long)st->conflicts,
 		(unsigned long long)st->skipped, (unsigned long long)sb_plan_changes(plan),
-		(unsigned long long)(st->hashed[0] + st->hashed[1]));
+		(unsigned long long)(st->hashed[0] + st->hashed[1]),
+		(unsigned long long)st->ignored);
 	fputs(",\"partners\":{\"source\":", f);
 	sb_pship_caps_json(p, 0, f);
 	fputs(",\"target\":", f);

@@ -166,6 +166,11 @@ struct tl_run tl_sbfs_run(const struct tl_env *e, const char *input, const char 
 	slurp(ef, &r.err, &r.errlen);
 	close(of);
 	close(ef);
+	/* A sanitizer's exit status can be one the test expects (1): its
+	 * report must fail the test all the same. */
+	if (strstr(r.err, "runtime error:") || strstr(r.err, "ERROR: AddressSanitizer") ||
+	    strstr(r.err, "ERROR: LeakSanitizer"))
+		cr_assert_fail("sbfs %s: a sanitizer report:\n%s", argv[0] ? argv[0] : "", r.err);
 	return r;
 }
 
