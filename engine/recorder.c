@@ -156,24 +156,63 @@ static int still_there(struct sb_pship *p, const char *rel, const struct sb_fp f
 }
 
 /*
- * K_POST, then changes of metadata only (K_SAME) to the same name, each
- * starting where the one before ended: the bytes are those of the K_POST
- * as long as both sides still match the last of them. The fingerprints
- * hash_if_still() must find.
+ * K_POST, then changes of metadata only (K_SAME) to the same file, each
+ * starting where the one before ended, renames included (a rename's
+ * K_SAME is queued at the new name right after its move): the bytes are
+ * those of the K_POST as long as both sides still match the last of them.
+ * The fingerprints hash_if_still() must find, and in *at (malloc'd) where:
+ * a recorder that lags behind a rename finds the file under its new name.
  */
-static const struct sb_fp *chain_end(const struct rop *r)
+static const struct sb_fp *chain_end(const struct rop *r, char **at)
 {
 	const struct sb_fp *cur = r->k.fp;
-	for (const struct rop *q = r->next; q; q = q->next) {
-		if (q->kind == ROP_MOVE || q->kind == ROP_SWAP)
+	char *name = strdup(r->path), *n;
+
+	for (const struct rop *q = r->next; q && name; q = q->next) {
+		if (q->kind == ROP_SWAP)
 			break;
-		if (strcmp(q->path, r->path))
+		if (q->kind == ROP_MOVE) {
+			if (!strcmp(q->path2, name))
+				break;		/* another entry renamed over it */
+			if ((n = moved(name, q->path, q->path2))) {
+				free(name);
+				name = n;
+			}
+			continue;
+		}
+		if (strcmp(q->path, name))
 			continue;
 		if (q->kind != ROP_META || q->k.how != K_SAME || q->path2 ||
 		    !sb_fp_equal(&q->k.pre[0], &cur[0]) || !sb_fp_equal(&q->k.pre[1], &cur[1]))
 			break;
 		cur = q->k.fp;
 	}
+	*at = name;
+	return cur;
+}
+
+/*
+ * Where rel is now if renames the recorder has not taken yet moved it:
+ * a batch being written can find a name already renamed on disk, the move
+ * queued behind it (malloc'd; NULL when none applies).
+ */
+static char *pending_name(struct sb_recorder *rc, const char *rel)
+{
+	char *cur = NULL, *n;
+
+	pthread_mutex_lock(&rc->mu);
+	for (const struct rop *q = rc->head; q; q = q->next) {
+		if (q->kind != ROP_MOVE && q->kind != ROP_SWAP)
+			continue;
+		const char *at = cur ? cur : rel;
+		if (!(n = moved(at, q->path, q->path2)) && q->kind == ROP_SWAP)
+			n = moved(at, q->path2, q->path);
+		if (n) {
+			free(cur);
+			cur = n;
+		}
+	}
+	pthread_mutex_unlock(&rc->mu);
 	return cur;
 }
 
@@ -191,9 +230,17 @@ static int rec_file(struct sb_recorder *rc, struct sb_txn *t, const struct rop *
 	int have_old = (!r->path2 || parent_id(t, r->path2, &opid, &ob) == 0) &&
 		       sb_state_get(t, opid, ob, strlen(ob), &old) == 0;
 	struct known still = *k;
+	const char *dp = r->dpath ? r->dpath : r->path;
 
-	if (!still_there(rc->p, r->dpath ? r->dpath : r->path, k->fp))
-		return 0;
+	if (!still_there(rc->p, dp, k->fp)) {
+		/* Renamed on disk, its move not yet taken: what the record says
+		 * of the bytes holds there (K_POST, which reads them, waits). */
+		char *now = k->how == K_POST ? NULL : pending_name(rc, dp);
+		int there = now && still_there(rc->p, now, k->fp);
+		free(now);
+		if (!there)
+			return 0;
+	}
 
 	memset(&rec, 0, sizeof(rec));
 	rec.type = SB_FILE;
@@ -213,11 +260,17 @@ static int rec_file(struct sb_recorder *rc, struct sb_txn *t, const struct rop *
 			return 0;
 		memcpy(rec.sha, old.sha, SB_SHA_LEN);
 		break;
-	case K_POST:
-		memcpy(still.fp, chain_end(r), sizeof(still.fp));
-		if (r->dpath || !hash_if_still(rc->p, r->path, &still, rec.sha))
-			return 0;	/* moved or changed since: the next reconcile looks */
+	case K_POST: {
+		char *at = NULL;
+		memcpy(still.fp, chain_end(r, &at), sizeof(still.fp));
+		/* moved or changed since: the next reconcile looks */
+		int ok = at && !strcmp(at, r->dpath ? r->dpath : r->path) &&
+			 hash_if_still(rc->p, at, &still, rec.sha);
+		free(at);
+		if (!ok)
+			return 0;
 		break;
+	}
 	default:
 		return 0;
 	}

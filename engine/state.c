@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
 
 #include <lmdb.h>
@@ -451,6 +452,19 @@ out:
 	return ret;
 }
 
+/*
+ * LMDB answers a short write with EIO ("filesystem full?" in its source):
+ * a commit whose pages only partly fit. The cause worth reporting is then
+ * the full file system, which is what the state directory shows.
+ */
+static int state_fs_full(struct sb_state *st)
+{
+	struct statvfs v;
+	mdb_filehandle_t fd;
+	return mdb_env_get_fd(st->env, &fd) == 0 && fstatvfs(fd, &v) == 0 &&
+	       (uint64_t)v.f_bavail * v.f_frsize < (1u << 20);
+}
+
 int sb_txn_commit(struct sb_txn *t)
 {
 	int ret = 0;
@@ -467,6 +481,8 @@ int sb_txn_commit(struct sb_txn *t)
 	if (!t->rdonly && !t->st->marked)
 		mark = mdb_stat(t->txn, t->st->entries, &ms) == 0 && ms.ms_entries > 0;
 	ret = map_err(mdb_txn_commit(t->txn));
+	if (ret == -EIO && state_fs_full(t->st))
+		ret = -ENOSPC;
 	if (ret == 0 && mark && sb_state_mark(t->st->dir) == 0)
 		t->st->marked = 1;
 out:

@@ -384,7 +384,7 @@ Test(races, unmount_any_way_leaves_the_state_complete)
 		cr_assert_eq(r.status, 0, "status right after %s: exit %d\n%s%s", how[w], r.status,
 			     r.out, r.err);
 		cr_assert(strstr(r.out, "\"hashed\":0"), "status right after %s read files: the "
-			  "state was not complete\n%s", how[w], r.out);
+			  "state was not complete\n%s\n%s", how[w], r.out, r.err);
 		tl_run_free(&r);
 		free(cmd);
 		tl_umount_wait(&mnt);
