@@ -4,7 +4,6 @@
  * Nothing on disk or in the state changes here. The plan is streamed to an
  * unlinked temporary file, so memory stays flat however large the tree.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -13,18 +12,6 @@
 
 #include "core.h"
 #include "ignore.h"
-
-struct sb_plan {
-	FILE *f;
-	uint64_t count;
-	int full;
-	int64_t started_ns;	/* wall clock before the first stat of the scan */
-	struct sb_plan_stats st;
-	char *path;		/* iteration buffer */
-	size_t cap;
-	char *why;		/* iteration buffer for reasons */
-	size_t whycap;
-};
 
 struct walk {
 	struct sb_pship *p;
@@ -268,21 +255,6 @@ static void fill_conflict(const struct ent *e, int kind, struct sb_conflict *c)
 	c->suggest = sb_suggest(&c->side[0], &c->side[1]);
 }
 
-static void item_view(struct sb_item *it, const struct sb_pitem *pi,
-		      const char *path)
-{
-	memset(it, 0, sizeof(*it));
-	it->op = pi->op;
-	it->to = pi->to;
-	it->resolved = pi->resolved;
-	it->err = pi->err;
-	it->path = path;
-	it->len = pi->len;
-	it->side[0] = pi->s[0].info;
-	it->side[1] = pi->s[1].info;
-	it->conflict = pi->conflict;
-}
-
 /* Descends into the entry's directories: into side `only` alone when >= 0. */
 static int descend(struct walk *w, struct ent *e, int only, uint64_t dir_id,
 		   int under_deleted, uint64_t *kept)
@@ -332,7 +304,7 @@ static int conflict(struct walk *w, struct ent *e, int kind, uint64_t *kept)
 		pi.s[0] = e->s[0];
 		pi.s[1] = e->s[1];
 		pi.conflict = c;
-		item_view(&view, &pi, w->path);
+		sb_item_view(&view, &pi, w->path);
 		choice = w->h->choose(w->h->arg, &view);
 	}
 	int present0 = e->s[0].info.type != SB_NONE;
@@ -599,41 +571,6 @@ out:
 
 /* ------------------------------------------------------------ listing */
 
-struct names {
-	char **v;
-	size_t n, cap;
-};
-
-static void names_free(struct names *l)
-{
-	for (size_t i = 0; i < l->n; i++)
-		free(l->v[i]);
-	free(l->v);
-	l->v = NULL;
-	l->n = l->cap = 0;
-}
-
-static int names_add(struct names *l, const char *s, size_t len)
-{
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? 2 * l->cap : 32;
-		char **nv = realloc(l->v, cap * sizeof(*nv));
-		if (!nv)
-			return -ENOMEM;
-		l->v = nv;
-		l->cap = cap;
-	}
-	if (!(l->v[l->n] = strndup(s, len)))
-		return -ENOMEM;
-	l->n++;
-	return 0;
-}
-
-static int cmp_names(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /* Emits the removal of a temporary file left by a killed run. */
 static int cleanup_item(struct walk *w, const char *name, int side)
 {
@@ -645,134 +582,23 @@ static int cleanup_item(struct walk *w, const char *name, int side)
 	return ret;
 }
 
-/* Lists one side's directory, sorted; stale temporaries become cleanup items. */
-static int list_dir(struct walk *w, int fd, int side, struct names *out)
+/* Lists one side's directory; stale temporaries become cleanup items. */
+static int list_side(struct walk *w, int fd, int side, struct sb_names *out)
 {
-	int dfd = dup(fd), ret = 0;
-	DIR *d;
-	struct dirent *de;
+	struct sb_names tmp = { 0 };
+	int ret = sb_list_dir(fd, out, &tmp), e = 0;
 
-	if (dfd < 0)
-		return -errno;
-	if (!(d = fdopendir(dfd))) {
-		close(dfd);
-		return -errno;
-	}
-	rewinddir(d);	/* the dup shares its offset with fd */
-	for (;;) {
-		errno = 0;
-		if (!(de = readdir(d))) {
-			ret = -errno;
-			break;
-		}
-		const char *n = de->d_name;
-		if (n[0] == '.' && (!n[1] || (n[1] == '.' && !n[2])))
-			continue;
-		if (!strncmp(n, SB_TMP_PREFIX, sizeof(SB_TMP_PREFIX) - 1))
-			ret = cleanup_item(w, n, side);
-		else
-			ret = names_add(out, n, strlen(n));
-		if (ret < 0)
-			break;
-	}
-	closedir(d);
-	if (ret == 0 && out->n > 1)
-		qsort(out->v, out->n, sizeof(*out->v), cmp_names);
-	return ret;
-}
-
-struct recs {
-	char **names;
-	struct sb_rec *v;
-	size_t n, cap;
-};
-
-static void recs_free(struct recs *r)
-{
-	for (size_t i = 0; i < r->n; i++)
-		free(r->names[i]);
-	free(r->names);
-	free(r->v);
-}
-
-static int load_recs(struct walk *w, uint64_t dir_id, struct recs *out)
-{
-	struct sb_cursor *c = NULL;
-	const char *name;
-	size_t nlen;
-	struct sb_rec rec;
-	int ret;
-
-	if ((ret = sb_state_children(w->txn, dir_id, &c)) < 0)
-		return ret;
-	while ((ret = sb_cursor_next(c, &name, &nlen, &rec)) > 0) {
-		if (out->n == out->cap) {
-			size_t cap = out->cap ? 2 * out->cap : 32;
-			char **nn = realloc(out->names, cap * sizeof(*nn));
-			if (!nn) {
-				ret = -ENOMEM;
-				break;
-			}
-			out->names = nn;
-			struct sb_rec *nv = realloc(out->v, cap * sizeof(*nv));
-			if (!nv) {
-				ret = -ENOMEM;
-				break;
-			}
-			out->v = nv;
-			out->cap = cap;
-		}
-		if (!(out->names[out->n] = strndup(name, nlen))) {
-			ret = -ENOMEM;
-			break;
-		}
-		out->v[out->n++] = rec;
-	}
-	sb_cursor_close(c);
-	return ret;
-}
-
-/* Per case-insensitive side, the names of a directory it cannot hold. */
-static int find_clashes(struct walk *w, struct names l[2], const struct recs *r,
-			char **clash[2], size_t nclash[2])
-{
-	const char **u = NULL;
-	size_t n = 0, i[3] = { 0, 0, 0 };
-	int ret = 0;
-
-	if (!(w->caps[0]->flags & SB_CAP_FOLD) && !(w->caps[1]->flags & SB_CAP_FOLD))
-		return 0;
-	if (!(u = malloc((l[0].n + l[1].n + r->n + 1) * sizeof(*u))))
-		return -ENOMEM;
-	/* The three sorted lists merged, each name once. */
-	for (;;) {
-		const char *x[3] = { i[0] < l[0].n ? l[0].v[i[0]] : NULL,
-				     i[1] < l[1].n ? l[1].v[i[1]] : NULL,
-				     i[2] < r->n ? r->names[i[2]] : NULL };
-		const char *m = NULL;
-		for (int s = 0; s < 3; s++)
-			if (x[s] && (!m || strcmp(x[s], m) < 0))
-				m = x[s];
-		if (!m)
-			break;
-		u[n++] = m;
-		for (int s = 0; s < 3; s++)
-			if (x[s] && !strcmp(x[s], m))
-				i[s]++;
-	}
-	for (int s = 0; s < 2 && ret == 0; s++)
-		if (w->caps[s]->flags & SB_CAP_FOLD)
-			ret = sb_clash_find(u, n, (const char *const *)l[s].v, l[s].n,
-					    &clash[s], &nclash[s]);
-	free(u);
-	return ret;
+	for (size_t i = 0; i < tmp.n && e == 0; i++)
+		e = cleanup_item(w, tmp.v[i], side);
+	sb_names_free(&tmp);
+	return e ? e : ret;
 }
 
 static int walk_dir(struct walk *w, const int fd[2], uint64_t dir_id,
 		    int under_deleted, uint64_t *kept)
 {
-	struct names l[2] = { { 0 }, { 0 } };
-	struct recs r = { 0 };
+	struct sb_names l[2] = { { 0 }, { 0 } };
+	struct sb_recs r = { 0 };
 	size_t i[2] = { 0, 0 }, k = 0, nclash[2] = { 0, 0 };
 	char **clash[2] = { NULL, NULL };
 	int ret = 0;
@@ -780,7 +606,7 @@ static int walk_dir(struct walk *w, const int fd[2], uint64_t dir_id,
 	for (int s = 0; s < 2; s++) {
 		if (fd[s] < 0)
 			continue;
-		if ((ret = list_dir(w, fd[s], s, &l[s])) < 0) {
+		if ((ret = list_side(w, fd[s], s, &l[s])) < 0) {
 			if (w->len == 0 && dir_id == SB_ROOT_ID)
 				w->plan->st.unlisted[s] = ret;	/* see sb_plan_check_mass */
 			if (ret == -ENOMEM || ret == -EIO)
@@ -790,9 +616,9 @@ static int walk_dir(struct walk *w, const int fd[2], uint64_t dir_id,
 			goto out;
 		}
 	}
-	if (dir_id && (ret = load_recs(w, dir_id, &r)) < 0)
+	if (dir_id && (ret = sb_load_recs(w->txn, dir_id, &r)) < 0)
 		goto out;
-	if ((ret = find_clashes(w, l, &r, clash, nclash)) < 0)
+	if ((ret = sb_find_clashes(w->caps, l, &r, clash, nclash)) < 0)
 		goto out;
 
 	for (;;) {
@@ -819,9 +645,9 @@ static int walk_dir(struct walk *w, const int fd[2], uint64_t dir_id,
 			k++;
 	}
 out:
-	names_free(&l[0]);
-	names_free(&l[1]);
-	recs_free(&r);
+	sb_names_free(&l[0]);
+	sb_names_free(&l[1]);
+	sb_recs_free(&r);
 	for (int s = 0; s < 2; s++) {
 		for (size_t j = 0; j < nclash[s]; j++)
 			free(clash[s][j]);
@@ -950,108 +776,4 @@ out:
 	free(w.path);
 	sb_plan_free(plan);
 	return ret;
-}
-
-int64_t sb_plan_started(const struct sb_plan *plan)
-{
-	return plan->started_ns;
-}
-
-void sb_plan_free(struct sb_plan *plan)
-{
-	if (!plan)
-		return;
-	if (plan->f)
-		fclose(plan->f);
-	free(plan->path);
-	free(plan->why);
-	free(plan);
-}
-
-const struct sb_plan_stats *sb_plan_stats(const struct sb_plan *plan)
-{
-	return &plan->st;
-}
-
-uint64_t sb_plan_changes(const struct sb_plan *plan)
-{
-	const struct sb_plan_stats *s = &plan->st;
-	return s->copy[0] + s->copy[1] + s->update[0] + s->update[1] +
-	       s->del[0] + s->del[1] + s->keep_both;
-}
-
-uint64_t sb_plan_count(const struct sb_plan *plan)
-{
-	return plan->count;
-}
-
-int sb_plan_rewind(struct sb_plan *plan)
-{
-	return fseeko(plan->f, 0, SEEK_SET) < 0 ? -errno : 0;
-}
-
-int sb_plan_next_raw(struct sb_plan *plan, struct sb_pitem *it, const char **path)
-{
-	if (fread(it, sizeof(*it), 1, plan->f) != 1)
-		return ferror(plan->f) ? -EIO : 0;
-	if ((size_t)it->len + 1 > plan->cap) {
-		char *np = realloc(plan->path, it->len + 1);
-		if (!np)
-			return -ENOMEM;
-		plan->path = np;
-		plan->cap = it->len + 1;
-	}
-	if (it->len && fread(plan->path, 1, it->len, plan->f) != it->len)
-		return -EIO;
-	plan->path[it->len] = '\0';
-	if ((size_t)it->whylen + 1 > plan->whycap) {
-		char *np = realloc(plan->why, it->whylen + 1);
-		if (!np)
-			return -ENOMEM;
-		plan->why = np;
-		plan->whycap = it->whylen + 1;
-	}
-	if (it->whylen && fread(plan->why, 1, it->whylen, plan->f) != it->whylen)
-		return -EIO;
-	plan->why[it->whylen] = '\0';
-	*path = plan->path;
-	return 1;
-}
-
-int sb_plan_next(struct sb_plan *plan, struct sb_item *it)
-{
-	struct sb_pitem pi;
-	const char *path;
-	int ret;
-
-	while ((ret = sb_plan_next_raw(plan, &pi, &path)) > 0) {
-		if (pi.op == SB_OP_CLEANUP)
-			continue;
-		item_view(it, &pi, path);
-		it->why = pi.whylen ? plan->why : NULL;
-		return 1;
-	}
-	return ret;
-}
-
-int sb_plan_check_mass(const struct sb_plan *plan, int *side)
-{
-	const struct sb_plan_stats *s = &plan->st;
-	/* A root that cannot be listed (a network mount gone) shows nothing:
-	 * refused whatever the state holds, naming that side. */
-	for (int i = 0; i < 2; i++) {
-		if (s->unlisted[i]) {
-			*side = i;
-			return SB_E_MASS;
-		}
-	}
-	if (!plan->full || s->state_entries == 0)
-		return 0;
-	for (int i = 0; i < 2; i++) {
-		if (s->seen[i] == 0 || s->missing[i] * 2 > s->state_entries) {
-			*side = i;
-			return SB_E_MASS;
-		}
-	}
-	return 0;
 }
