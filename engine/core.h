@@ -119,6 +119,33 @@ int sb_load_recs(struct sb_txn *txn, uint64_t dir_id, struct sb_recs *out);
 int sb_find_clashes(const struct sb_caps *const caps[2], const struct sb_names l[2],
 		    const struct sb_recs *r, char **clash[2], size_t nclash[2]);
 
+/* compare.c, for plan.c */
+/* What one side's change since the record amounts to; without a record,
+ * only whether the side has the entry. plan.c's rules table reads it. */
+enum {
+	CH_SAME, CH_FP, CH_META, CH_CONTENT, CH_DELETED,	/* with a record */
+	CH_NEW, CH_ABSENT,					/* without */
+	N_CH
+};
+
+/* One entry being decided. */
+struct sb_ent {
+	int pfd[2];		/* parent directories, -1 where absent */
+	const char *name;
+	struct sb_scan s[2];
+	const struct sb_rec *rec;
+	uint8_t sha[2][SB_SHA_LEN];
+	uint8_t flags;
+	int under_deleted;	/* side that deleted an enclosing directory, or -1 */
+	int cfd[2];		/* the entry's own directory on each side, or -1 */
+	uint64_t *hashed;	/* the plan's count of files read */
+};
+/* Same kind and content; hashes what sizes do not tell apart. */
+int sb_same_content(struct sb_ent *e, int *same);
+/* How side i changed since the record (which must exist): a CH_ class. */
+int sb_classify(const struct sb_caps *const caps[2], struct sb_ent *e, int i, int *ch);
+void sb_as_held(const struct sb_caps *const caps[2], struct sb_ent *e);
+
 /* plan.c builds it, planfile.c reads it back */
 struct sb_plan {
 	FILE *f;
