@@ -244,10 +244,11 @@ static int agree(struct walk *w, struct sb_ent *e, uint64_t *kept)
  *                 too unless something stays (a conflict, with its parents)
  *   FORGET        gone on both sides: the state forgets it
  *   MODDEL        a modified-deleted conflict
- *   COMPARE       the same content on both sides is recorded (the newer
- *                 mtime wins, for a directory the source's mode), else a
- *                 content conflict (type, where the kinds of entry differ);
- *                 into a directory both have
+ *   COMPARE       the same content on both sides is recorded (a file takes
+ *                 the mode and mtime of the newer, the source's on a tie; a
+ *                 directory the source's mode), else a content conflict
+ *                 (type, where the kinds of entry differ); into a directory
+ *                 both have
  *   NOTHING       on neither side and never recorded
  *
  * Beneath a directory one side deleted, every conflict is of the kind
