@@ -99,7 +99,69 @@ long sb_journal_note(int fd, char what, const char *rel);
  * writing to the new one; the new size, or -errno (the old one is kept). */
 long sb_journal_rewrite(struct sb_pship *p, int fd, const char *const *paths, size_t n);
 
-/* plan.c, for apply.c */
+/* listing.c, for plan.c: one directory's names on a side, and its records */
+struct sb_names {
+	char **v;
+	size_t n, cap;
+};
+void sb_names_free(struct sb_names *l);
+/* Sorted, without . and ..; stale temporaries (SB_TMP_PREFIX) go to tmp
+ * instead, in listing order, even when the listing fails part way. */
+int sb_list_dir(int fd, struct sb_names *out, struct sb_names *tmp);
+struct sb_recs {
+	char **names;
+	struct sb_rec *v;
+	size_t n, cap;
+};
+void sb_recs_free(struct sb_recs *r);
+int sb_load_recs(struct sb_txn *txn, uint64_t dir_id, struct sb_recs *out);
+/* Per case-insensitive side, the names of the directory it cannot hold. */
+int sb_find_clashes(const struct sb_caps *const caps[2], const struct sb_names l[2],
+		    const struct sb_recs *r, char **clash[2], size_t nclash[2]);
+
+/* compare.c, for plan.c */
+/* What one side's change since the record amounts to; without a record,
+ * only whether the side has the entry. plan.c's rules table reads it. */
+enum {
+	CH_SAME, CH_FP, CH_META, CH_CONTENT, CH_DELETED,	/* with a record */
+	CH_NEW, CH_ABSENT,					/* without */
+	N_CH
+};
+
+/* One entry being decided. */
+struct sb_ent {
+	int pfd[2];		/* parent directories, -1 where absent */
+	const char *name;
+	struct sb_scan s[2];
+	const struct sb_rec *rec;
+	uint8_t sha[2][SB_SHA_LEN];
+	uint8_t flags;
+	int under_deleted;	/* side that deleted an enclosing directory, or -1 */
+	int cfd[2];		/* the entry's own directory on each side, or -1 */
+	uint64_t *hashed;	/* the plan's count of files read */
+};
+/* Same kind and content; hashes what sizes do not tell apart. */
+int sb_same_content(struct sb_ent *e, int *same);
+/* How side i changed since the record (which must exist): a CH_ class. */
+int sb_classify(const struct sb_caps *const caps[2], struct sb_ent *e, int i, int *ch);
+void sb_as_held(const struct sb_caps *const caps[2], struct sb_ent *e);
+
+/* plan.c builds it, planfile.c reads it back */
+struct sb_plan {
+	FILE *f;
+	uint64_t count;
+	int full;
+	int64_t started_ns;	/* wall clock before the first stat of the scan */
+	struct sb_plan_stats st;
+	char *path;		/* iteration buffer */
+	size_t cap;
+	char *why;		/* iteration buffer for reasons */
+	size_t whycap;
+};
+/* An item as the hooks and sb_plan_next() show it. */
+void sb_item_view(struct sb_item *it, const struct sb_pitem *pi, const char *path);
+
+/* planfile.c, for apply.c */
 int sb_plan_next_raw(struct sb_plan *plan, struct sb_pitem *it, const char **path);
 /* sb_wall_ns() before the scan's first stat: every scan fingerprint's "before" */
 int64_t sb_plan_started(const struct sb_plan *plan);

@@ -1,10 +1,9 @@
 /*
  * Scan and decide: a three-way merge, directory by directory, of the
- * source listing, the target listing and the state's records (AutoSync).
- * Nothing on disk or in the state changes here. The plan is streamed to an
+ * source listing, the target listing and the state's records (AutoSync),
+ * by one table of rules (above decide()). Nothing on disk or in the state changes here. The plan is streamed to an
  * unlinked temporary file, so memory stays flat however large the tree.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -13,18 +12,6 @@
 
 #include "core.h"
 #include "ignore.h"
-
-struct sb_plan {
-	FILE *f;
-	uint64_t count;
-	int full;
-	int64_t started_ns;	/* wall clock before the first stat of the scan */
-	struct sb_plan_stats st;
-	char *path;		/* iteration buffer */
-	size_t cap;
-	char *why;		/* iteration buffer for reasons */
-	size_t whycap;
-};
 
 struct walk {
 	struct sb_pship *p;
@@ -38,28 +25,12 @@ struct walk {
 	const char *why;		/* the next emitted item's reason */
 };
 
-/* What one side's change since the record amounts to. */
-enum { CH_SAME, CH_FP, CH_META, CH_CONTENT, CH_DELETED };
-
-/* One entry being decided. */
-struct ent {
-	int pfd[2];		/* parent directories, -1 where absent */
-	const char *name;
-	struct sb_scan s[2];
-	const struct sb_rec *rec;
-	uint8_t sha[2][SB_SHA_LEN];
-	uint8_t flags;
-	int under_deleted;	/* side that deleted an enclosing directory, or -1 */
-	int cfd[2];		/* the entry's own directory on each side, or -1 */
-	uint64_t *hashed;	/* the plan's count of files read */
-};
-
 static int walk_dir(struct walk *w, const int fd[2], uint64_t dir_id,
 		    int under_deleted, uint64_t *kept);
 
 /* ------------------------------------------------------------ emitting */
 
-static int emit(struct walk *w, int op, int to, const struct ent *e,
+static int emit(struct walk *w, int op, int to, const struct sb_ent *e,
 		int err, const struct sb_conflict *c, int resolved, int extra)
 {
 	struct sb_pitem it;
@@ -101,7 +72,7 @@ static int emit(struct walk *w, int op, int to, const struct ent *e,
 	return 0;
 }
 
-static int skip(struct walk *w, const struct ent *e, int err, const char *what)
+static int skip(struct walk *w, const struct sb_ent *e, int err, const char *what)
 {
 	if (w->h && w->h->warn)
 		w->h->warn(w->h->arg, w->path, w->len, err, what);
@@ -116,7 +87,7 @@ static int skip(struct walk *w, const struct ent *e, int err, const char *what)
  * a name or a kind of entry its file system refuses, a file too large. The
  * side that has it keeps it; nothing beneath it is visited.
  */
-static int unstorable(struct walk *w, const struct ent *e, int from)
+static int unstorable(struct walk *w, const struct sb_ent *e, int from)
 {
 	const struct sb_caps *c = w->caps[!from];
 	const struct sb_sideinfo *in = &e->s[from].info;
@@ -154,112 +125,9 @@ static int path_push(struct walk *w, const char *name, size_t *saved)
 	return 0;
 }
 
-/* ------------------------------------------------------------ hashing */
-
-/* Hashes one side's file or symlink target; -EAGAIN if it changed since its stat. */
-static int hash_side(struct ent *e, int side)
-{
-	uint8_t bit = side ? SB_IF_HASH1 : SB_IF_HASH0;
-	struct sb_scan *s = &e->s[side];
-	int fd = -1, ret;
-
-	if (e->flags & bit)
-		return 0;
-	if (s->info.type == SB_LINK) {
-		char *buf = malloc(s->info.size + 1);
-		if (!buf)
-			return -ENOMEM;
-		ssize_t n = readlinkat(e->pfd[side], e->name, buf, s->info.size + 1);
-		ret = n < 0 ? -errno : (uint64_t)n != s->info.size ? -EAGAIN
-			: sb_hash_buf(buf, n, e->sha[side]);
-		free(buf);
-		if (ret == 0)
-			e->flags |= bit;
-		return ret;
-	}
-	fd = openat(e->pfd[side], e->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	if (fd < 0)
-		return -errno;
-	ret = sb_hash_stable(fd, &s->fp, e->sha[side]);
-	e->hashed[side]++;
-	if (ret == 0)
-		e->flags |= bit;
-	close(fd);
-	return ret;
-}
-
-static int same_content(struct ent *e, int *same)
-{
-	int ret;
-	*same = 0;
-	if (e->s[0].info.type != e->s[1].info.type)
-		return 0;
-	if (e->s[0].info.type == SB_DIR) {
-		*same = 1;
-		return 0;
-	}
-	if (e->s[0].info.size != e->s[1].info.size)
-		return 0;
-	if ((ret = hash_side(e, 0)) < 0 || (ret = hash_side(e, 1)) < 0)
-		return ret;
-	*same = memcmp(e->sha[0], e->sha[1], SB_SHA_LEN) == 0;
-	return 0;
-}
-
-/*
- * A fingerprint against the record's. Where inode numbers do not survive a
- * remount (caps.c), device and inode are left out: size, mtime and ctime
- * still move with every change, and fp.c's racy rule covers the tick.
- */
-static int fp_same(const struct walk *w, int side, const struct sb_fp *a, const struct sb_fp *b)
-{
-	struct sb_fp x = *a, y = *b;
-	if (!(w->caps[side]->flags & SB_CAP_INO))
-		x.dev = y.dev = x.ino = y.ino = 0;
-	return sb_fp_equal(&x, &y);
-}
-
-static int same_time(const struct walk *w, int64_t x, int64_t y)
-{
-	return sb_caps_same_time(w->caps[0], w->caps[1], x, y);
-}
-
-/* How side i changed since the record (which must exist). */
-static int classify(struct walk *w, struct ent *e, int i, int *ch)
-{
-	const struct sb_rec *r = e->rec;
-	const struct sb_sideinfo *in = &e->s[i].info;
-	int ret;
-
-	if (in->type == SB_NONE) {
-		*ch = CH_DELETED;
-	} else if (in->type != r->type) {
-		*ch = CH_CONTENT;
-	} else if (in->type == SB_DIR) {
-		/* A directory's mtime moves with its entries: only its mode counts. */
-		*ch = in->mode != r->mode ? CH_META : CH_SAME;
-	} else if (fp_same(w, i, &e->s[i].fp, &r->fp[i]) &&
-		   (in->type == SB_LINK || in->mode == r->mode)) {
-		*ch = CH_SAME;
-	} else if (in->size != r->size) {
-		*ch = CH_CONTENT;
-	} else {
-		if ((ret = hash_side(e, i)) < 0)
-			return ret;
-		if (memcmp(e->sha[i], r->sha, SB_SHA_LEN))
-			*ch = CH_CONTENT;
-		else if (in->type == SB_FILE &&
-			 (in->mode != r->mode || !same_time(w, in->mtime_ns, r->mtime_ns)))
-			*ch = CH_META;
-		else
-			*ch = CH_FP;
-	}
-	return 0;
-}
-
 /* ------------------------------------------------------------ deciding */
 
-static void fill_conflict(const struct ent *e, int kind, struct sb_conflict *c)
+static void fill_conflict(const struct sb_ent *e, int kind, struct sb_conflict *c)
 {
 	memset(c, 0, sizeof(*c));
 	c->kind = kind;
@@ -268,23 +136,8 @@ static void fill_conflict(const struct ent *e, int kind, struct sb_conflict *c)
 	c->suggest = sb_suggest(&c->side[0], &c->side[1]);
 }
 
-static void item_view(struct sb_item *it, const struct sb_pitem *pi,
-		      const char *path)
-{
-	memset(it, 0, sizeof(*it));
-	it->op = pi->op;
-	it->to = pi->to;
-	it->resolved = pi->resolved;
-	it->err = pi->err;
-	it->path = path;
-	it->len = pi->len;
-	it->side[0] = pi->s[0].info;
-	it->side[1] = pi->s[1].info;
-	it->conflict = pi->conflict;
-}
-
 /* Descends into the entry's directories: into side `only` alone when >= 0. */
-static int descend(struct walk *w, struct ent *e, int only, uint64_t dir_id,
+static int descend(struct walk *w, struct sb_ent *e, int only, uint64_t dir_id,
 		   int under_deleted, uint64_t *kept)
 {
 	int fd[2] = { -1, -1 };
@@ -295,7 +148,7 @@ static int descend(struct walk *w, struct ent *e, int only, uint64_t dir_id,
 }
 
 /* Makes side `to` match side `from` for an entry that has no record there. */
-static int copy_over(struct walk *w, struct ent *e, int from, int resolved,
+static int copy_over(struct walk *w, struct sb_ent *e, int from, int resolved,
 		     const struct sb_conflict *c, uint64_t *kept)
 {
 	int to = !from, ret;
@@ -315,7 +168,7 @@ static int copy_over(struct walk *w, struct ent *e, int from, int resolved,
 	return 0;
 }
 
-static int conflict(struct walk *w, struct ent *e, int kind, uint64_t *kept)
+static int conflict(struct walk *w, struct sb_ent *e, int kind, uint64_t *kept)
 {
 	struct sb_conflict c;
 	struct sb_item view;
@@ -332,7 +185,7 @@ static int conflict(struct walk *w, struct ent *e, int kind, uint64_t *kept)
 		pi.s[0] = e->s[0];
 		pi.s[1] = e->s[1];
 		pi.conflict = c;
-		item_view(&view, &pi, w->path);
+		sb_item_view(&view, &pi, w->path);
 		choice = w->h->choose(w->h->arg, &view);
 	}
 	int present0 = e->s[0].info.type != SB_NONE;
@@ -356,11 +209,11 @@ static int conflict(struct walk *w, struct ent *e, int kind, uint64_t *kept)
 }
 
 /* Both sides hold the same content: record it, evening out metadata. */
-static int agree(struct walk *w, struct ent *e, uint64_t *kept)
+static int agree(struct walk *w, struct sb_ent *e, uint64_t *kept)
 {
 	struct sb_sideinfo *a = &e->s[0].info, *b = &e->s[1].info;
 	++*kept;
-	if (a->type == SB_FILE && (a->mode != b->mode || !same_time(w, a->mtime_ns, b->mtime_ns))) {
+	if (a->type == SB_FILE && (a->mode != b->mode || !sb_caps_same_time(w->caps[0], w->caps[1], a->mtime_ns, b->mtime_ns))) {
 		int newer = b->mtime_ns > a->mtime_ns ? SB_TGT : SB_SRC;
 		return emit(w, SB_OP_META, !newer, e, 0, NULL, 0, 0);
 	}
@@ -369,63 +222,131 @@ static int agree(struct walk *w, struct ent *e, uint64_t *kept)
 	return emit(w, SB_OP_RECORD, 0, e, 0, NULL, 0, 0);
 }
 
-/* Entry without a record: nothing is known of its history. */
-static int decide_new(struct walk *w, struct ent *e, uint64_t *kept)
-{
-	int t0 = e->s[0].info.type, t1 = e->s[1].info.type, same, ret;
+/*
+ * The rules, one cell per pair of change classes (source, target), and in
+ * each cell one outcome for an entry whose record is not a directory (or
+ * that has no record) and one for a recorded directory: Unison's recon.ml
+ * match, as data. Every cell is listed, mirror images included; a pair with
+ * a record on one side only cannot occur.
+ *
+ *   KEEP          unchanged: nothing to do; into a directory's entries
+ *   RECORD        unchanged, but a fingerprint moved: the state learns it
+ *   META(X)       mode or mtime carried to side X; into a directory's entries
+ *   UPDATE(X)     the other side's content, or its kind of entry, replaces
+ *                 X's; into the new directory, if it is one
+ *   REPLACE(X)    UPDATE(X) of X's recorded directory: first its tree loses
+ *                 what did not change since the last sync; what changed
+ *                 stays, and the entry is then a type conflict
+ *   COPY(X)       copied to side X, which never had it; a conflict instead
+ *                 where X deleted a directory holding it
+ *   DELETE(X)     deleted on side X
+ *   PRUNE(X)      X's directory loses what did not change beneath it; it goes
+ *                 too unless something stays (a conflict, with its parents)
+ *   FORGET        gone on both sides: the state forgets it
+ *   MODDEL        a modified-deleted conflict
+ *   COMPARE       the same content on both sides is recorded (a file takes
+ *                 the mode and mtime of the newer, the source's on a tie; a
+ *                 directory the source's mode), else a content conflict
+ *                 (type, where the kinds of entry differ); into a directory
+ *                 both have
+ *   NOTHING       on neither side and never recorded
+ *
+ * Beneath a directory one side deleted, every conflict is of the kind
+ * under-deleted-directory (conflict()), and every conflict goes through the
+ * choose hook, which may settle it at once. A case clash and an ignored
+ * entry never reach the table (do_entry()).
+ */
+enum {
+	R_NOTHING, R_KEEP, R_RECORD, R_META, R_UPDATE, R_COPY, R_DELETE,
+	R_FORGET, R_CONFLICT, R_COMPARE
+};
 
-	if (t0 == SB_NONE && t1 == SB_NONE)
-		return 0;
-	if (t0 == SB_NONE || t1 == SB_NONE) {
-		int from = t0 == SB_NONE ? SB_TGT : SB_SRC;
-		/* Created where the other side deleted the enclosing directory. */
-		if (e->under_deleted == !from)
-			return conflict(w, e, SB_CK_UNDER_DELETED, kept);
-		return copy_over(w, e, from, 0, NULL, kept);
-	}
-	if ((ret = same_content(e, &same)) < 0)
-		return skip(w, e, ret, "changed while being compared");
-	if (!same)
-		return conflict(w, e, t0 == t1 ? SB_CK_CONTENT : SB_CK_TYPE, kept);
-	if ((ret = agree(w, e, kept)) < 0)
-		return ret;
-	if (t0 == SB_DIR)
-		return descend(w, e, -1, 0, -1, kept);
-	return 0;
-}
+struct rule {
+	uint8_t act;
+	uint8_t to;		/* the side it changes */
+	uint8_t ck;		/* the conflict it may end in */
+	uint8_t prune;		/* side `to`'s recorded tree is pruned first */
+};
 
-/* One side (`from`) changed, the other is as recorded. */
-static int carry(struct walk *w, struct ent *e, int from, int ch, uint64_t *kept)
+#define KEEP		{ R_KEEP, 0, 0, 0 }
+#define RECORD		{ R_RECORD, 0, 0, 0 }
+#define META(x)		{ R_META, x, 0, 0 }
+#define UPDATE(x)	{ R_UPDATE, x, 0, 0 }
+#define REPLACE(x)	{ R_UPDATE, x, SB_CK_TYPE, 1 }
+#define COPY(x)		{ R_COPY, x, SB_CK_UNDER_DELETED, 0 }
+#define DELETE(x)	{ R_DELETE, x, 0, 0 }
+#define PRUNE(x)	{ R_DELETE, x, 0, 1 }
+#define FORGET		{ R_FORGET, 0, 0, 0 }
+#define MODDEL		{ R_CONFLICT, 0, SB_CK_MODIFIED_DELETED, 0 }
+#define COMPARE		{ R_COMPARE, 0, 0, 0 }
+#define NOTHING		{ R_NOTHING, 0, 0, 0 }
+#define RULE(src, tgt, other, dir)	[src][tgt] = { other, dir }
+
+static const struct rule rules[N_CH][N_CH][2] = {
+	/*   source      target      not a directory  a directory */
+	RULE(CH_SAME,    CH_SAME,    KEEP,            KEEP),
+	RULE(CH_SAME,    CH_FP,      RECORD,          RECORD),
+	RULE(CH_SAME,    CH_META,    META(SB_SRC),    META(SB_SRC)),
+	RULE(CH_SAME,    CH_CONTENT, UPDATE(SB_SRC),  REPLACE(SB_SRC)),
+	RULE(CH_SAME,    CH_DELETED, DELETE(SB_SRC),  PRUNE(SB_SRC)),
+
+	RULE(CH_FP,      CH_SAME,    RECORD,          RECORD),
+	RULE(CH_FP,      CH_FP,      RECORD,          RECORD),
+	RULE(CH_FP,      CH_META,    META(SB_SRC),    META(SB_SRC)),
+	RULE(CH_FP,      CH_CONTENT, UPDATE(SB_SRC),  REPLACE(SB_SRC)),
+	RULE(CH_FP,      CH_DELETED, DELETE(SB_SRC),  PRUNE(SB_SRC)),
+
+	RULE(CH_META,    CH_SAME,    META(SB_TGT),    META(SB_TGT)),
+	RULE(CH_META,    CH_FP,      META(SB_TGT),    META(SB_TGT)),
+	RULE(CH_META,    CH_META,    COMPARE,         COMPARE),
+	RULE(CH_META,    CH_CONTENT, COMPARE,         COMPARE),
+	RULE(CH_META,    CH_DELETED, MODDEL,          PRUNE(SB_SRC)),
+
+	RULE(CH_CONTENT, CH_SAME,    UPDATE(SB_TGT),  REPLACE(SB_TGT)),
+	RULE(CH_CONTENT, CH_FP,      UPDATE(SB_TGT),  REPLACE(SB_TGT)),
+	RULE(CH_CONTENT, CH_META,    COMPARE,         COMPARE),
+	RULE(CH_CONTENT, CH_CONTENT, COMPARE,         COMPARE),
+	RULE(CH_CONTENT, CH_DELETED, MODDEL,          MODDEL),
+
+	RULE(CH_DELETED, CH_SAME,    DELETE(SB_TGT),  PRUNE(SB_TGT)),
+	RULE(CH_DELETED, CH_FP,      DELETE(SB_TGT),  PRUNE(SB_TGT)),
+	RULE(CH_DELETED, CH_META,    MODDEL,          PRUNE(SB_TGT)),
+	RULE(CH_DELETED, CH_CONTENT, MODDEL,          MODDEL),
+	RULE(CH_DELETED, CH_DELETED, FORGET,          FORGET),
+
+	/* Without a record no deletion is ever inferred. */
+	RULE(CH_NEW,     CH_NEW,     COMPARE,         COMPARE),
+	RULE(CH_NEW,     CH_ABSENT,  COPY(SB_TGT),    COPY(SB_TGT)),
+	RULE(CH_ABSENT,  CH_NEW,     COPY(SB_SRC),    COPY(SB_SRC)),
+	RULE(CH_ABSENT,  CH_ABSENT,  NOTHING,         NOTHING),
+};
+
+#undef KEEP
+#undef RECORD
+#undef META
+#undef UPDATE
+#undef REPLACE
+#undef COPY
+#undef DELETE
+#undef PRUNE
+#undef FORGET
+#undef MODDEL
+#undef COMPARE
+#undef NOTHING
+#undef RULE
+
+/* UPDATE and REPLACE: side `to` takes the other side's version. */
+static int update(struct walk *w, struct sb_ent *e, const struct rule *u, uint64_t *kept)
 {
-	int to = !from, ret;
-	int tf = e->s[from].info.type, tt = e->s[to].info.type;
+	int to = u->to, from = !to, ret;
 	uint64_t k = 0;
 
-	if (ch == CH_DELETED) {
-		if (tt == SB_DIR) {
-			/* Delete beneath only what did not change; keep the rest. */
-			if ((ret = descend(w, e, to, e->rec->dir_id, from, &k)) < 0)
-				return ret;
-			*kept += k;
-			if (k)
-				return 0;
-		}
-		return emit(w, SB_OP_DELETE, to, e, 0, NULL, 0, 0);
-	}
-	if (ch == CH_META) {
-		++*kept;
-		if ((ret = emit(w, SB_OP_META, to, e, 0, NULL, 0, 0)) < 0)
-			return ret;
-		return tf == SB_DIR ? descend(w, e, -1, e->rec->dir_id, -1, kept) : 0;
-	}
-	/* Content, or the kind of entry, changed. */
-	if (tt == SB_DIR && tf != SB_DIR) {
-		/* A directory replaced by a file: its tree goes as if deleted. */
+	if (u->prune) {
 		if ((ret = descend(w, e, to, e->rec->dir_id, from, &k)) < 0)
 			return ret;
 		if (k) {
 			*kept += k;
-			return conflict(w, e, SB_CK_TYPE, kept);
+			return conflict(w, e, u->ck, kept);
 		}
 	}
 	++*kept;
@@ -433,85 +354,95 @@ static int carry(struct walk *w, struct ent *e, int from, int ch, uint64_t *kept
 		return ret < 0 ? ret : 0;
 	if ((ret = emit(w, SB_OP_UPDATE, to, e, 0, NULL, 0, 0)) < 0)
 		return ret;
-	if (tf == SB_DIR)
+	if (e->s[from].info.type == SB_DIR)
 		return descend(w, e, from, 0, -1, &k);
 	return 0;
 }
 
-static int decide(struct walk *w, struct ent *e, uint64_t *kept)
+/* DELETE and PRUNE. */
+static int delete(struct walk *w, struct sb_ent *e, const struct rule *u, uint64_t *kept)
+{
+	uint64_t k = 0;
+	int ret;
+
+	if (u->prune) {
+		if ((ret = descend(w, e, u->to, e->rec->dir_id, !u->to, &k)) < 0)
+			return ret;
+		*kept += k;
+		if (k)
+			return 0;
+	}
+	return emit(w, SB_OP_DELETE, u->to, e, 0, NULL, 0, 0);
+}
+
+/* COMPARE: hashes both sides where sizes do not already tell them apart. */
+static int compare(struct walk *w, struct sb_ent *e, uint64_t *kept)
+{
+	const struct sb_rec *r = e->rec;
+	int t0 = e->s[0].info.type, t1 = e->s[1].info.type, same, ret;
+
+	if ((ret = sb_same_content(e, &same)) < 0)
+		return skip(w, e, ret, "changed while being compared");
+	if (!same)
+		return conflict(w, e, t0 == t1 ? SB_CK_CONTENT : SB_CK_TYPE, kept);
+	if ((ret = agree(w, e, kept)) < 0)
+		return ret;
+	if (t0 == SB_DIR)
+		return descend(w, e, -1, r && r->type == SB_DIR ? r->dir_id : 0, -1, kept);
+	return 0;
+}
+
+static int decide(struct walk *w, struct sb_ent *e, uint64_t *kept)
 {
 	const struct sb_rec *r = e->rec;
 	int ch[2], ret;
 
-	if (!r)
-		return decide_new(w, e, kept);
 	for (int i = 0; i < 2; i++) {
-		if ((ret = classify(w, e, i, &ch[i])) < 0)
+		if (!r) {
+			ch[i] = e->s[i].info.type == SB_NONE ? CH_ABSENT : CH_NEW;
+			continue;
+		}
+		if ((ret = sb_classify(w->caps, e, i, &ch[i])) < 0)
 			return skip(w, e, ret, "changed while being scanned");
 		if (e->s[i].info.type == SB_NONE)
 			w->plan->st.missing[i]++;
 	}
-	if (ch[0] <= CH_FP && ch[1] <= CH_FP) {
+	int dir = r && r->type == SB_DIR;
+	const struct rule *u = &rules[ch[0]][ch[1]][dir];
+
+	switch (u->act) {
+	case R_KEEP:
+	case R_RECORD:
 		++*kept;
-		if ((ch[0] == CH_FP || ch[1] == CH_FP) &&
-		    (ret = emit(w, SB_OP_RECORD, 0, e, 0, NULL, 0, 0)) < 0)
+		if (u->act == R_RECORD && (ret = emit(w, SB_OP_RECORD, 0, e, 0, NULL, 0, 0)) < 0)
 			return ret;
-		return r->type == SB_DIR ? descend(w, e, -1, r->dir_id, -1, kept) : 0;
-	}
-	if (ch[1] <= CH_FP)
-		return carry(w, e, SB_SRC, ch[0], kept);
-	if (ch[0] <= CH_FP)
-		return carry(w, e, SB_TGT, ch[1], kept);
-
-	/* Changed on both sides. */
-	if (ch[0] == CH_DELETED && ch[1] == CH_DELETED)
+		return dir ? descend(w, e, -1, r->dir_id, -1, kept) : 0;
+	case R_META:
+		++*kept;
+		if ((ret = emit(w, SB_OP_META, u->to, e, 0, NULL, 0, 0)) < 0)
+			return ret;
+		return dir ? descend(w, e, -1, r->dir_id, -1, kept) : 0;
+	case R_UPDATE:
+		return update(w, e, u, kept);
+	case R_COPY:
+		if (e->under_deleted == u->to)
+			return conflict(w, e, u->ck, kept);
+		return copy_over(w, e, !u->to, 0, NULL, kept);
+	case R_DELETE:
+		return delete(w, e, u, kept);
+	case R_FORGET:
 		return emit(w, SB_OP_FORGET, 0, e, 0, NULL, 0, 0);
-	if (ch[0] == CH_DELETED || ch[1] == CH_DELETED) {
-		int del = ch[0] == CH_DELETED ? SB_SRC : SB_TGT;
-		if (r->type == SB_DIR && e->s[!del].info.type == SB_DIR)
-			return carry(w, e, del, CH_DELETED, kept);
-		return conflict(w, e, SB_CK_MODIFIED_DELETED, kept);
+	case R_CONFLICT:
+		return conflict(w, e, u->ck, kept);
+	case R_COMPARE:
+		return compare(w, e, kept);
 	}
-	int same;
-	if ((ret = same_content(e, &same)) < 0)
-		return skip(w, e, ret, "changed while being compared");
-	if (!same) {
-		int t0 = e->s[0].info.type, t1 = e->s[1].info.type;
-		return conflict(w, e, t0 == t1 ? SB_CK_CONTENT : SB_CK_TYPE, kept);
-	}
-	if ((ret = agree(w, e, kept)) < 0)
-		return ret;
-	if (e->s[0].info.type == SB_DIR)
-		return descend(w, e, -1, r->type == SB_DIR ? r->dir_id : 0, -1, kept);
-	return 0;
+	return 0;	/* R_NOTHING */
 }
 
-/*
- * A side that keeps no modes (FAT, exFAT: every file 0777) shows the mode
- * its partner or the record gives, so that what it cannot hold is never a
- * change, and never carried to the other side: the partner's mode where it
- * has the entry, else the record's, else 0644 (0755 for a directory). The
- * stat's own mode stays in rawmode, for apply.c's checks.
- */
-static void as_held(const struct walk *w, struct ent *e)
-{
-	for (int i = 0; i < 2; i++) {
-		struct sb_sideinfo *in = &e->s[i].info, *o = &e->s[!i].info;
-		if (in->type == SB_NONE || (w->caps[i]->flags & SB_CAP_MODE))
-			continue;
-		if (o->type == in->type && (w->caps[!i]->flags & SB_CAP_MODE))
-			in->mode = o->mode;
-		else if (e->rec && e->rec->type == in->type)
-			in->mode = e->rec->mode;
-		else
-			in->mode = in->type == SB_DIR ? 0755 : in->type == SB_LINK ? 0777 : 0644;
-	}
-}
-
-/* Stats both sides of one entry and decides it. */
 /* An entry side `fold` cannot hold beside another spelling (clash.c):
  * a conflict, whatever the hooks choose, and nothing beneath it visited. */
-static int case_clash(struct walk *w, struct ent *e, uint64_t *kept)
+static int case_clash(struct walk *w, struct sb_ent *e, uint64_t *kept)
 {
 	struct sb_conflict c;
 	++*kept;
@@ -525,7 +456,7 @@ static int case_clash(struct walk *w, struct ent *e, uint64_t *kept)
 static int do_entry(struct walk *w, const int pfd[2], const char *name,
 		    const struct sb_rec *rec, int under_deleted, int fold, uint64_t *kept)
 {
-	struct ent e;
+	struct sb_ent e;
 	struct stat st;
 	size_t saved;
 	int ret;
@@ -587,7 +518,7 @@ static int do_entry(struct walk *w, const int pfd[2], const char *name,
 	}
 	if (w->h && w->h->progress && (++w->seen & 1023) == 0)
 		w->h->progress(w->h->arg, 0, w->seen, 0);
-	as_held(w, &e);
+	sb_as_held(w->caps, &e);
 	ret = fold >= 0 ? case_clash(w, &e, kept) : decide(w, &e, kept);
 out:
 	for (int i = 0; i < 2; i++)
@@ -598,41 +529,6 @@ out:
 }
 
 /* ------------------------------------------------------------ listing */
-
-struct names {
-	char **v;
-	size_t n, cap;
-};
-
-static void names_free(struct names *l)
-{
-	for (size_t i = 0; i < l->n; i++)
-		free(l->v[i]);
-	free(l->v);
-	l->v = NULL;
-	l->n = l->cap = 0;
-}
-
-static int names_add(struct names *l, const char *s, size_t len)
-{
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? 2 * l->cap : 32;
-		char **nv = realloc(l->v, cap * sizeof(*nv));
-		if (!nv)
-			return -ENOMEM;
-		l->v = nv;
-		l->cap = cap;
-	}
-	if (!(l->v[l->n] = strndup(s, len)))
-		return -ENOMEM;
-	l->n++;
-	return 0;
-}
-
-static int cmp_names(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
 
 /* Emits the removal of a temporary file left by a killed run. */
 static int cleanup_item(struct walk *w, const char *name, int side)
@@ -645,134 +541,23 @@ static int cleanup_item(struct walk *w, const char *name, int side)
 	return ret;
 }
 
-/* Lists one side's directory, sorted; stale temporaries become cleanup items. */
-static int list_dir(struct walk *w, int fd, int side, struct names *out)
+/* Lists one side's directory; stale temporaries become cleanup items. */
+static int list_side(struct walk *w, int fd, int side, struct sb_names *out)
 {
-	int dfd = dup(fd), ret = 0;
-	DIR *d;
-	struct dirent *de;
+	struct sb_names tmp = { 0 };
+	int ret = sb_list_dir(fd, out, &tmp), e = 0;
 
-	if (dfd < 0)
-		return -errno;
-	if (!(d = fdopendir(dfd))) {
-		close(dfd);
-		return -errno;
-	}
-	rewinddir(d);	/* the dup shares its offset with fd */
-	for (;;) {
-		errno = 0;
-		if (!(de = readdir(d))) {
-			ret = -errno;
-			break;
-		}
-		const char *n = de->d_name;
-		if (n[0] == '.' && (!n[1] || (n[1] == '.' && !n[2])))
-			continue;
-		if (!strncmp(n, SB_TMP_PREFIX, sizeof(SB_TMP_PREFIX) - 1))
-			ret = cleanup_item(w, n, side);
-		else
-			ret = names_add(out, n, strlen(n));
-		if (ret < 0)
-			break;
-	}
-	closedir(d);
-	if (ret == 0 && out->n > 1)
-		qsort(out->v, out->n, sizeof(*out->v), cmp_names);
-	return ret;
-}
-
-struct recs {
-	char **names;
-	struct sb_rec *v;
-	size_t n, cap;
-};
-
-static void recs_free(struct recs *r)
-{
-	for (size_t i = 0; i < r->n; i++)
-		free(r->names[i]);
-	free(r->names);
-	free(r->v);
-}
-
-static int load_recs(struct walk *w, uint64_t dir_id, struct recs *out)
-{
-	struct sb_cursor *c = NULL;
-	const char *name;
-	size_t nlen;
-	struct sb_rec rec;
-	int ret;
-
-	if ((ret = sb_state_children(w->txn, dir_id, &c)) < 0)
-		return ret;
-	while ((ret = sb_cursor_next(c, &name, &nlen, &rec)) > 0) {
-		if (out->n == out->cap) {
-			size_t cap = out->cap ? 2 * out->cap : 32;
-			char **nn = realloc(out->names, cap * sizeof(*nn));
-			if (!nn) {
-				ret = -ENOMEM;
-				break;
-			}
-			out->names = nn;
-			struct sb_rec *nv = realloc(out->v, cap * sizeof(*nv));
-			if (!nv) {
-				ret = -ENOMEM;
-				break;
-			}
-			out->v = nv;
-			out->cap = cap;
-		}
-		if (!(out->names[out->n] = strndup(name, nlen))) {
-			ret = -ENOMEM;
-			break;
-		}
-		out->v[out->n++] = rec;
-	}
-	sb_cursor_close(c);
-	return ret;
-}
-
-/* Per case-insensitive side, the names of a directory it cannot hold. */
-static int find_clashes(struct walk *w, struct names l[2], const struct recs *r,
-			char **clash[2], size_t nclash[2])
-{
-	const char **u = NULL;
-	size_t n = 0, i[3] = { 0, 0, 0 };
-	int ret = 0;
-
-	if (!(w->caps[0]->flags & SB_CAP_FOLD) && !(w->caps[1]->flags & SB_CAP_FOLD))
-		return 0;
-	if (!(u = malloc((l[0].n + l[1].n + r->n + 1) * sizeof(*u))))
-		return -ENOMEM;
-	/* The three sorted lists merged, each name once. */
-	for (;;) {
-		const char *x[3] = { i[0] < l[0].n ? l[0].v[i[0]] : NULL,
-				     i[1] < l[1].n ? l[1].v[i[1]] : NULL,
-				     i[2] < r->n ? r->names[i[2]] : NULL };
-		const char *m = NULL;
-		for (int s = 0; s < 3; s++)
-			if (x[s] && (!m || strcmp(x[s], m) < 0))
-				m = x[s];
-		if (!m)
-			break;
-		u[n++] = m;
-		for (int s = 0; s < 3; s++)
-			if (x[s] && !strcmp(x[s], m))
-				i[s]++;
-	}
-	for (int s = 0; s < 2 && ret == 0; s++)
-		if (w->caps[s]->flags & SB_CAP_FOLD)
-			ret = sb_clash_find(u, n, (const char *const *)l[s].v, l[s].n,
-					    &clash[s], &nclash[s]);
-	free(u);
-	return ret;
+	for (size_t i = 0; i < tmp.n && e == 0; i++)
+		e = cleanup_item(w, tmp.v[i], side);
+	sb_names_free(&tmp);
+	return e ? e : ret;
 }
 
 static int walk_dir(struct walk *w, const int fd[2], uint64_t dir_id,
 		    int under_deleted, uint64_t *kept)
 {
-	struct names l[2] = { { 0 }, { 0 } };
-	struct recs r = { 0 };
+	struct sb_names l[2] = { { 0 }, { 0 } };
+	struct sb_recs r = { 0 };
 	size_t i[2] = { 0, 0 }, k = 0, nclash[2] = { 0, 0 };
 	char **clash[2] = { NULL, NULL };
 	int ret = 0;
@@ -780,7 +565,7 @@ static int walk_dir(struct walk *w, const int fd[2], uint64_t dir_id,
 	for (int s = 0; s < 2; s++) {
 		if (fd[s] < 0)
 			continue;
-		if ((ret = list_dir(w, fd[s], s, &l[s])) < 0) {
+		if ((ret = list_side(w, fd[s], s, &l[s])) < 0) {
 			if (w->len == 0 && dir_id == SB_ROOT_ID)
 				w->plan->st.unlisted[s] = ret;	/* see sb_plan_check_mass */
 			if (ret == -ENOMEM || ret == -EIO)
@@ -790,9 +575,9 @@ static int walk_dir(struct walk *w, const int fd[2], uint64_t dir_id,
 			goto out;
 		}
 	}
-	if (dir_id && (ret = load_recs(w, dir_id, &r)) < 0)
+	if (dir_id && (ret = sb_load_recs(w->txn, dir_id, &r)) < 0)
 		goto out;
-	if ((ret = find_clashes(w, l, &r, clash, nclash)) < 0)
+	if ((ret = sb_find_clashes(w->caps, l, &r, clash, nclash)) < 0)
 		goto out;
 
 	for (;;) {
@@ -819,9 +604,9 @@ static int walk_dir(struct walk *w, const int fd[2], uint64_t dir_id,
 			k++;
 	}
 out:
-	names_free(&l[0]);
-	names_free(&l[1]);
-	recs_free(&r);
+	sb_names_free(&l[0]);
+	sb_names_free(&l[1]);
+	sb_recs_free(&r);
 	for (int s = 0; s < 2; s++) {
 		for (size_t j = 0; j < nclash[s]; j++)
 			free(clash[s][j]);
@@ -950,108 +735,4 @@ out:
 	free(w.path);
 	sb_plan_free(plan);
 	return ret;
-}
-
-int64_t sb_plan_started(const struct sb_plan *plan)
-{
-	return plan->started_ns;
-}
-
-void sb_plan_free(struct sb_plan *plan)
-{
-	if (!plan)
-		return;
-	if (plan->f)
-		fclose(plan->f);
-	free(plan->path);
-	free(plan->why);
-	free(plan);
-}
-
-const struct sb_plan_stats *sb_plan_stats(const struct sb_plan *plan)
-{
-	return &plan->st;
-}
-
-uint64_t sb_plan_changes(const struct sb_plan *plan)
-{
-	const struct sb_plan_stats *s = &plan->st;
-	return s->copy[0] + s->copy[1] + s->update[0] + s->update[1] +
-	       s->del[0] + s->del[1] + s->keep_both;
-}
-
-uint64_t sb_plan_count(const struct sb_plan *plan)
-{
-	return plan->count;
-}
-
-int sb_plan_rewind(struct sb_plan *plan)
-{
-	return fseeko(plan->f, 0, SEEK_SET) < 0 ? -errno : 0;
-}
-
-int sb_plan_next_raw(struct sb_plan *plan, struct sb_pitem *it, const char **path)
-{
-	if (fread(it, sizeof(*it), 1, plan->f) != 1)
-		return ferror(plan->f) ? -EIO : 0;
-	if ((size_t)it->len + 1 > plan->cap) {
-		char *np = realloc(plan->path, it->len + 1);
-		if (!np)
-			return -ENOMEM;
-		plan->path = np;
-		plan->cap = it->len + 1;
-	}
-	if (it->len && fread(plan->path, 1, it->len, plan->f) != it->len)
-		return -EIO;
-	plan->path[it->len] = '\0';
-	if ((size_t)it->whylen + 1 > plan->whycap) {
-		char *np = realloc(plan->why, it->whylen + 1);
-		if (!np)
-			return -ENOMEM;
-		plan->why = np;
-		plan->whycap = it->whylen + 1;
-	}
-	if (it->whylen && fread(plan->why, 1, it->whylen, plan->f) != it->whylen)
-		return -EIO;
-	plan->why[it->whylen] = '\0';
-	*path = plan->path;
-	return 1;
-}
-
-int sb_plan_next(struct sb_plan *plan, struct sb_item *it)
-{
-	struct sb_pitem pi;
-	const char *path;
-	int ret;
-
-	while ((ret = sb_plan_next_raw(plan, &pi, &path)) > 0) {
-		if (pi.op == SB_OP_CLEANUP)
-			continue;
-		item_view(it, &pi, path);
-		it->why = pi.whylen ? plan->why : NULL;
-		return 1;
-	}
-	return ret;
-}
-
-int sb_plan_check_mass(const struct sb_plan *plan, int *side)
-{
-	const struct sb_plan_stats *s = &plan->st;
-	/* A root that cannot be listed (a network mount gone) shows nothing:
-	 * refused whatever the state holds, naming that side. */
-	for (int i = 0; i < 2; i++) {
-		if (s->unlisted[i]) {
-			*side = i;
-			return SB_E_MASS;
-		}
-	}
-	if (!plan->full || s->state_entries == 0)
-		return 0;
-	for (int i = 0; i < 2; i++) {
-		if (s->seen[i] == 0 || s->missing[i] * 2 > s->state_entries) {
-			*side = i;
-			return SB_E_MASS;
-		}
-	}
-	return 0;
 }
