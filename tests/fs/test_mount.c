@@ -175,36 +175,41 @@ static void write_str(const char *path, const char *s)
 	write_path(path, s, strlen(s), O_TRUNC);
 }
 
-/* Sorted names in dir, joined by ' '. */
+static int cmp_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sorted names in dir, joined by ' ' (as many as it holds: a writer in the
+ * background may have made hundreds). */
 static char *names(const char *dir)
 {
 	DIR *d = opendir(dir);
 	cr_assert(d, "opendir %s: %s", dir, strerror(errno));
-	char *v[256];
-	size_t n = 0, total = 1;
+	char **v = NULL;
+	size_t n = 0, cap = 0, total = 1;
 	struct dirent *de;
 	while ((de = readdir(d))) {
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
-		cr_assert(n < 256);
-		v[n] = strdup(de->d_name);
+		if (n == cap) {
+			cap = cap ? 2 * cap : 64;
+			cr_assert((v = realloc(v, cap * sizeof(*v))));
+		}
+		cr_assert((v[n] = strdup(de->d_name)));
 		total += strlen(v[n]) + 1;
 		n++;
 	}
 	closedir(d);
-	for (size_t i = 1; i < n; i++)
-		for (size_t j = i; j > 0 && strcmp(v[j - 1], v[j]) > 0; j--) {
-			char *t = v[j];
-			v[j] = v[j - 1];
-			v[j - 1] = t;
-		}
-	char *s = calloc(1, total);
+	if (n > 1)
+		qsort(v, n, sizeof(*v), cmp_name);
+	char *s = calloc(1, total), *p = s;
+	cr_assert(s);
 	for (size_t i = 0; i < n; i++) {
-		if (i)
-			strcat(s, " ");
-		strcat(s, v[i]);
+		p += sprintf(p, "%s%s", i ? " " : "", v[i]);
 		free(v[i]);
 	}
+	free(v);
 	return s;
 }
 
