@@ -17,6 +17,7 @@
 #include <limits.h>
 #include <fuse.h>
 #include <fuse_lowlevel.h>
+#include <linux/openat2.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -27,6 +28,7 @@
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -205,23 +207,34 @@ static int cmp_pend(const void *a, const void *b)
  * The kernel's node number of the view's directory dir: what its file
  * handle holds (FILEID_INO64_GEN: the node id, then the generation). Asked
  * of the kernel, as libfuse's high-level API does not tell; 0 if unknown.
+ * Only from what the kernel has cached (RESOLVE_CACHED): a walk that sent
+ * a request could wait for ever once the loop has stopped serving, and a
+ * directory not cached holds no name to drop. The walk holds the mount
+ * for a moment: an unmount then is refused as busy, as with any process.
  */
 static uint64_t node_of(const struct watch *w, const char *dir)
 {
 	char abs[PATH_MAX];
 	struct { struct file_handle h; unsigned char b[MAX_HANDLE_SZ]; } fh;
+	struct open_how how = { .flags = O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC,
+				.resolve = RESOLVE_CACHED | RESOLVE_NO_SYMLINKS };
 	uint32_t id[2];
-	int mnt_id;
+	int mnt_id, ok;
 
 	if (!strcmp(dir, "/"))
 		return FUSE_ROOT_ID;
 	if (snprintf(abs, sizeof(abs), "%s%s", w->mnt, dir) >= (int)sizeof(abs))
 		return 0;
+	int fd = (int)syscall(SYS_openat2, AT_FDCWD, abs, &how, sizeof(how));
+	if (fd < 0)
+		return 0;
 	fh.h.handle_bytes = MAX_HANDLE_SZ;
 	/* 0x81, 0x82 (with the parent): a FUSE handle, so our mount's, not
 	 * what lies under the mount point once unmounted */
-	if (name_to_handle_at(AT_FDCWD, abs, &fh.h, &mnt_id, 0) < 0 || fh.h.handle_bytes < 8 ||
-	    (fh.h.handle_type != 0x81 && fh.h.handle_type != 0x82))
+	ok = name_to_handle_at(fd, "", &fh.h, &mnt_id, AT_EMPTY_PATH) == 0 &&
+	     fh.h.handle_bytes >= 8 && (fh.h.handle_type == 0x81 || fh.h.handle_type == 0x82);
+	close(fd);
+	if (!ok)
 		return 0;
 	memcpy(id, fh.h.f_handle, sizeof(id));
 	return (uint64_t)id[0] << 32 | id[1];
@@ -350,8 +363,10 @@ static int walk(struct watch *w, int side, const char *start, int inval)
 			if (de->d_type == DT_UNKNOWN)
 				is_dir = fstatat(dirfd(d), nm, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
 					 S_ISDIR(st.st_mode);
+			/* a directory's name goes, and the kernel's names beneath it
+			 * with it: those made and deleted before its watch was on */
 			if (inval)
-				pend_add(w, rel, nm, 0);
+				pend_add(w, rel, nm, is_dir);
 			if (!is_dir)
 				continue;
 			char *child = NULL;
@@ -452,7 +467,11 @@ static void event(struct watch *w, int side, const struct inotify_event *ev)
 	int is_dir = !!(ev->mask & IN_ISDIR);
 	if (target_ignores(w, side, rel, is_dir))
 		goto out;	/* not in the view */
-	pend_add(w, rel, NULL, !!(ev->mask & (IN_DELETE | IN_MOVED_FROM)));
+	/* A directory that appears goes by name too, with what the kernel
+	 * holds beneath it: names made and deleted there before its watch
+	 * went on would otherwise stay. */
+	pend_add(w, rel, NULL, (ev->mask & (IN_DELETE | IN_MOVED_FROM)) ||
+				       (is_dir && (ev->mask & (IN_CREATE | IN_MOVED_TO))));
 	/* the directory's times and link count */
 	if (ev->mask & (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO))
 		pend_add(w, d->path, NULL, 0);
@@ -500,8 +519,8 @@ static void *run(void *arg)
 		/* An event comes with companions: a file written through the
 		 * mount makes some eight (create, modify, attrib, close on each
 		 * side), a directory's, with its own, one per name made in it.
-		 * Waiting a little for them halves the invalidations of a run
-		 * of creates (measured: README) and delays none by more. */
+		 * Waiting SETTLE_NS for them halves the invalidations of a run
+		 * of creates (README); no edit shows later by more than that. */
 		nanosleep(&(struct timespec){ 0, SETTLE_NS }, NULL);
 		for (int i = 0; i < 2; i++)
 			drain(w, i);

@@ -31,7 +31,13 @@ struct watch;
  */
 int watch_start(struct fuse *f, const char *mnt, const char *const roots[2],
 		const struct sb_ignore *ig, struct watch **out);
-/* Stops the thread and frees everything; before f is destroyed. NULL-safe. */
+/*
+ * Stops the thread and frees everything; before f is destroyed. NULL-safe.
+ * An invalidation waits for what the kernel holds (a directory's lock, a
+ * page being read): should the loop have stopped on a signal with requests
+ * still queued and unanswered, one in progress, and so this, would wait
+ * until the session closes, which comes after. Not seen in the tests.
+ */
 void watch_stop(struct watch *w);
 
 #endif

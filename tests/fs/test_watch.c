@@ -246,6 +246,17 @@ Test(watch, deletions_show_at_once)
 		usleep(1000);
 	cr_assert_eq(r, 0, "mkdir through the mount: %s", strerror(errno));
 	cr_assert(tl_exists(env.src, "dd") && tl_exists(env.tgt, "dd"));
+
+	/* The same below the root (the name's parent is found otherwise). */
+	put(M("dd/n"), "n\n", 2, O_TRUNC);
+	wait_content_str("dd/n", "n\n");
+	cr_assert_eq(unlink(S("dd/n")), 0);
+	cr_assert_eq(unlink(T("dd/n")), 0);
+	wait_gone("dd/n");
+	end = now_ms() + DEADLINE_MS;
+	while ((r = mkdir(M("dd/n"), 0755)) < 0 && errno == EEXIST && now_ms() <= end)
+		usleep(1000);
+	cr_assert_eq(r, 0, "mkdir dd/n through the mount: %s", strerror(errno));
 }
 
 /* Directories made directly show, and are watched in turn: also those made
