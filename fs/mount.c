@@ -17,6 +17,7 @@
 #include "cli.h"
 #include "ignore.h"
 #include "links.h"
+#include "watch.h"
 
 static struct sb_mirror *mirror(void)
 {
@@ -232,6 +233,11 @@ static int open_common(const char *path, struct fuse_file_info *fi, int create, 
 	struct sb_file *f;
 	int ret = sb_file_open(mirror(), rel(path), fi->flags, create,
 			       create ? mode & ~cx->umask : 0, cx->uid, cx->gid, &f);
+	/* The kernel held a name deleted in the partners since (see watch.h):
+	 * ESTALE has it look the name up again and retry, so that `echo >`
+	 * creates the file rather than fail. */
+	if (ret == -ENOENT && !create)
+		return -ESTALE;
 	if (ret < 0)
 		return ret;
 	fi->fh = (uintptr_t)f;
@@ -579,6 +585,7 @@ int cmd_mount(struct ctx *c, int argc, char **argv)
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	struct control *ctl = NULL;
 	struct sb_ignore *ig = NULL;
+	struct watch *wt = NULL;
 	char **rargv = NULL;
 
 	int op = cli_options(c->cmd, argc, argv, 0, mount_opt, &mo);
@@ -738,6 +745,13 @@ int cmd_mount(struct ctx *c, int argc, char **argv)
 	set_readahead(mnt);
 	if (fuse_set_signal_handlers(fuse_get_session(fuse)) < 0)
 		goto out_unmount;
+	/* Before stderr goes: running out of watches is said there. Without
+	 * the watcher (SBFS_TEST_NO_WATCH, for the tests that show it is
+	 * needed) or when it cannot start, the mount runs on. */
+	const char *nw = getenv("SBFS_TEST_NO_WATCH");
+	if (!nw || !*nw)
+		watch_start(fuse, mnt, (const char *const[]){ sb_pship_root(p, 0), sb_pship_root(p, 1) },
+			    ig, &wt);
 	if (!fg) {
 		int nul = open("/dev/null", O_RDWR);
 		if (nul >= 0) {
@@ -774,6 +788,7 @@ int cmd_mount(struct ctx *c, int argc, char **argv)
 	 * one that finds the socket gone finds them written. */
 	sb_mirror_flush(m);
 out_unmount:
+	watch_stop(wt);	/* invalidates through the session fuse_destroy ends */
 	control_stop(ctl);
 	ctl = NULL;
 	fuse_unmount(fuse);
