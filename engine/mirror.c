@@ -9,7 +9,10 @@
  * committed after syncfs of both partners (the same rule as apply.c): the
  * state never vouches for data a crash could still lose. A change that
  * failed on one side is not recorded, so the next reconcile takes it.
+ *
+ * The rest of the mirror is in the files that mirror_int.h lists.
  */
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -22,49 +25,9 @@
 #include <unistd.h>
 
 #include "ignore.h"
-#include "recorder.h"
-
-/* The view's inode numbers: the source's own, or the target's with the top
- * bit set where only the target has the entry; stable across renames and
- * remounts, distinct between the sides. */
-#define SB_VIEW_INO(ino, side) ((side) == SB_TGT ? (ino) | (1ULL << 63) : (ino))
-
-#define SUF_SRC ".conflict-source"
-#define SUF_TGT ".conflict-target"
+#include "mirror_int.h"
 
 #define SB_COPY_BUF (1 << 20)
-
-struct sb_mirror {
-	struct sb_pship *p;
-	/* Moves on each chmod and reconcile: see sb_file.plain_gen. */
-	unsigned long mode_gen;
-	pthread_rwlock_t clock;		/* guards the conflict list */
-	char **conf;			/* sorted paths in conflict */
-	size_t nconf;
-	char **fold;			/* sorted case clashes (clash.c), */
-	size_t nfold;
-	int fold_side;			/* all held by this side alone */
-	struct sb_recorder *rec;	/* the state's updates: recorder.c */
-	const struct sb_ignore *ig;	/* shown from and written to the source only */
-	/* Every operation holds it shared; a reconcile or a resolution holds
-	 * it alone, so mount traffic and reconcile never race. */
-	pthread_rwlock_t oplock;
-	pthread_mutex_t files_mu;	/* guards the open-file list */
-	struct sb_file *files;
-	int journal;			/* see journal.c; -1 if none */
-	long jbytes;			/* written to it since opened or rewritten */
-	/* writers of the target's half of large writes (see sb_file_write) */
-	pthread_mutex_t wmu;
-	pthread_cond_t wcv, wdone;
-	struct wjob *whead, **wtail;
-	pthread_t wthr[2];
-	int nwthr, wstop;
-	/* kept listings: see get_listing */
-	uint64_t view_gen;		/* bumped when the conflict list may change */
-	pthread_mutex_t lmu;		/* guards listings, lbytes, blob refs */
-	struct listing *listings;	/* LISTINGS slots, by hash of the path */
-	size_t lbytes;
-};
 
 /*
  * What a directory's listing in the view depends on: both sides' directories
@@ -100,28 +63,6 @@ struct wjob {
 	const void *buf;
 	size_t size;
 	int64_t off;
-};
-
-struct sb_file {
-	struct sb_file *next, **pprev;	/* in m->files */
-	struct sb_mirror *m;
-	int fd[2];
-	char *rel;
-	pthread_mutex_t lock;
-	struct sb_sha *sha;
-	uint64_t hoff;			/* bytes hashed so far, in order */
-	int seq, failed;
-	char *jrel;			/* the name its 'W' journal record gave */
-	/* Fingerprints after this handle's last change to each side, and
-	 * those of the last flush (see file_settle): a change that is not
-	 * this handle's, found at a flush, makes `foreign` (for good). */
-	struct sb_fp last[2];
-	int changed, foreign;
-	struct known seen;		/* K_POST once settled, else K_NONE */
-	/* Made by this open without set-ID bits or file capabilities: while
-	 * m->mode_gen still equals plain_gen, a write has nothing to drop. */
-	int plain;
-	unsigned long plain_gen;
 };
 
 static void note_change(struct sb_file *f);
@@ -167,236 +108,6 @@ static int wjob_wait(struct sb_mirror *m, struct wjob *j)
 		pthread_cond_wait(&m->wdone, &m->wmu);
 	pthread_mutex_unlock(&m->wmu);
 	return j->ret;
-}
-
-/* ------------------------------------------------------------ conflicts */
-
-static int cmp_len(const char *a, size_t alen, const char *b)
-{
-	size_t blen = strlen(b), n = alen < blen ? alen : blen;
-	int c = memcmp(a, b, n);
-	return c ? c : (alen > blen) - (alen < blen);
-}
-
-static int in_list(char *const *v, size_t n, const char *rel, size_t len)
-{
-	size_t lo = 0, hi = n;
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		int c = cmp_len(rel, len, v[mid]);
-		if (c == 0)
-			return 1;
-		if (c < 0)
-			hi = mid;
-		else
-			lo = mid + 1;
-	}
-	return 0;
-}
-
-static int in_conflict(struct sb_mirror *m, const char *rel, size_t len)
-{
-	return in_list(m->conf, m->nconf, rel, len);
-}
-
-int sb_mirror_reload_conflicts(struct sb_mirror *m)
-{
-	struct sb_conflict_list l;
-	int ret = sb_conflicts_list(m->p, &l);
-	if (ret < 0)
-		return ret;
-	char **v = calloc(l.n ? l.n : 1, sizeof(*v)), **fv = calloc(l.n ? l.n : 1, sizeof(*fv));
-	if (!v || !fv) {
-		free(v);
-		free(fv);
-		sb_conflicts_free(&l);
-		return -ENOMEM;
-	}
-	size_t n = 0, nf = 0;
-	/* A case clash is no pair of conflict entries: the side that is not
-	 * case-insensitive holds the name alone, and every change to it is
-	 * made there only (map()), never to the other spelling. */
-	for (size_t i = 0; i < l.n; i++) {
-		if (l.v[i].c.kind == SB_CK_CASE)
-			fv[nf++] = l.v[i].path;
-		else
-			v[n++] = l.v[i].path;
-		l.v[i].path = NULL;
-	}
-	/* Both sides' caps are known from here on, before any request runs:
-	 * sb_pship_caps() is then only read. */
-	sb_pship_caps(m->p, SB_SRC);
-	int fold_side = sb_pship_caps(m->p, SB_TGT)->flags & SB_CAP_FOLD ? SB_SRC : SB_TGT;
-	pthread_rwlock_wrlock(&m->clock);
-	for (size_t i = 0; i < m->nfold; i++)
-		free(m->fold[i]);
-	free(m->fold);
-	m->fold = fv;
-	m->nfold = nf;
-	m->fold_side = fold_side;
-	__atomic_add_fetch(&m->view_gen, 1, __ATOMIC_RELAXED);
-	for (size_t i = 0; i < m->nconf; i++)
-		free(m->conf[i]);
-	free(m->conf);
-	m->conf = v;
-	m->nconf = n;
-	pthread_rwlock_unlock(&m->clock);
-	sb_conflicts_free(&l);
-	return 0;
-}
-
-static int ends_with(const char *s, size_t len, const char *suf, size_t sl)
-{
-	return len > sl && !memcmp(s + len - sl, suf, sl);
-}
-
-/* Whether the real entry rel[0..len) exists on side (-1: either side). */
-static int real_exists(struct sb_mirror *m, const char *rel, size_t len, int side)
-{
-	char *p = strndup(rel, len);	/* the base name is used NUL-terminated */
-	int found = 0;
-	if (!p)
-		return 1;	/* in doubt, a real entry keeps its name */
-	for (int i = 0; !found && i < 2; i++) {
-		int dfd;
-		const char *base;
-		struct stat st;
-		if ((side >= 0 && i != side) ||
-		    sb_open_parent(m->p->rootfd[i], p, len, 0, &dfd, &base) < 0)
-			continue;
-		found = fstatat(dfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0;
-		close(dfd);
-	}
-	free(p);
-	return found;
-}
-
-/*
- * Whether the view name buf[0..o) (within side) is the entry of one side
- * of a conflicted NAME, suf being that side's suffix: NAME<suf>, or
- * NAME<suf>~ when a real entry already has the name NAME<suf>. A real
- * entry is never shadowed; the entry's name is the one left free.
- */
-static int is_entry(struct sb_mirror *m, const char *buf, size_t o, int side,
-		    const char *suf, size_t sl)
-{
-	int alt = o > 0 && buf[o - 1] == '~';
-	size_t e = o - alt;
-	if (!ends_with(buf, e, suf, sl) || !in_conflict(m, buf, e - sl) ||
-	    real_exists(m, buf, o, side))
-		return 0;
-	return !alt || real_exists(m, buf, e, side);
-}
-
-/*
- * View path -> real relative path (malloc'd) and the side it is limited
- * to (-1: both). -ENOENT for the plain name of a conflicted path: the view
- * shows only its conflict entries.
- */
-/*
- * -1, or the one side that can hold rel when a name in it is one the other
- * side's file system refuses (a ':' on exFAT): changes to it are made there
- * only, as reconcile skips it ("cannot be stored"), and it stays visible.
- */
-static int storable_side(struct sb_mirror *m, const char *rel)
-{
-	for (int i = 0; i < 2; i++) {
-		const struct sb_caps *c = sb_pship_caps(m->p, i);
-		for (const char *s = rel; *s;) {
-			const char *e = strchrnul(s, '/'), *why;
-			char buf[64];
-			if (sb_caps_storable(c, s, (size_t)(e - s), SB_DIR, 0, buf, &why) < 0)
-				return !i;
-			s = *e ? e + 1 : e;
-		}
-	}
-	return -1;
-}
-
-static int map_conf(struct sb_mirror *m, const char *path, char **out, int *side)
-{
-	size_t len = strlen(path), o = 0;
-	char *buf = malloc(len + 1);
-	int ret = 0;
-
-	*side = -1;
-	*out = NULL;
-	if (!buf)
-		return -ENOMEM;
-	pthread_rwlock_rdlock(&m->clock);
-	if (!m->nconf && !m->nfold) {
-		memcpy(buf, path, len + 1);
-		goto out;
-	}
-	for (size_t i = 0; i < len;) {
-		size_t j = i;
-		while (j < len && path[j] != '/')
-			j++;
-		if (o)
-			buf[o++] = '/';
-		memcpy(buf + o, path + i, j - i);
-		o += j - i;
-		size_t ls = sizeof(SUF_SRC) - 1, lt = sizeof(SUF_TGT) - 1;
-		int alt = o > 0 && buf[o - 1] == '~';
-		if (is_entry(m, buf, o, *side, SUF_SRC, ls)) {
-			ret = *side == SB_TGT ? -ENOENT : 0;
-			*side = SB_SRC;
-			o -= ls + alt;
-		} else if (is_entry(m, buf, o, *side, SUF_TGT, lt)) {
-			ret = *side == SB_SRC ? -ENOENT : 0;
-			*side = SB_TGT;
-			o -= lt + alt;
-		} else if (*side < 0 && in_conflict(m, buf, o)) {
-			ret = -ENOENT;
-		} else if (*side < 0 && in_list(m->fold, m->nfold, buf, o)) {
-			*side = m->fold_side;
-		}
-		if (ret < 0)
-			break;
-		i = j + 1;
-	}
-	buf[o] = '\0';
-out:
-	pthread_rwlock_unlock(&m->clock);
-	if (ret < 0)
-		free(buf);
-	else
-		*out = buf;
-	if (ret == 0 && *side < 0)
-		*side = storable_side(m, buf);
-	return ret;
-}
-
-/*
- * map_conf, and then an ignored path is the source's only (*side SB_SRC,
- * *ign set), as a conflict entry is one side's: every operation then sees
- * one side, and none records what only one side holds. The one place the
- * view learns of ignore patterns, but for the listing (dread_side) and the
- * calls that must tell an ignored path from a conflict entry. hint: as
- * sb_ignore_view's, for a path neither side has yet.
- */
-static int map_ign(struct sb_mirror *m, const char *path, char **out, int *side, int hint,
-		   int *ign)
-{
-	int ret = map_conf(m, path, out, side);
-	*ign = 0;
-	if (ret == 0 && *side < 0 && m->ig && **out &&
-	    sb_ignore_view(m->ig, m->p->rootfd, *out, hint)) {
-		*side = SB_SRC;
-		*ign = 1;
-	}
-	return ret;
-}
-
-static int map(struct sb_mirror *m, const char *path, char **out, int *side)
-{
-	int ign;
-	return map_ign(m, path, out, side, 0, &ign);
-}
-
-void sb_mirror_set_ignore(struct sb_mirror *m, const struct sb_ignore *ig)
-{
-	m->ig = ig;
 }
 
 /* ------------------------------------------------------------ recorder */
@@ -573,9 +284,6 @@ int sb_mirror_exclusive(struct sb_mirror *m, int begin)
 	return ret;
 }
 
-#define SHARED(m) pthread_rwlock_rdlock(&(m)->oplock)
-#define UNSHARED(m) pthread_rwlock_unlock(&(m)->oplock)
-
 struct fixed_choice {
 	int choice;
 };
@@ -616,7 +324,7 @@ static int sb_mirror_getattr_impl(struct sb_mirror *m, const char *path, struct 
 
 	if (!*path)
 		return fstat(m->p->rootfd[0], st) < 0 ? -errno : 0;
-	if ((ret = map(m, path, &rel, &side)) < 0)
+	if ((ret = sb_mi_map(m, path, &rel, &side)) < 0)
 		return ret;
 	ret = -ENOENT;
 	for (int i = 0; i < 2; i++) {
@@ -644,7 +352,7 @@ static int sb_mirror_readlink_impl(struct sb_mirror *m, const char *path, char *
 	const char *base;
 	struct stat st;
 
-	if ((ret = map(m, path, &rel, &side)) < 0)
+	if ((ret = sb_mi_map(m, path, &rel, &side)) < 0)
 		return ret;
 	if ((ret = find_side(m, rel, side, &dfd, &base, &st)) >= 0) {
 		ssize_t n = readlinkat(dfd, base, buf, size - 1);
@@ -672,7 +380,7 @@ static int sb_mirror_access_impl(struct sb_mirror *m, const char *path, int mask
 
 	if (!*path)
 		return faccessat(m->p->rootfd[0], ".", mask, AT_EACCESS) < 0 ? -errno : 0;
-	if ((ret = map(m, path, &rel, &side)) < 0)
+	if ((ret = sb_mi_map(m, path, &rel, &side)) < 0)
 		return ret;
 	if ((ret = find_side(m, rel, side, &dfd, &base, &st)) >= 0)
 		ret = faccessat(dfd, base, mask, AT_EACCESS | AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
@@ -970,7 +678,7 @@ static int build_listing(struct sb_mirror *m, const char *rel, int side, struct 
 			continue;
 		}
 		memcpy(full + plen, name, nl);
-		if (!in_conflict(m, full, plen + nl)) {
+		if (!sb_mi_in_conflict(m, full, plen + nl)) {
 			ret = blob_add(&b, &cap, name, nl, NULL, e->type[s0], e->ino[s0]);
 			continue;
 		}
@@ -1003,7 +711,7 @@ static int64_t ts_ns(const struct timespec *t)
 }
 
 /*
- * Takes the stamp of the directory rel shows (side as map gives it).
+ * Takes the stamp of the directory rel shows (side as sb_mi_map gives it).
  * Returns whether a change made after now is sure to change the stamp:
  * not when either side's timestamps are so recent that a change could get
  * the same ones (coarse kernel clocks; whole seconds, as FAT's 2 s).
@@ -1075,7 +783,7 @@ static int get_listing(struct sb_mirror *m, const char *path, struct blob **out)
 	memset(&d, 0, sizeof(d));	/* compared whole */
 	/* before the conflict list is read: a change after it shows */
 	d.gen = __atomic_load_n(&m->view_gen, __ATOMIC_RELAXED);
-	if ((ret = map(m, path, &rel, &side)) < 0)
+	if ((ret = sb_mi_map(m, path, &rel, &side)) < 0)
 		return ret;
 	/* before the directories are read, for the same reason */
 	int trusted = dir_stamp(m, rel, side, &d);
@@ -1260,7 +968,6 @@ static void files_renamed(struct sb_mirror *m, const char *from, const char *to)
 	pthread_mutex_unlock(&m->files_mu);
 }
 
-
 /*
  * Runs op on each side that holds rel (both when side < 0). The call
  * succeeds only when every side did; on a failure the path is left
@@ -1407,7 +1114,7 @@ static int create_both(struct sb_mirror *m, const char *path, side_op op,
 {
 	char *rel;
 	int side, done, ret, ign;
-	if ((ret = map_ign(m, path, &rel, &side, dir, &ign)) < 0)
+	if ((ret = sb_mi_map_ign(m, path, &rel, &side, dir, &ign)) < 0)
 		return ret == -ENOENT ? -EEXIST : ret;
 	if (side < 0)
 		side = only;
@@ -1523,7 +1230,7 @@ static int remove_entry(struct sb_mirror *m, const char *path, side_op op)
 	char *rel;
 	int side, done, ret, ign;
 	SHARED(m);
-	if ((ret = map_ign(m, path, &rel, &side, op == op_rmdir, &ign)) < 0) {
+	if ((ret = sb_mi_map_ign(m, path, &rel, &side, op == op_rmdir, &ign)) < 0) {
 		UNSHARED(m);
 		return ret;
 	}
@@ -1614,7 +1321,7 @@ static int change(struct sb_mirror *m, const char *path, side_op op, void *arg,
 	int side, done, ret;
 	struct stat pre[2];
 	struct known k = { .how = K_NONE };
-	if ((ret = map(m, path, &rel, &side)) < 0)
+	if ((ret = sb_mi_map(m, path, &rel, &side)) < 0)
 		return ret;
 	int files = side < 0 && stat_files(m, rel, pre) == 0;
 	ret = on_sides(m, rel, side, 0, op, arg, &done);
@@ -1703,7 +1410,7 @@ static int is_dir_at(struct sb_mirror *m, const char *rel, int side)
 }
 
 /*
- * rf, sf, ign: the source path as map_ign() gave it (the caller owns rf).
+ * rf, sf, ign: the source path as sb_mi_map_ign() gave it (the caller owns rf).
  * Between an ignored name and one that is not, the entry would have to
  * appear on the target or leave it: EXDEV, so that mv copies and deletes,
  * each through the view.
@@ -1717,7 +1424,7 @@ static int rename_impl(struct sb_mirror *m, const char *rf, int sf, int ign, con
 	if (sf >= 0 && !ign) {
 		/* A conflict entry renamed: to NAME, that side wins; elsewhere,
 		 * that version lives on under the new name and the other is NAME. */
-		ret = map_ign(m, to, &rt, &st, is_dir_at(m, rf, sf), &ign_to);
+		ret = sb_mi_map_ign(m, to, &rt, &st, is_dir_at(m, rf, sf), &ign_to);
 		if (ret == -ENOENT && !strcmp(to, rf))
 			ret = 0, st = -2;
 		if (ret == 0 && ign_to)
@@ -1734,7 +1441,7 @@ static int rename_impl(struct sb_mirror *m, const char *rf, int sf, int ign, con
 			ret = resolve_paths(m, paths, 2, sf == SB_SRC ? SB_CHOOSE_TARGET : SB_CHOOSE_SOURCE);
 		goto out;
 	}
-	if ((ret = map_ign(m, to, &rt, &st, is_dir_at(m, rf, sf), &ign_to)) < 0)
+	if ((ret = sb_mi_map_ign(m, to, &rt, &st, is_dir_at(m, rf, sf), &ign_to)) < 0)
 		goto out;
 	if (ign != ign_to) {
 		ret = -EXDEV;
@@ -1829,8 +1536,8 @@ static int sb_mirror_link_impl(struct sb_mirror *m, const char *from, const char
 	int sf, st, ret, done = 0, ignf, ignt;
 
 	struct stat pre[2];
-	if ((ret = map_ign(m, from, &rf, &sf, 0, &ignf)) < 0 ||
-	    (ret = map_ign(m, to, &rt, &st, 0, &ignt)) < 0)
+	if ((ret = sb_mi_map_ign(m, from, &rf, &sf, 0, &ignf)) < 0 ||
+	    (ret = sb_mi_map_ign(m, to, &rt, &st, 0, &ignt)) < 0)
 		goto out;
 	if (ignf != ignt) {
 		ret = -EXDEV;	/* one name on both sides, the other on one: see rename_impl */
@@ -1911,7 +1618,7 @@ static int sb_mirror_setxattr_impl(struct sb_mirror *m, const char *path, const 
 		return -ENOTSUP;
 	struct stat pre[2];
 	struct known k = { .how = K_NONE };
-	if ((ret = map(m, path, &rel, &side)) < 0)
+	if ((ret = sb_mi_map(m, path, &rel, &side)) < 0)
 		return ret;
 	int files = side < 0 && stat_files(m, rel, pre) == 0;
 	for (int i = 0; i < 2 && ret == 0; i++) {
@@ -1950,7 +1657,7 @@ static long sb_mirror_getxattr_impl(struct sb_mirror *m, const char *path, const
 	char *rel;
 	int side;
 	ssize_t ret;
-	if ((ret = map(m, path, &rel, &side)) < 0)
+	if ((ret = sb_mi_map(m, path, &rel, &side)) < 0)
 		return ret;
 	ret = -ENOENT;
 	for (int i = 0; i < 2; i++) {
@@ -2072,7 +1779,7 @@ static int sb_file_open_impl(struct sb_mirror *m, const char *path, int flags, i
 	f->fd[0] = f->fd[1] = -1;
 	f->seq = 1;
 	pthread_mutex_init(&f->lock, NULL);
-	if ((ret = map(m, path, &f->rel, &side)) < 0)
+	if ((ret = sb_mi_map(m, path, &f->rel, &side)) < 0)
 		goto out;
 	if ((ret = sb_sha_new(&f->sha)) < 0)
 		goto out;
@@ -2613,7 +2320,6 @@ int sb_file_open(struct sb_mirror *m, const char *path, int flags, int create,
 	return ret;
 }
 
-
 long sb_file_read(struct sb_file *f, void *buf, size_t size, int64_t off)
 {
 	SHARED(f->m);
@@ -2704,7 +2410,7 @@ int sb_mirror_rename(struct sb_mirror *m, const char *from, const char *to,
 	char *rf;
 	int side, ret, ign;
 	SHARED(m);
-	if ((ret = map_ign(m, from, &rf, &side, 0, &ign)) < 0) {
+	if ((ret = sb_mi_map_ign(m, from, &rf, &side, 0, &ign)) < 0) {
 		UNSHARED(m);
 		return ret;
 	}
