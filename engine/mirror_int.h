@@ -5,7 +5,8 @@
  *                   getattr, access, readlink, statfs;
  *                   for now, the rest too;
  *   mirror_conf.c   the conflict view: names in both directions (the
- *                   conflict and case-clash lists, the suffixes).
+ *                   conflict and case-clash lists, the suffixes);
+ *   mirror_list.c   directory listings and the cache that keeps them.
  */
 #ifndef SBFS_MIRROR_INT_H
 #define SBFS_MIRROR_INT_H
@@ -88,5 +89,11 @@ int sb_mi_map(struct sb_mirror *m, const char *path, char **out, int *side);
 /* sb_mi_map, and an ignored path the source's only (*ign set). */
 int sb_mi_map_ign(struct sb_mirror *m, const char *path, char **out, int *side, int hint,
 		  int *ign);
+
+/* mirror_list.c */
+/* The listing cache's slots, all empty; NULL when out of memory. */
+struct listing *sb_mi_listings_new(void);
+/* Frees the slots and the listings they keep. */
+void sb_mi_listings_free(struct listing *ls);
 
 #endif
