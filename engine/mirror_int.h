@@ -6,7 +6,9 @@
  *                   for now, the rest too;
  *   mirror_conf.c   the conflict view: names in both directions (the
  *                   conflict and case-clash lists, the suffixes);
- *   mirror_list.c   directory listings and the cache that keeps them.
+ *   mirror_list.c   directory listings and the cache that keeps them;
+ *   mirror_file.c   open files, the writer threads, the journal, and what
+ *                   the mount saw (the knowledge records are made of).
  */
 #ifndef SBFS_MIRROR_INT_H
 #define SBFS_MIRROR_INT_H
@@ -81,6 +83,14 @@ struct sb_file {
 #define SHARED(m) pthread_rwlock_rdlock(&(m)->oplock)
 #define UNSHARED(m) pthread_rwlock_unlock(&(m)->oplock)
 
+/* mirror.c */
+/* Queues one state update for the recorder (sb_rec_enqueue). */
+int sb_mi_enqueue(struct sb_mirror *m, int kind, const char *path,
+		  const char *path2, const struct known *k);
+/* Parent directory of rel on side i; with create, missing ones are made. */
+int sb_mi_side_parent(struct sb_mirror *m, int i, const char *rel, int create,
+		      int *dfd, const char **base);
+
 /* mirror_conf.c */
 /* Whether rel[0..len) is in conflict; called with clock held. */
 int sb_mi_in_conflict(struct sb_mirror *m, const char *rel, size_t len);
@@ -95,5 +105,37 @@ int sb_mi_map_ign(struct sb_mirror *m, const char *path, char **out, int *side, 
 struct listing *sb_mi_listings_new(void);
 /* Frees the slots and the listings they keep. */
 void sb_mi_listings_free(struct listing *ls);
+
+/* mirror_ns.c */
+/* -EEXIST (logged) when base in dfd would clash in case on a folding side i. */
+int sb_mi_fold_clash(struct sb_mirror *m, int i, int dfd, const char *base, const char *rel);
+
+struct creds {
+	uid_t uid;
+	gid_t gid;
+	mode_t mode;
+	const char *target;
+};
+/* Gives a new entry to the caller c (when running as root). */
+void sb_mi_own(int dfd, const char *base, const struct creds *c);
+
+/* mirror_file.c */
+/* A writer thread's loop (arg: the mirror). */
+void *sb_mi_writer(void *arg);
+/* Both sides' stats of rel; 0 only when both are regular files. */
+int sb_mi_stat_files(struct sb_mirror *m, const char *rel, struct stat st[2]);
+/* What the state may learn after a change of metadata only (see there). */
+void sb_mi_seen_meta(struct sb_mirror *m, const char *rel, const struct stat pre[2],
+		     const struct timespec *mt, struct known *k);
+/* Open files on rel take the mount's own change of metadata as theirs. */
+void sb_mi_files_follow(struct sb_mirror *m, const char *rel, const struct known *k);
+/* Open files follow a rename of from (or of a directory above) to to. */
+void sb_mi_files_renamed(struct sb_mirror *m, const char *from, const char *to);
+
+/* A timespec in nanoseconds. */
+static inline int64_t sb_mi_ts_ns(const struct timespec *t)
+{
+	return (int64_t)t->tv_sec * 1000000000 + t->tv_nsec;
+}
 
 #endif
