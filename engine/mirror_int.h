@@ -3,12 +3,52 @@
  * files, and the few helpers more than one module calls. The modules:
  *   mirror.c        open and close, sb_mirror_exclusive and resolving,
  *                   getattr, access, readlink, statfs;
- *                   for now, the rest too;
  *   mirror_conf.c   the conflict view: names in both directions (the
  *                   conflict and case-clash lists, the suffixes);
  *   mirror_list.c   directory listings and the cache that keeps them;
+ *   mirror_ns.c     namespace changes: create, remove, rename, link, and
+ *                   mode, owner, times and size;
+ *   mirror_xattr.c  extended attributes;
  *   mirror_file.c   open files, the writer threads, the journal, and what
  *                   the mount saw (the knowledge records are made of).
+ *
+ * Locks. Every mirror call may come from any of FUSE's worker threads at
+ * once, and sb_mirror_exclusive from the control socket's thread; there are
+ * these locks, and no others:
+ *   oplock     (rwlock) held shared by each operation for as long as it runs
+ *              (SHARED); held alone from sb_mirror_exclusive(m, 1) to
+ *              sb_mirror_exclusive(m, 0), by a reconcile or a resolution
+ *              (sb_mi_resolve_paths), so that no operation runs meanwhile. A
+ *              thread holding it shared must let go before it resolves
+ *              (remove_entry, sb_mirror_rename do): taking it alone then
+ *              would wait for itself. sb_file_release, sb_file_fsync,
+ *              sb_mirror_statfs, sb_mirror_flush, sb_mirror_reload_conflicts
+ *              and sb_dir_close do not take it, nor sb_file_drop_privs when
+ *              it has nothing to drop.
+ *   clock      (rwlock) the conflict view: conf, nconf, fold, nfold,
+ *              fold_side. Read by sb_mi_map* and build_listing, written by
+ *              sb_mirror_reload_conflicts.
+ *   files_mu   the open-file list (m->files, each file's next and pprev),
+ *              each open file's rel (a rename rewrites it) and jrel, and the
+ *              journal (writes to m->journal, m->jbytes).
+ *   f->lock    one open file's running hash (sha, hoff, seq) and what it
+ *              knows of its sides (last, changed, foreign, failed, seen).
+ *              Its fd, m, plain and plain_gen are set by sb_file_open and
+ *              only read after.
+ *   wmu        the writer threads' queue (whead, wtail, wstop) and each
+ *              job's ret and done; wcv and wdone are its conditions.
+ *   lmu        the kept listings (listings, lbytes) and every blob's refs.
+ *   the recorder's mu (recorder.c): its queue; taken in sb_mi_enqueue and
+ *              sb_mirror_flush, and by the recorder's thread, which takes
+ *              no lock of the mirror's.
+ * Order: oplock first; then files_mu, then f->lock, then wmu (a write holds
+ * its file's lock while the writer threads run its target half). Two files'
+ * locks are taken by address (sb_file_copy_range), never under files_mu,
+ * which takes one file's lock at a time. clock, lmu and the recorder's mu
+ * are leaves: nothing is taken while one is held, so sb_mi_enqueue is never
+ * called with files_mu or a file's lock held (file_record lets go first).
+ * Without a lock: mode_gen and view_gen (atomics); p, rec, ig, nwthr and
+ * wthr, set before the first request and only read after.
  */
 #ifndef SBFS_MIRROR_INT_H
 #define SBFS_MIRROR_INT_H
@@ -90,6 +130,9 @@ int sb_mi_enqueue(struct sb_mirror *m, int kind, const char *path,
 /* Parent directory of rel on side i; with create, missing ones are made. */
 int sb_mi_side_parent(struct sb_mirror *m, int i, const char *rel, int create,
 		      int *dfd, const char **base);
+/* Settles paths as `sbfs resolve` would; takes the oplock alone. */
+int sb_mi_resolve_paths(struct sb_mirror *m, const char *const *paths, size_t n,
+			int choice);
 
 /* mirror_conf.c */
 /* Whether rel[0..len) is in conflict; called with clock held. */

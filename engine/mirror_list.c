@@ -352,11 +352,6 @@ out:
 	return ret;
 }
 
-static int64_t ts_ns(const struct timespec *t)
-{
-	return (int64_t)t->tv_sec * 1000000000 + t->tv_nsec;
-}
-
 /*
  * Takes the stamp of the directory rel shows (side as sb_mi_map gives it).
  * Returns whether a change made after now is sure to change the stamp:
@@ -380,12 +375,12 @@ static int dir_stamp(struct sb_mirror *m, const char *rel, int side, struct dsta
 			d->side[i].ino = st.st_ino;
 			d->side[i].size = (uint64_t)st.st_size;
 			d->side[i].nlink = st.st_nlink;
-			d->side[i].mtime_ns = ts_ns(&st.st_mtim);
-			d->side[i].ctime_ns = ts_ns(&st.st_ctim);
+			d->side[i].mtime_ns = sb_mi_ts_ns(&st.st_mtim);
+			d->side[i].ctime_ns = sb_mi_ts_ns(&st.st_ctim);
 			int64_t last = d->side[i].mtime_ns > d->side[i].ctime_ns ?
 				       d->side[i].mtime_ns : d->side[i].ctime_ns;
 			int fine = st.st_mtim.tv_nsec || st.st_ctim.tv_nsec;
-			if (ts_ns(&now) - last < (fine ? 100000000 : 3000000000LL))
+			if (sb_mi_ts_ns(&now) - last < (fine ? 100000000 : 3000000000LL))
 				trusted = 0;
 		} else {
 			trusted = 0;
@@ -435,7 +430,7 @@ static int get_listing(struct sb_mirror *m, const char *path, struct blob **out)
 	/* before the directories are read, for the same reason */
 	int trusted = dir_stamp(m, rel, side, &d);
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	uint64_t now_ns = (uint64_t)ts_ns(&now);
+	uint64_t now_ns = (uint64_t)sb_mi_ts_ns(&now);
 
 	pthread_mutex_lock(&m->lmu);
 	if (l->blob && l->key == key && now_ns - l->when_ns < LISTING_TTL_NS &&
