@@ -9,7 +9,7 @@
  *
  * - a fingerprint taken after the fact: a stat made some time after the
  *   bytes were hashed or written describes whatever happened in between.
- *   The rule, enforced where records are made (apply.c, mirror.c): a
+ *   The rule, enforced where records are made (apply.c, mirror_file.c): a
  *   fingerprint is taken on the very descriptor that was hashed or
  *   written, before and after, and where sbfs set a time itself that time
  *   must still be there;

@@ -1,7 +1,7 @@
 /*
  * The mount's recorder: a queue of state updates, written by a thread of
  * its own in batches, each committed after syncfs of both partners. Only
- * mirror.c uses it. Engine-private.
+ * the mirror (mirror*.c) uses it. Engine-private.
  */
 #ifndef SBFS_RECORDER_H
 #define SBFS_RECORDER_H

@@ -266,6 +266,22 @@ void sb_conflicts_free(struct sb_conflict_list *l);
  * renaming it elsewhere keeps both. Each call returns 0 (or a count) or a
  * negative errno; a change that failed on one side is not recorded, so the
  * next reconcile takes it up.
+ *
+ * Threads: FUSE makes these calls from its worker threads at once, and any
+ * call may run while any other does, on the same path or not, but:
+ * - sb_mirror_open and sb_mirror_set_ignore come before every other call,
+ *   sb_mirror_close after every other has returned;
+ * - sb_mirror_exclusive is not re-entrant: begin and end come in pairs on
+ *   one thread, which makes no other mirror call between them (it would
+ *   wait for itself). Other threads' calls wait meanwhile, but for
+ *   sb_mirror_flush, sb_mirror_statfs, sb_mirror_reload_conflicts,
+ *   sb_dir_close, sb_file_fsync, sb_file_release (and sb_file_drop_privs
+ *   with nothing to drop). An unlink, rmdir or rename of a conflict entry
+ *   takes it itself, as a resolution;
+ * - an sb_dir is read by one call at a time and closed after its last;
+ * - calls on one sb_file may overlap (its changes take turns), but
+ *   sb_file_release comes after every other call on it has returned.
+ * The locks and their order: engine/mirror_int.h.
  */
 struct sb_mirror;
 struct sb_file;
@@ -345,7 +361,7 @@ int sb_file_drop_privs(struct sb_file *f, int privileged);
 int sb_file_truncate(struct sb_file *f, int64_t size);
 int sb_file_fallocate(struct sb_file *f, int mode, int64_t off, int64_t len);
 /* Each close(2) of a handle: both sides get the source's mtime, and the
- * fingerprints the state will keep are taken (see mirror.c). */
+ * fingerprints the state will keep are taken (see mirror_file.c). */
 int sb_file_flush(struct sb_file *f);
 int sb_file_fsync(struct sb_file *f, int datasync);
 int sb_file_getattr(struct sb_file *f, struct stat *st);
