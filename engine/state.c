@@ -6,7 +6,7 @@
  *              Big-endian ids make a directory's children one contiguous
  *              key range, sorted by name under LMDB's default memcmp order.
  *              value: encode_rec() below.
- *   conflicts  key: SHA-256 of the relative path (paths may exceed LMDB's
+ *   conflicts  (state_conflict.c) key: SHA-256 of the relative path (paths may exceed LMDB's
  *              511-byte key limit). value: encode_conflict(), then the
  *              path bytes.
  *   meta       "next_dir_id": u64 little-endian; "caps.0", "caps.1": what
@@ -25,15 +25,11 @@
 
 #include <lmdb.h>
 
+#include "state_int.h"
 #include "statecheck.h"
 
 #define REC_VERSION 1
 #define REC_LEN (1 + 1 + 4 + 8 + 8 + 8 + SB_SHA_LEN + 2 * 5 * 8)
-#define CONFLICT_VERSION 1
-#define SIDE_LEN (1 + 4 + 8 + 8)
-#define CONFLICT_LEN (1 + 1 + 1 + 2 * SIDE_LEN)
-#define PREFIX_LEN 8
-#define NAME_MAX_LEN 255
 #define KEY_MAX_LEN (PREFIX_LEN + NAME_MAX_LEN)
 #define FIRST_DIR_ID 2
 
@@ -46,34 +42,7 @@ static const char next_dir_id_key[] = "next_dir_id";
 #define MAP_SIZE ((size_t)1 << 30)
 #endif
 
-struct sb_state {
-	MDB_env *env;
-	MDB_dbi entries, conflicts, meta;
-	char *dir;
-	int marked;		/* the "synced" marker is known to exist */
-};
-
-struct sb_txn {
-	struct sb_state *st;
-	MDB_txn *txn;
-	int rdonly;
-	/* Open cursors: LMDB frees write-txn cursors at txn end, so we close
-	 * them ourselves first and leave the wrappers inert. */
-	struct sb_cursor *cursors;
-};
-
-struct sb_cursor {
-	struct sb_txn *t;	/* NULL once the txn has ended */
-	MDB_cursor *cur;
-	struct sb_cursor *prev, *next;
-	uint8_t prefix[PREFIX_LEN];
-	int started, done;
-	char name[NAME_MAX_LEN + 1];
-};
-
-/* ------------------------------------------------------------ helpers */
-
-static int map_err(int rc)
+int sb_st_map_err(int rc)
 {
 	if (rc == MDB_SUCCESS)
 		return 0;
@@ -94,36 +63,6 @@ static int map_err(int rc)
 	default:
 		return -EIO;
 	}
-}
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-	uint32_t v = 0;
-
-	for (int i = 3; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
 }
 
 static void put_be64(uint8_t *p, uint64_t v)
@@ -190,48 +129,6 @@ out:
 	return ret;
 }
 
-static void encode_conflict(uint8_t *p, const struct sb_conflict *c)
-{
-	*p++ = CONFLICT_VERSION;
-	*p++ = c->kind;
-	*p++ = (uint8_t)c->suggest;
-	for (int s = 0; s < 2; s++) {
-		p[0] = c->side[s].type;
-		put_u32(p + 1, c->side[s].mode);
-		put_u64(p + 5, c->side[s].size);
-		put_u64(p + 13, (uint64_t)c->side[s].mtime_ns);
-		p += SIDE_LEN;
-	}
-}
-
-/* Checks the header and points *path, *len at the stored path. */
-static int decode_conflict(const MDB_val *v, struct sb_conflict *c,
-			   const char **path, size_t *len)
-{
-	const uint8_t *p = v->mv_data;
-	int ret = 0;
-
-	if (v->mv_size < CONFLICT_LEN || p[0] != CONFLICT_VERSION) {
-		ret = SB_E_STATE_CORRUPT;
-		goto out;
-	}
-	memset(c, 0, sizeof(*c));
-	c->kind = p[1];
-	c->suggest = (int8_t)p[2];
-	p += 3;
-	for (int s = 0; s < 2; s++) {
-		c->side[s].type = p[0];
-		c->side[s].mode = get_u32(p + 1);
-		c->side[s].size = get_u64(p + 5);
-		c->side[s].mtime_ns = (int64_t)get_u64(p + 13);
-		p += SIDE_LEN;
-	}
-	*path = (const char *)v->mv_data + CONFLICT_LEN;
-	*len = v->mv_size - CONFLICT_LEN;
-out:
-	return ret;
-}
-
 /* Names are single path components; anything else would corrupt the
  * parent/name structure that sb_state_dir_id walks. */
 static int check_name(const char *name, size_t nlen)
@@ -254,19 +151,6 @@ static int make_key(uint8_t key[KEY_MAX_LEN], uint64_t parent,
 	memcpy(key + PREFIX_LEN, name, nlen);
 	k->mv_data = key;
 	k->mv_size = PREFIX_LEN + nlen;
-out:
-	return ret;
-}
-
-static int conflict_key(uint8_t sha[SB_SHA_LEN], const char *rel, size_t len,
-			MDB_val *k)
-{
-	int ret = sb_hash_buf(rel, len, sha);
-
-	if (ret < 0)
-		goto out;
-	k->mv_data = sha;
-	k->mv_size = SB_SHA_LEN;
 out:
 	return ret;
 }
@@ -316,11 +200,6 @@ out:
 	return ret;
 }
 
-static int txn_is_live(const struct sb_txn *t)
-{
-	return t && t->txn;
-}
-
 /* Closes every cursor of t; LMDB requires it before a read txn ends and
  * frees write-txn cursors behind our back otherwise. */
 static void detach_cursors(struct sb_txn *t)
@@ -367,15 +246,15 @@ int sb_state_open_ex(const char *dir, struct sb_state **out, const char **file)
 		ret = -ENOMEM;
 		goto out;
 	}
-	ret = map_err(mdb_env_create(&st->env));
+	ret = sb_st_map_err(mdb_env_create(&st->env));
 	if (ret < 0) {
 		st->env = NULL;
 		goto out;
 	}
-	ret = map_err(mdb_env_set_maxdbs(st->env, 4));
+	ret = sb_st_map_err(mdb_env_set_maxdbs(st->env, 4));
 	if (ret < 0)
 		goto out;
-	ret = map_err(mdb_env_set_mapsize(st->env, MAP_SIZE));
+	ret = sb_st_map_err(mdb_env_set_mapsize(st->env, MAP_SIZE));
 	if (ret < 0)
 		goto out;
 	/* MDB_NOTLS: the daemon hands read txns between threads and may hold
@@ -383,27 +262,27 @@ int sb_state_open_ex(const char *dir, struct sb_state **out, const char **file)
 	/* NOMETASYNC: one flush per commit instead of two. A crash may then
 	 * undo the last commit (never corrupt): an older state only makes the
 	 * next run look again or record again, it never loses a version. */
-	ret = map_err(mdb_env_open(st->env, dir, MDB_NOTLS | MDB_NOMETASYNC, 0600));
+	ret = sb_st_map_err(mdb_env_open(st->env, dir, MDB_NOTLS | MDB_NOMETASYNC, 0600));
 	if (ret < 0)
 		goto out;
 	/* A crashed process leaves its reader slots pinning old pages. */
-	ret = map_err(mdb_reader_check(st->env, &dead));
+	ret = sb_st_map_err(mdb_reader_check(st->env, &dead));
 	if (ret < 0)
 		goto out;
-	ret = map_err(mdb_txn_begin(st->env, NULL, 0, &txn));
+	ret = sb_st_map_err(mdb_txn_begin(st->env, NULL, 0, &txn));
 	if (ret < 0)
 		goto out;
-	ret = map_err(mdb_dbi_open(txn, "entries", MDB_CREATE, &st->entries));
+	ret = sb_st_map_err(mdb_dbi_open(txn, "entries", MDB_CREATE, &st->entries));
 	if (ret < 0)
 		goto out;
-	ret = map_err(mdb_dbi_open(txn, "conflicts", MDB_CREATE,
+	ret = sb_st_map_err(mdb_dbi_open(txn, "conflicts", MDB_CREATE,
 				   &st->conflicts));
 	if (ret < 0)
 		goto out;
-	ret = map_err(mdb_dbi_open(txn, "meta", MDB_CREATE, &st->meta));
+	ret = sb_st_map_err(mdb_dbi_open(txn, "meta", MDB_CREATE, &st->meta));
 	if (ret < 0)
 		goto out;
-	ret = map_err(mdb_txn_commit(txn));
+	ret = sb_st_map_err(mdb_txn_commit(txn));
 	txn = NULL;
 	if (ret < 0)
 		goto out;
@@ -439,7 +318,7 @@ int sb_state_begin(struct sb_state *st, int rdonly, struct sb_txn **out)
 	}
 	t->st = st;
 	t->rdonly = rdonly;
-	ret = map_err(mdb_txn_begin(st->env, NULL, rdonly ? MDB_RDONLY : 0,
+	ret = sb_st_map_err(mdb_txn_begin(st->env, NULL, rdonly ? MDB_RDONLY : 0,
 				    &t->txn));
 	if (ret < 0) {
 		t->txn = NULL;
@@ -480,7 +359,7 @@ int sb_txn_commit(struct sb_txn *t)
 	MDB_stat ms;
 	if (!t->rdonly && !t->st->marked)
 		mark = mdb_stat(t->txn, t->st->entries, &ms) == 0 && ms.ms_entries > 0;
-	ret = map_err(mdb_txn_commit(t->txn));
+	ret = sb_st_map_err(mdb_txn_commit(t->txn));
 	if (ret == -EIO && state_fs_full(t->st))
 		ret = -ENOSPC;
 	if (ret == 0 && mark && sb_state_mark(t->st->dir) == 0)
@@ -510,7 +389,7 @@ static int alloc_dir_id(struct sb_txn *t, uint64_t *id)
 	uint64_t next = FIRST_DIR_ID;
 	int ret;
 
-	ret = map_err(mdb_get(t->txn, t->st->meta, &k, &v));
+	ret = sb_st_map_err(mdb_get(t->txn, t->st->meta, &k, &v));
 	if (ret == 0) {
 		if (v.mv_size != 8) {
 			ret = SB_E_STATE_CORRUPT;
@@ -527,7 +406,7 @@ static int alloc_dir_id(struct sb_txn *t, uint64_t *id)
 	put_u64(buf, next + 1);
 	v.mv_data = buf;
 	v.mv_size = sizeof(buf);
-	ret = map_err(mdb_put(t->txn, t->st->meta, &k, &v, 0));
+	ret = sb_st_map_err(mdb_put(t->txn, t->st->meta, &k, &v, 0));
 	if (ret < 0)
 		goto out;
 	*id = next;
@@ -538,7 +417,7 @@ out:
 int sb_state_meta_get(struct sb_txn *t, const char *key, void *buf, size_t *len)
 {
 	MDB_val k = { strlen(key), (void *)key }, v;
-	int ret = map_err(mdb_get(t->txn, t->st->meta, &k, &v));
+	int ret = sb_st_map_err(mdb_get(t->txn, t->st->meta, &k, &v));
 
 	if (ret == 0) {
 		memcpy(buf, v.mv_data, v.mv_size < *len ? v.mv_size : *len);
@@ -550,7 +429,7 @@ int sb_state_meta_get(struct sb_txn *t, const char *key, void *buf, size_t *len)
 int sb_state_meta_put(struct sb_txn *t, const char *key, const void *buf, size_t len)
 {
 	MDB_val k = { strlen(key), (void *)key }, v = { len, (void *)buf };
-	return map_err(mdb_put(t->txn, t->st->meta, &k, &v, 0));
+	return sb_st_map_err(mdb_put(t->txn, t->st->meta, &k, &v, 0));
 }
 
 static int push_id(uint64_t **stack, size_t *n, size_t *cap, uint64_t id)
@@ -591,7 +470,7 @@ static int del_subtree(struct sb_txn *t, uint64_t id)
 	ret = push_id(&stack, &n, &cap, id);
 	if (ret < 0)
 		goto out;
-	ret = map_err(mdb_cursor_open(t->txn, t->st->entries, &cur));
+	ret = sb_st_map_err(mdb_cursor_open(t->txn, t->st->entries, &cur));
 	if (ret < 0) {
 		cur = NULL;
 		goto out;
@@ -603,7 +482,7 @@ static int del_subtree(struct sb_txn *t, uint64_t id)
 			 * cursor position after mdb_cursor_del. */
 			k.mv_data = prefix;
 			k.mv_size = PREFIX_LEN;
-			ret = map_err(mdb_cursor_get(cur, &k, &v,
+			ret = sb_st_map_err(mdb_cursor_get(cur, &k, &v,
 						     MDB_SET_RANGE));
 			if (ret == -ENOENT) {
 				ret = 0;
@@ -622,7 +501,7 @@ static int del_subtree(struct sb_txn *t, uint64_t id)
 				if (ret < 0)
 					goto out;
 			}
-			ret = map_err(mdb_cursor_del(cur, 0));
+			ret = sb_st_map_err(mdb_cursor_del(cur, 0));
 			if (ret < 0)
 				goto out;
 		}
@@ -647,7 +526,7 @@ static int get_rec(struct sb_txn *t, uint64_t parent, const char *name, size_t n
 	ret = make_key(key, parent, name, nlen, k);
 	if (ret < 0)
 		return ret;
-	ret = map_err(mdb_get(t->txn, t->st->entries, k, &v));
+	ret = sb_st_map_err(mdb_get(t->txn, t->st->entries, k, &v));
 	if (ret < 0)
 		return ret;
 	/* decoded at once: v points into a page a later change may free */
@@ -685,7 +564,7 @@ int sb_state_put(struct sb_txn *t, uint64_t parent, const char *name,
 	/* A directory replaced by anything but itself (same id) would leave
 	 * its children unreachable yet counted; remember them for deletion.
 	 * An undecodable old value is simply overwritten, so put can repair. */
-	ret = map_err(mdb_get(t->txn, t->st->entries, &k, &v));
+	ret = sb_st_map_err(mdb_get(t->txn, t->st->entries, &k, &v));
 	if (ret == 0) {
 		if (decode_rec(&v, &old) == 0 && old.type == SB_DIR &&
 		    old.dir_id != 0 &&
@@ -702,7 +581,7 @@ int sb_state_put(struct sb_txn *t, uint64_t parent, const char *name,
 	encode_rec(val, &r);
 	v.mv_data = val;
 	v.mv_size = sizeof(val);
-	ret = map_err(mdb_put(t->txn, t->st->entries, &k, &v, 0));
+	ret = sb_st_map_err(mdb_put(t->txn, t->st->entries, &k, &v, 0));
 	if (ret < 0)
 		goto out;
 	if (stale) {
@@ -726,7 +605,7 @@ int sb_state_del(struct sb_txn *t, uint64_t parent, const char *name,
 	ret = get_rec(t, parent, name, nlen, key, &k, &rec);
 	if (ret < 0)
 		goto out;
-	ret = map_err(mdb_del(t->txn, t->st->entries, &k, NULL));
+	ret = sb_st_map_err(mdb_del(t->txn, t->st->entries, &k, NULL));
 	if (ret < 0)
 		goto out;
 	if (rec.type == SB_DIR && rec.dir_id != 0)
@@ -785,7 +664,7 @@ int sb_state_count(struct sb_txn *t, uint64_t *n)
 		ret = -EINVAL;
 		goto out;
 	}
-	ret = map_err(mdb_stat(t->txn, t->st->entries, &ms));
+	ret = sb_st_map_err(mdb_stat(t->txn, t->st->entries, &ms));
 	if (ret < 0)
 		goto out;
 	*n = ms.ms_entries;
@@ -810,7 +689,7 @@ int sb_state_children(struct sb_txn *t, uint64_t dir_id, struct sb_cursor **out)
 		ret = -ENOMEM;
 		goto out;
 	}
-	ret = map_err(mdb_cursor_open(t->txn, t->st->entries, &c->cur));
+	ret = sb_st_map_err(mdb_cursor_open(t->txn, t->st->entries, &c->cur));
 	if (ret < 0)
 		goto out;
 	put_be64(c->prefix, dir_id);
@@ -844,10 +723,10 @@ int sb_cursor_next(struct sb_cursor *c, const char **name, size_t *nlen,
 	if (!c->started) {
 		k.mv_data = c->prefix;
 		k.mv_size = PREFIX_LEN;
-		ret = map_err(mdb_cursor_get(c->cur, &k, &v, MDB_SET_RANGE));
+		ret = sb_st_map_err(mdb_cursor_get(c->cur, &k, &v, MDB_SET_RANGE));
 		c->started = 1;
 	} else {
-		ret = map_err(mdb_cursor_get(c->cur, &k, &v, MDB_NEXT));
+		ret = sb_st_map_err(mdb_cursor_get(c->cur, &k, &v, MDB_NEXT));
 	}
 	if (ret == -ENOENT ||
 	    (ret == 0 && (k.mv_size < PREFIX_LEN ||
@@ -895,164 +774,6 @@ void sb_cursor_close(struct sb_cursor *c)
 
 /* ------------------------------------------------------------ conflicts */
 
-int sb_state_conflict_put(struct sb_txn *t, const char *rel, size_t len,
-			  const struct sb_conflict *c)
-{
-	uint8_t sha[SB_SHA_LEN];
-	uint8_t *buf = NULL;
-	MDB_val k, v;
-	int ret;
-
-	if (!txn_is_live(t)) {
-		ret = -EINVAL;
-		goto out;
-	}
-	if (len > SIZE_MAX - CONFLICT_LEN) {
-		ret = -ENAMETOOLONG;
-		goto out;
-	}
-	ret = conflict_key(sha, rel, len, &k);
-	if (ret < 0)
-		goto out;
-	buf = malloc(CONFLICT_LEN + len);
-	if (!buf) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	encode_conflict(buf, c);
-	if (len)
-		memcpy(buf + CONFLICT_LEN, rel, len);
-	v.mv_data = buf;
-	v.mv_size = CONFLICT_LEN + len;
-	ret = map_err(mdb_put(t->txn, t->st->conflicts, &k, &v, 0));
-out:
-	free(buf);
-	return ret;
-}
-
-int sb_state_conflict_del(struct sb_txn *t, const char *rel, size_t len)
-{
-	uint8_t sha[SB_SHA_LEN];
-	MDB_val k;
-	int ret;
-
-	if (!txn_is_live(t)) {
-		ret = -EINVAL;
-		goto out;
-	}
-	ret = conflict_key(sha, rel, len, &k);
-	if (ret < 0)
-		goto out;
-	ret = map_err(mdb_del(t->txn, t->st->conflicts, &k, NULL));
-out:
-	return ret;
-}
-
-int sb_state_conflict_get(struct sb_txn *t, const char *rel, size_t len,
-			  struct sb_conflict *out)
-{
-	uint8_t sha[SB_SHA_LEN];
-	struct sb_conflict c;
-	const char *path;
-	size_t plen;
-	MDB_val k, v;
-	int ret;
-
-	if (!txn_is_live(t)) {
-		ret = -EINVAL;
-		goto out;
-	}
-	ret = conflict_key(sha, rel, len, &k);
-	if (ret < 0)
-		goto out;
-	ret = map_err(mdb_get(t->txn, t->st->conflicts, &k, &v));
-	if (ret < 0)
-		goto out;
-	ret = decode_conflict(&v, &c, &path, &plen);
-	if (ret < 0)
-		goto out;
-	/* The stored path is there anyway; comparing costs nothing and makes
-	 * the answer independent of the hash. */
-	if (plen != len || (len && memcmp(path, rel, len) != 0)) {
-		ret = -ENOENT;
-		goto out;
-	}
-	*out = c;
-out:
-	return ret;
-}
-
-int sb_state_conflict_clear(struct sb_txn *t)
-{
-	int ret;
-
-	if (!txn_is_live(t)) {
-		ret = -EINVAL;
-		goto out;
-	}
-	ret = map_err(mdb_drop(t->txn, t->st->conflicts, 0));
-out:
-	return ret;
-}
-
-int sb_state_conflict_each(struct sb_txn *t,
-			   int (*fn)(void *arg, const char *rel, size_t len,
-				     const struct sb_conflict *c),
-			   void *arg)
-{
-	MDB_cursor *cur = NULL;
-	struct sb_conflict c;
-	const char *path;
-	char *buf = NULL;
-	size_t plen, cap = 0;
-	MDB_val k, v;
-	MDB_cursor_op op = MDB_FIRST;
-	int ret;
-
-	if (!txn_is_live(t)) {
-		ret = -EINVAL;
-		goto out;
-	}
-	ret = map_err(mdb_cursor_open(t->txn, t->st->conflicts, &cur));
-	if (ret < 0) {
-		cur = NULL;
-		goto out;
-	}
-	for (;; op = MDB_NEXT) {
-		ret = map_err(mdb_cursor_get(cur, &k, &v, op));
-		if (ret == -ENOENT) {
-			ret = 0;
-			break;
-		}
-		if (ret < 0)
-			goto out;
-		ret = decode_conflict(&v, &c, &path, &plen);
-		if (ret < 0)
-			goto out;
-		/* Copied: fn may write to this txn, which can move pages. */
-		if (plen + 1 > cap) {
-			char *nb = realloc(buf, plen + 1);
-
-			if (!nb) {
-				ret = -ENOMEM;
-				goto out;
-			}
-			buf = nb;
-			cap = plen + 1;
-		}
-		memcpy(buf, path, plen);
-		buf[plen] = '\0';
-		ret = fn(arg, buf, plen, &c);
-		if (ret != 0)
-			goto out;
-	}
-out:
-	if (cur)
-		mdb_cursor_close(cur);
-	free(buf);
-	return ret;
-}
-
 int sb_state_move(struct sb_txn *t, uint64_t oparent, const char *oname,
 		  size_t olen, uint64_t nparent, const char *nname, size_t nlen)
 {
@@ -1070,7 +791,7 @@ int sb_state_move(struct sb_txn *t, uint64_t oparent, const char *oname,
 		return ret;
 	if ((ret = make_key(key, oparent, oname, olen, &k)) < 0)
 		return ret;
-	return map_err(mdb_del(t->txn, t->st->entries, &k, NULL));
+	return sb_st_map_err(mdb_del(t->txn, t->st->entries, &k, NULL));
 }
 
 int sb_state_swap(struct sb_txn *t, uint64_t pa, const char *na, size_t la,
@@ -1093,11 +814,11 @@ int sb_state_swap(struct sb_txn *t, uint64_t pa, const char *na, size_t la,
 	 * other's: directories keep their ids, so their children follow. */
 	if ((ret = make_key(ka, pa, na, la, &k)) < 0)
 		return ret;
-	if (ha && (ret = map_err(mdb_del(t->txn, t->st->entries, &k, NULL))) < 0)
+	if (ha && (ret = sb_st_map_err(mdb_del(t->txn, t->st->entries, &k, NULL))) < 0)
 		return ret;
 	if ((ret = make_key(kb, pb, nb, lb, &k)) < 0)
 		return ret;
-	if (hb && (ret = map_err(mdb_del(t->txn, t->st->entries, &k, NULL))) < 0)
+	if (hb && (ret = sb_st_map_err(mdb_del(t->txn, t->st->entries, &k, NULL))) < 0)
 		return ret;
 	if (ha && (ret = sb_state_put(t, pb, nb, lb, &ra)) < 0)
 		return ret;
