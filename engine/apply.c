@@ -537,6 +537,29 @@ static int follow_deleted_parent(struct apply *a, const char *path, size_t len,
 /* ------------------------------------------------------------ ops */
 
 /*
+ * Reads fd back after sbfs set its times: a write landing in between would
+ * have had its mtime overwritten, so *fp, taken now on that descriptor,
+ * may vouch only for bytes hashed to want (NULL: any); -EAGAIN if not.
+ */
+static int read_back(struct apply *a, int fd, int to, const uint8_t *want, struct sb_fp *fp)
+{
+	uint8_t sha[SB_SHA_LEN];
+	struct stat st;
+	int ret;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	int64_t before = sb_wall_ns();
+	sb_fp_from_stat(fp, &st);
+	if ((ret = sb_hash_stable(fd, fp, sha)) < 0)
+		return ret;
+	if (want && memcmp(sha, want, SB_SHA_LEN))
+		return -EAGAIN;
+	sb_fp_settle(fp, sb_pship_fine(a->p, to), before);
+	return 0;
+}
+
+/*
  * For a copy whose mtime moved when it was renamed into place, on a file
  * system known to do that (fusefat stamps the rename of an open file with
  * the time of day; caps.c): sets the time again. A write may have moved it
@@ -548,7 +571,6 @@ static void retime(struct apply *a, int dfd, const char *name, const struct sb_s
 		   const uint8_t sha[SB_SHA_LEN], int to, struct sb_fp *fp)
 {
 	struct timespec t[2] = { ts_of(s->atime_ns), ts_of(s->info.mtime_ns) };
-	uint8_t got[SB_SHA_LEN];
 	struct stat st;
 	struct sb_fp now;
 	int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
@@ -556,14 +578,8 @@ static void retime(struct apply *a, int dfd, const char *name, const struct sb_s
 	if (fd < 0)
 		return;
 	if (fstat(fd, &st) == 0 && st.st_ino == fp->ino && futimens(fd, t) == 0 &&
-	    fstat(fd, &st) == 0) {
-		int64_t before = sb_wall_ns();
-		sb_fp_from_stat(&now, &st);
-		if (sb_hash_stable(fd, &now, got) == 0 && !memcmp(got, sha, SB_SHA_LEN)) {
-			sb_fp_settle(&now, sb_pship_fine(a->p, to), before);
-			*fp = now;
-		}
-	}
+	    read_back(a, fd, to, sha, &now) == 0)
+		*fp = now;
 	close(fd);
 }
 
@@ -646,7 +662,6 @@ static int do_meta(struct apply *a, const struct sb_pitem *it, const char *name,
 	const uint8_t *want = known_sha(it);
 	struct stat st;
 	struct sb_fp fp;
-	uint8_t sha[SB_SHA_LEN];
 
 	if ((ret = unchanged(a->pfd[from], name, src)) < 0 ||
 	    (ret = unchanged(a->pfd[to], name, &it->s[to])) < 0)
@@ -665,17 +680,9 @@ static int do_meta(struct apply *a, const struct sb_pitem *it, const char *name,
 		goto out;
 	/* Its own atime, not UTIME_OMIT, which exfat-fuse mishandles. */
 	struct timespec t[2] = { ts_of(it->s[to].atime_ns), ts_of(src->info.mtime_ns) };
-	if ((modes && fchmod(fd, src->info.mode) < 0) || futimens(fd, t) < 0 || fstat(fd, &st) < 0)
+	if ((modes && fchmod(fd, src->info.mode) < 0) || futimens(fd, t) < 0)
 		goto errno_out;
-	int64_t before = sb_wall_ns();
-	sb_fp_from_stat(tofp, &st);
-	if ((ret = sb_hash_stable(fd, tofp, sha)) < 0)
-		goto out;
-	ret = -EAGAIN;
-	if (want && memcmp(sha, want, SB_SHA_LEN))
-		goto out;
-	sb_fp_settle(tofp, sb_pship_fine(a->p, to), before);
-	ret = 0;
+	ret = read_back(a, fd, to, want, tofp);
 	goto out;
 errno_out:
 	ret = -errno;

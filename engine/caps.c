@@ -300,28 +300,14 @@ static int probe(int rootfd, struct sb_caps *c)
 
 /* ------------------------------------------------------------ storage */
 
-static void put_le(uint8_t *p, uint64_t v, int n)
-{
-	for (int i = 0; i < n; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_le(const uint8_t *p, int n)
-{
-	uint64_t v = 0;
-	for (int i = n - 1; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-
 static void encode(const struct sb_caps *c, uint8_t b[CAPS_LEN])
 {
 	b[0] = CAPS_VERSION;
-	put_le(b + 1, c->flags, 4);
-	put_le(b + 5, c->name_max, 4);
-	put_le(b + 9, (uint64_t)c->time_ns, 8);
-	put_le(b + 17, c->file_max, 8);
-	put_le(b + 25, c->dev, 8);
+	put_u32(b + 1, c->flags);
+	put_u32(b + 5, c->name_max);
+	put_u64(b + 9, (uint64_t)c->time_ns);
+	put_u64(b + 17, c->file_max);
+	put_u64(b + 25, c->dev);
 	memcpy(b + 33, c->fstype, 24);
 	memcpy(b + 57, c->refused, 16);
 }
@@ -330,11 +316,11 @@ static int decode(const uint8_t *b, size_t len, struct sb_caps *c)
 {
 	if (len != CAPS_LEN || b[0] != CAPS_VERSION)
 		return -EINVAL;
-	c->flags = (uint32_t)get_le(b + 1, 4);
-	c->name_max = (uint32_t)get_le(b + 5, 4);
-	c->time_ns = (int64_t)get_le(b + 9, 8);
-	c->file_max = get_le(b + 17, 8);
-	c->dev = get_le(b + 25, 8);
+	c->flags = get_u32(b + 1);
+	c->name_max = get_u32(b + 5);
+	c->time_ns = (int64_t)get_u64(b + 9);
+	c->file_max = get_u64(b + 17);
+	c->dev = get_u64(b + 25);
 	memcpy(c->fstype, b + 33, 24);
 	memcpy(c->refused, b + 57, 16);
 	c->fstype[23] = c->refused[15] = '\0';
@@ -411,6 +397,12 @@ static int dos_device(const char *name, size_t len)
 	}
 	return base == 4 && (!strncasecmp(name, "COM", 3) || !strncasecmp(name, "LPT", 3)) &&
 	       name[3] >= '1' && name[3] <= '9';
+}
+
+int sb_caps_any_name(const struct sb_caps *c)
+{
+	return !c->refused[0] && !(c->flags & (SB_CAP_TRAIL | SB_CAP_DOSDEV | SB_CAP_ASCII)) &&
+	       c->name_max >= 255;
 }
 
 int sb_caps_storable(const struct sb_caps *c, const char *name, size_t len,

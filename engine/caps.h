@@ -45,6 +45,9 @@ struct sb_caps {
  */
 const struct sb_caps *sb_pship_caps(struct sb_pship *p, int side);
 
+/* 1 if side `c` refuses no name a Linux file system takes (ext4, NTFS):
+ * sb_caps_storable() can then only object to a kind or a size. */
+int sb_caps_any_name(const struct sb_caps *c);
 /*
  * 0 if side `c` can store an entry of this type and size under name
  * (one component); else -EINVAL, -ENAMETOOLONG, -EFBIG or -EOPNOTSUPP,

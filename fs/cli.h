@@ -132,6 +132,9 @@ int cmd_ignore(struct ctx *c, int argc, char **argv);	/* ignore.c */
 /* main.c: parses a command's options into c; the index of the first
  * operand, -2 after --help, or another negative value once said. */
 int cli_parse(struct ctx *c, int argc, char **argv);
+/* cli_parse() for a command of exactly SOURCE TARGET: -1 with *i at
+ * SOURCE, else the exit status to return (0 after --help, 2 bad usage). */
+int cli_parse_pair(struct ctx *c, int argc, char **argv, int *i);
 
 /* error() returns -1, so callers can write `return error(...)`. */
 int error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

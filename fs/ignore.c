@@ -154,13 +154,9 @@ int cmd_ignore(struct ctx *c, int argc, char **argv)
 	struct sb_error err = { 0 };
 	int ret;
 
-	int i = cli_parse(c, argc, argv);
-	if (i < 0)
-		return i == -2 ? EXIT_SYNCED : EXIT_USAGE;
-	if (argc - i != 2) {
-		fputs(c->cmd->usage, ERR);
-		return EXIT_USAGE;
-	}
+	int i, done = cli_parse_pair(c, argc, argv, &i);
+	if (done >= 0)
+		return done;
 	if ((ret = sb_pship_open(argv[i], argv[i + 1], c->state_dir, NULL, &p, &err)) < 0) {
 		error("%s: %s", err.path, sb_strerror(ret));
 		return EXIT_USAGE;

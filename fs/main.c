@@ -252,6 +252,18 @@ int cli_parse(struct ctx *c, int argc, char **argv)
 	return i;
 }
 
+int cli_parse_pair(struct ctx *c, int argc, char **argv, int *i)
+{
+	*i = cli_parse(c, argc, argv);
+	if (*i < 0)
+		return *i == -2 ? EXIT_SYNCED : EXIT_USAGE;
+	if (argc - *i != 2) {
+		fputs(c->cmd->usage, ERR);
+		return EXIT_USAGE;
+	}
+	return -1;
+}
+
 /* A read-only mount writes neither partner (nor the state). */
 static int refuse_readonly(const char *src, const char *tgt)
 {
@@ -271,13 +283,9 @@ static int reconcile(struct ctx *c, int argc, char **argv, int status_only)
 	struct sb_ignore *ig = NULL;
 	int ret, side;
 
-	int i = cli_parse(c, argc, argv);
-	if (i < 0)
-		return i == -2 ? EXIT_SYNCED : EXIT_USAGE;
-	if (argc - i != 2) {
-		fputs(c->cmd->usage, ERR);
-		return EXIT_USAGE;
-	}
+	int i, done = cli_parse_pair(c, argc, argv, &i);
+	if (done >= 0)
+		return done;
 	if (status_only)
 		c->dry_run = 1;
 	if (c->readonly && !c->dry_run)
@@ -390,13 +398,9 @@ int cmd_conflicts(struct ctx *c, int argc, char **argv)
 	struct sb_conflict_list l = { 0 };
 	int ret;
 
-	int i = cli_parse(c, argc, argv);
-	if (i < 0)
-		return i == -2 ? EXIT_SYNCED : EXIT_USAGE;
-	if (argc - i != 2) {
-		fputs(c->cmd->usage, ERR);
-		return EXIT_USAGE;
-	}
+	int i, done = cli_parse_pair(c, argc, argv, &i);
+	if (done >= 0)
+		return done;
 	if ((ret = open_pship(c, argv[i], argv[i + 1], &p)))
 		goto out;
 	if ((ret = sb_conflicts_list(p, &l)) < 0) {
@@ -548,13 +552,9 @@ int cmd_forget(struct ctx *c, int argc, char **argv)
 	char *moved = NULL;
 	int ret;
 
-	int i = cli_parse(c, argc, argv);
-	if (i < 0)
-		return i == -2 ? EXIT_SYNCED : EXIT_USAGE;
-	if (argc - i != 2) {
-		fputs(c->cmd->usage, ERR);
-		return EXIT_USAGE;
-	}
+	int i, done = cli_parse_pair(c, argc, argv, &i);
+	if (done >= 0)
+		return done;
 	ret = sb_pship_forget(argv[i], argv[i + 1], c->state_dir, &moved, &err);
 	if (ret == -EBUSY) {
 		error("%s: a reconcile or mount is working on this partnership; try again once it is done",
