@@ -365,6 +365,14 @@ int sb_file_fallocate(struct sb_file *f, int mode, int64_t off, int64_t len);
 int sb_file_flush(struct sb_file *f);
 int sb_file_fsync(struct sb_file *f, int datasync);
 int sb_file_getattr(struct sb_file *f, struct stat *st);
+/*
+ * chmod, chown (-1: unchanged) and utimens (UTIME_NOW, UTIME_OMIT) of the
+ * handle's file on both sides, not recorded: for a file whose last name
+ * was unlinked while open, which the view no longer shows.
+ */
+int sb_file_chmod(struct sb_file *f, unsigned mode);
+int sb_file_chown(struct sb_file *f, unsigned uid, unsigned gid);
+int sb_file_utimens(struct sb_file *f, const struct timespec tv[2]);
 /* copy_file_range(2) from in's side into both of out's; the count copied. */
 long sb_file_copy_range(struct sb_file *in, int64_t off_in, struct sb_file *out,
 			int64_t off_out, size_t len);

@@ -1,12 +1,12 @@
 /*
  * The mount's watcher (see watch.h): inotify on every directory of both
  * partners, and the kernel's caches of each path an event names dropped
- * through fuse_invalidate_path.
+ * through view_invalidate.
  *
  * Locks: none. Everything in struct watch belongs to the watcher thread
  * once it runs (watch_start fills it before, watch_stop reads it after
  * joining); the ignore set is shared with the mirror and only read.
- * fuse_invalidate_path takes libfuse's own lock for its lookup only, and
+ * view_invalidate takes the inode table's lock for its lookup only, and
  * is never called from a request handler: the kernel waits for the
  * handler's answer while it holds what the invalidation needs.
  */
@@ -15,8 +15,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <fuse.h>
-#include <fuse_lowlevel.h>
 #include <linux/openat2.h>
 #include <poll.h>
 #include <pthread.h>
@@ -34,6 +32,7 @@
 
 #include "cli.h"
 #include "ignore.h"
+#include "view.h"
 #include "watch.h"
 
 /* How engine/mirror.c shows a conflicted NAME: its cached names are
@@ -79,8 +78,7 @@ struct pend {
 };
 
 struct watch {
-	struct fuse *f;
-	char *mnt;		/* the mount point, for node_of() */
+	struct view *v;
 	const struct sb_ignore *ig;
 	struct side s[2];
 	int stop;		/* eventfd: watch_stop's knock */
@@ -204,59 +202,14 @@ static int cmp_pend(const void *a, const void *b)
 }
 
 /*
- * The kernel's node number of the view's directory dir: what its file
- * handle holds (FILEID_INO64_GEN: the node id, then the generation). Asked
- * of the kernel, as libfuse's high-level API does not tell; 0 if unknown.
- * Only from what the kernel has cached (RESOLVE_CACHED): a walk that sent
- * a request could wait for ever once the loop has stopped serving, and a
- * directory not cached holds no name to drop. The walk holds the mount
- * for a moment: an unmount then is refused as busy, as with any process.
- */
-static uint64_t node_of(const struct watch *w, const char *dir)
-{
-	char abs[PATH_MAX];
-	struct { struct file_handle h; unsigned char b[MAX_HANDLE_SZ]; } fh;
-	struct open_how how = { .flags = O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC,
-				.resolve = RESOLVE_CACHED | RESOLVE_NO_SYMLINKS };
-	uint32_t id[2];
-	int mnt_id, ok;
-
-	if (!strcmp(dir, "/"))
-		return FUSE_ROOT_ID;
-	if (snprintf(abs, sizeof(abs), "%s%s", w->mnt, dir) >= (int)sizeof(abs))
-		return 0;
-	int fd = (int)syscall(SYS_openat2, AT_FDCWD, abs, &how, sizeof(how));
-	if (fd < 0)
-		return 0;
-	fh.h.handle_bytes = MAX_HANDLE_SZ;
-	/* 0x81, 0x82 (with the parent): a FUSE handle, so our mount's, not
-	 * what lies under the mount point once unmounted */
-	ok = name_to_handle_at(fd, "", &fh.h, &mnt_id, AT_EMPTY_PATH) == 0 &&
-	     fh.h.handle_bytes >= 8 && (fh.h.handle_type == 0x81 || fh.h.handle_type == 0x82);
-	close(fd);
-	if (!ok)
-		return 0;
-	memcpy(id, fh.h.f_handle, sizeof(id));
-	return (uint64_t)id[0] << 32 | id[1];
-}
-
-/*
  * Drops the kernel's attributes and pages of path, and if it is gone its
  * name too: a name the kernel still holds would be opened, not created,
  * by `echo >`, and fail. A path the kernel never looked up is not in
- * libfuse's table: that costs a lookup there, and nothing more.
+ * the inode table: that costs a lookup there, and nothing more.
  */
 static void drop(struct watch *w, char *path, int gone)
 {
-	if (fuse_invalidate_path(w->f, path) < 0 || !gone)
-		return;
-	char *slash = strrchr(path, '/');
-	*slash = '\0';
-	uint64_t parent = node_of(w, slash == path ? "/" : path);
-	*slash = '/';
-	if (parent)
-		fuse_lowlevel_notify_inval_entry(fuse_get_session(w->f), parent, slash + 1,
-						 strlen(slash + 1));
+	view_invalidate(w->v, path + 1, gone);
 }
 
 static void flush(struct watch *w)
@@ -553,12 +506,11 @@ static void watch_free(struct watch *w)
 	for (size_t i = 0; i < w->npend; i++)
 		free(w->pend[i].path);
 	free(w->pend);
-	free(w->mnt);
 	free(w);
 }
 
-int watch_start(struct fuse *f, const char *mnt, const char *const roots[2],
-		const struct sb_ignore *ig, struct watch **out)
+int watch_start(struct view *v, const char *const roots[2], const struct sb_ignore *ig,
+		struct watch **out)
 {
 	struct watch *w = calloc(1, sizeof(*w));
 	sigset_t all, old;
@@ -568,10 +520,8 @@ int watch_start(struct fuse *f, const char *mnt, const char *const roots[2],
 	if (!w)
 		goto out;
 	w->s[0].fd = w->s[1].fd = w->stop = -1;
-	w->f = f;
+	w->v = v;
 	w->ig = ig;
-	if (!(w->mnt = strdup(mnt)))
-		goto out;
 	for (int i = 0; i < 2; i++) {
 		w->s[i].root = roots[i];
 		if ((w->s[i].fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) < 0) {

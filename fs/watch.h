@@ -18,21 +18,21 @@
  * timeouts, as without the watcher. A queue overflow walks the tree of
  * that partner again: watches re-added, every path in it invalidated.
  */
-struct fuse;
 struct sb_ignore;
+struct view;
 struct watch;
 
 /*
  * Watches the directories of roots[0] (source) and roots[1] (target) and
- * starts the thread that serves f, mounted at mnt. ig (may be NULL): the view hides the
+ * starts the thread that has v's kernel caches dropped. ig (may be NULL): the view hides the
  * target's ignored paths, so those are not watched. The initial walk is
  * done before it returns, so an edit after that is seen. 0 or -errno (said
  * on stderr); running out of watches is not an error.
  */
-int watch_start(struct fuse *f, const char *mnt, const char *const roots[2],
-		const struct sb_ignore *ig, struct watch **out);
+int watch_start(struct view *v, const char *const roots[2], const struct sb_ignore *ig,
+		struct watch **out);
 /*
- * Stops the thread and frees everything; before f is destroyed. NULL-safe.
+ * Stops the thread and frees everything; before v is freed. NULL-safe.
  * An invalidation waits for what the kernel holds (a directory's lock, a
  * page being read): should the loop have stopped on a signal with requests
  * still queued and unanswered, one in progress, and so this, would wait
