@@ -362,7 +362,7 @@ static int apply_item(struct apply *a, const struct sb_pitem *it, const char *pa
 	case SB_OP_UPDATE:
 		if ((ret = sb_ap_copy(a, it, name, sha, &tofp)) < 0)
 			return ret;
-		*logsha = it->s[!to].info.type != SB_DIR;
+		*logsha = it->s[!to].info.type == SB_FILE || it->s[!to].info.type == SB_LINK;
 		return record(a, it, name, !to, it->s[!to].info.type == SB_DIR ? NULL : sha, 1,
 			      &tofp);
 	case SB_OP_META:

@@ -228,6 +228,42 @@ out:
 	return ret;
 }
 
+/*
+ * A FIFO or device node made anew under a temporary name, with the
+ * source's type, rdev (its size field), owner, mode and times; nothing to
+ * read or hash. A socket is never made: no process would be listening.
+ */
+static int copy_node(struct apply *a, const struct sb_scan *s, int dfd, char tmp[64],
+		     uint8_t sha[SB_SHA_LEN], struct sb_fp *wrote)
+{
+	struct timespec t[2] = { ts_of(s->atime_ns), ts_of(s->info.mtime_ns) };
+	struct stat st;
+	int ret = 0;
+
+	tmp[0] = '\0';
+	memset(sha, 0, SB_SHA_LEN);
+	if (s->info.type == SB_SOCK)
+		return -EOPNOTSUPP;
+	make_temp_name(a, tmp);
+	if (mknodat(dfd, tmp, sb_mode_of_type(s->info.type) | 0600, s->info.size) < 0) {
+		tmp[0] = '\0';
+		return -errno;
+	}
+	if (a->euid == 0 && (s->uid != a->euid || s->gid != a->egid))
+		fchownat(dfd, tmp, s->uid, s->gid, AT_SYMLINK_NOFOLLOW);
+	if (fchmodat(dfd, tmp, s->info.mode, 0) < 0 ||
+	    utimensat(dfd, tmp, t, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    fstatat(dfd, tmp, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		ret = -errno;
+	if (ret < 0) {
+		unlinkat(dfd, tmp, 0);
+		tmp[0] = '\0';
+		return ret;
+	}
+	sb_fp_from_stat(wrote, &st);
+	return 0;
+}
+
 /* Puts the finished temporary in place of name, if name is still as scanned. */
 static int install(int dfd, const char *tmp, const char *name,
 		   const struct sb_scan *was, int rmtree_ok)
@@ -377,7 +413,9 @@ int sb_ap_copy(struct apply *a, const struct sb_pitem *it, const char *name,
 	int out = -1, fresh = dst->info.type == SB_NONE;
 	struct sb_fp wrote;
 	int64_t before = sb_wall_ns();	/* before the copy's times are set */
-	ret = src->info.type == SB_LINK
+	ret = sb_type_special(src->info.type)
+		? copy_node(a, src, a->pfd[to], tmp, sha, &wrote)
+		: src->info.type == SB_LINK
 		? copy_link(a, a->pfd[from], name, src, a->pfd[to], tmp, sha, &wrote)
 		: copy_file(a, a->pfd[from], name, src, to, tmp, sha, fresh,
 			    &out, &wrote);

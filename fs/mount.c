@@ -168,6 +168,12 @@ static int op_symlink(const char *target, const char *path)
 	return sb_mirror_symlink(mirror(), target, rel(path), cx->uid, cx->gid);
 }
 
+static int op_mknod(const char *path, mode_t mode, dev_t rdev)
+{
+	struct fuse_context *cx = fuse_get_context();
+	return sb_mirror_mknod(mirror(), rel(path), mode & ~cx->umask, rdev, cx->uid, cx->gid);
+}
+
 static int op_unlink(const char *path)
 {
 	uint64_t ino = links_ino(links, path);
@@ -354,6 +360,7 @@ static const struct fuse_operations ops = {
 	.releasedir = op_releasedir,
 	.mkdir = op_mkdir,
 	.symlink = op_symlink,
+	.mknod = op_mknod,
 	.unlink = op_unlink,
 	.rmdir = op_rmdir,
 	.rename = op_rename,
