@@ -440,6 +440,11 @@ int sb_caps_storable(const struct sb_caps *c, const char *name, size_t len,
 		*why = "no symbolic links";
 		return -EOPNOTSUPP;
 	}
+	/* What keeps no modes keeps no FIFOs or device nodes either (FAT, exFAT). */
+	if (sb_type_special(type) && !(c->flags & SB_CAP_MODE)) {
+		*why = "no special files";
+		return -EOPNOTSUPP;
+	}
 	if (type == SB_FILE && size > c->file_max) {
 		snprintf(buf, 64, "too large (%llu MiB, at most %llu MiB)",
 			 (unsigned long long)(size >> 20), (unsigned long long)(c->file_max >> 20));

@@ -55,6 +55,10 @@ int sb_same_content(struct sb_ent *e, int *same)
 	}
 	if (e->s[0].info.size != e->s[1].info.size)
 		return 0;
+	if (sb_type_special(e->s[0].info.type)) {
+		*same = 1;	/* type and rdev: a special file has no content */
+		return 0;
+	}
 	if ((ret = hash_side(e, 0)) < 0 || (ret = hash_side(e, 1)) < 0)
 		return ret;
 	*same = memcmp(e->sha[0], e->sha[1], SB_SHA_LEN) == 0;
@@ -92,6 +96,8 @@ int sb_classify(const struct sb_caps *const caps[2], struct sb_ent *e, int i, in
 		*ch = CH_SAME;
 	} else if (in->size != r->size) {
 		*ch = CH_CONTENT;
+	} else if (sb_type_special(in->type)) {
+		*ch = in->mode != r->mode ? CH_META : CH_FP;
 	} else {
 		if ((ret = hash_side(e, i)) < 0)
 			return ret;

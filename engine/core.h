@@ -72,6 +72,9 @@ void sb_fp_from_stat(struct sb_fp *fp, const struct stat *st);
 void sb_scan_from_stat(struct sb_scan *s, const struct stat *st);
 int sb_fp_equal(const struct sb_fp *a, const struct sb_fp *b);
 int sb_type_of_mode(mode_t m);
+mode_t sb_mode_of_type(int type);	/* a special type's S_IF* bits, for mknod */
+/* st_size, or a device node's rdev: what sb_sideinfo.size and records hold. */
+uint64_t sb_size_of_stat(const struct stat *st);
 
 /* fp.c: see there for when a stat may vouch for content */
 #define SB_RACY_NS 2000000000LL	/* coarse stamps: FAT's 2 s covers the rest */

@@ -301,7 +301,7 @@ static int sb_file_open_impl(struct sb_mirror *m, const char *path, int flags, i
 		f->fd[i] = ret < 0 ? -1 : ret;
 		ret = ret < 0 ? ret : 0;
 		if (ret == 0 && create && !existed[i]) {
-			struct creds c = { uid, gid, mode, NULL };
+			struct creds c = { uid, gid, mode, NULL, 0 };
 			sb_mi_own(dfd, base, &c);
 		}
 		close(dfd);

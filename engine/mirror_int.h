@@ -158,6 +158,7 @@ struct creds {
 	gid_t gid;
 	mode_t mode;
 	const char *target;
+	dev_t rdev;		/* sb_mirror_mknod */
 };
 /* Gives a new entry to the caller c (when running as root). */
 void sb_mi_own(int dfd, const char *base, const struct creds *c);

@@ -144,6 +144,15 @@ static int op_symlink(int dfd, const char *base, void *arg)
 	return 0;
 }
 
+static int op_mknod(int dfd, const char *base, void *arg)
+{
+	struct creds *c = arg;
+	if (mknodat(dfd, base, c->mode, c->rdev) < 0)
+		return -errno;
+	sb_mi_own(dfd, base, c);
+	return 0;
+}
+
 /* Undoes a creation on the sides where it succeeded, when another failed. */
 static void undo(struct sb_mirror *m, const char *rel, int done, int dir)
 {
@@ -179,18 +188,34 @@ static int create_both(struct sb_mirror *m, const char *path, side_op op,
 static int sb_mirror_mkdir_impl(struct sb_mirror *m, const char *path, unsigned mode,
 		    unsigned uid, unsigned gid)
 {
-	struct creds c = { uid, gid, mode, NULL };
+	struct creds c = { uid, gid, mode, NULL, 0 };
 	return create_both(m, path, op_mkdir, &c, 1, -1);
 }
 
 static int sb_mirror_symlink_impl(struct sb_mirror *m, const char *target, const char *path,
 		      unsigned uid, unsigned gid)
 {
-	struct creds c = { uid, gid, 0, target };
+	struct creds c = { uid, gid, 0, target, 0 };
 	/* Where the target has no symlinks, the source alone holds it (and
 	 * reconcile skips it: "cannot be stored"). */
 	return create_both(m, path, op_symlink, &c, 0,
 			   sb_pship_caps(m->p, SB_TGT)->flags & SB_CAP_SYMLINK ? -1 : SB_SRC);
+}
+
+static int sb_mirror_mknod_impl(struct sb_mirror *m, const char *path, unsigned mode,
+				uint64_t rdev, unsigned uid, unsigned gid)
+{
+	struct creds c = { uid, gid, mode, NULL, rdev };
+	int type = sb_type_of_mode(mode);
+	if (type == SB_OTHER || type == SB_DIR || type == SB_LINK)
+		return -EINVAL;
+	/* As for symlinks: where the target cannot hold it, the source alone
+	 * does (and reconcile skips it: "cannot be stored"). */
+	char buf[64];
+	const char *why;
+	int only = type != SB_FILE && sb_caps_storable(sb_pship_caps(m->p, SB_TGT), "x", 1,
+						       type, 0, buf, &why) < 0 ? SB_SRC : -1;
+	return create_both(m, path, op_mknod, &c, 0, only);
 }
 
 /*
@@ -644,6 +669,15 @@ int sb_mirror_symlink(struct sb_mirror *m, const char *target, const char *path,
 {
 	SHARED(m);
 	int ret = sb_mirror_symlink_impl(m, target, path, uid, gid);
+	UNSHARED(m);
+	return ret;
+}
+
+int sb_mirror_mknod(struct sb_mirror *m, const char *path, unsigned mode, uint64_t rdev,
+		    unsigned uid, unsigned gid)
+{
+	SHARED(m);
+	int ret = sb_mirror_mknod_impl(m, path, mode, rdev, uid, gid);
 	UNSHARED(m);
 	return ret;
 }

@@ -217,7 +217,7 @@ static int agree(struct walk *w, struct sb_ent *e, uint64_t *kept)
 		int newer = b->mtime_ns > a->mtime_ns ? SB_TGT : SB_SRC;
 		return emit(w, SB_OP_META, !newer, e, 0, NULL, 0, 0);
 	}
-	if (a->type == SB_DIR && a->mode != b->mode)
+	if ((a->type == SB_DIR || sb_type_special(a->type)) && a->mode != b->mode)
 		return emit(w, SB_OP_META, SB_TGT, e, 0, NULL, 0, 0);
 	return emit(w, SB_OP_RECORD, 0, e, 0, NULL, 0, 0);
 }
@@ -225,8 +225,13 @@ static int agree(struct walk *w, struct sb_ent *e, uint64_t *kept)
 /*
  * The rules, one cell per pair of change classes (source, target), and in
  * each cell one outcome for an entry whose record is not a directory (or
- * that has no record) and one for a recorded directory: Unison's recon.ml
- * match, as data. Every cell is listed, mirror images included; a pair with
+ * that has no record), one for a recorded directory, and one for an entry
+ * that is a socket on either side: Unison's recon.ml match, as data. A
+ * socket belongs to the process that bound it: it is never copied, nor
+ * replaced by nor replacing another kind of entry (KEEP, and no warning),
+ * but recorded where both sides hold one (as the mount makes them), its
+ * mode carried and its deletion followed. FIFOs and device nodes are
+ * carried as files are, compared by type, mode and rdev (compare.c). Every cell is listed, mirror images included; a pair with
  * a record on one side only cannot occur.
  *
  *   KEEP          unchanged: nothing to do; into a directory's entries
@@ -246,7 +251,7 @@ static int agree(struct walk *w, struct sb_ent *e, uint64_t *kept)
  *   MODDEL        a modified-deleted conflict
  *   COMPARE       the same content on both sides is recorded (a file takes
  *                 the mode and mtime of the newer, the source's on a tie; a
- *                 directory the source's mode), else a content conflict
+ *                 directory or special file the source's mode), else a content conflict
  *                 (type, where the kinds of entry differ); into a directory
  *                 both have
  *   NOTHING       on neither side and never recorded
@@ -280,45 +285,45 @@ struct rule {
 #define MODDEL		{ R_CONFLICT, 0, SB_CK_MODIFIED_DELETED, 0 }
 #define COMPARE		{ R_COMPARE, 0, 0, 0 }
 #define NOTHING		{ R_NOTHING, 0, 0, 0 }
-#define RULE(src, tgt, other, dir)	[src][tgt] = { other, dir }
+#define RULE(src, tgt, other, dir, sock)	[src][tgt] = { other, dir, sock }
 
-static const struct rule rules[N_CH][N_CH][2] = {
-	/*   source      target      not a directory  a directory */
-	RULE(CH_SAME,    CH_SAME,    KEEP,            KEEP),
-	RULE(CH_SAME,    CH_FP,      RECORD,          RECORD),
-	RULE(CH_SAME,    CH_META,    META(SB_SRC),    META(SB_SRC)),
-	RULE(CH_SAME,    CH_CONTENT, UPDATE(SB_SRC),  REPLACE(SB_SRC)),
-	RULE(CH_SAME,    CH_DELETED, DELETE(SB_SRC),  PRUNE(SB_SRC)),
+static const struct rule rules[N_CH][N_CH][3] = {
+	/*   source      target      not a directory  a directory      a socket */
+	RULE(CH_SAME,    CH_SAME,    KEEP,            KEEP,            KEEP),
+	RULE(CH_SAME,    CH_FP,      RECORD,          RECORD,          RECORD),
+	RULE(CH_SAME,    CH_META,    META(SB_SRC),    META(SB_SRC),    META(SB_SRC)),
+	RULE(CH_SAME,    CH_CONTENT, UPDATE(SB_SRC),  REPLACE(SB_SRC), KEEP),
+	RULE(CH_SAME,    CH_DELETED, DELETE(SB_SRC),  PRUNE(SB_SRC),   DELETE(SB_SRC)),
 
-	RULE(CH_FP,      CH_SAME,    RECORD,          RECORD),
-	RULE(CH_FP,      CH_FP,      RECORD,          RECORD),
-	RULE(CH_FP,      CH_META,    META(SB_SRC),    META(SB_SRC)),
-	RULE(CH_FP,      CH_CONTENT, UPDATE(SB_SRC),  REPLACE(SB_SRC)),
-	RULE(CH_FP,      CH_DELETED, DELETE(SB_SRC),  PRUNE(SB_SRC)),
+	RULE(CH_FP,      CH_SAME,    RECORD,          RECORD,          RECORD),
+	RULE(CH_FP,      CH_FP,      RECORD,          RECORD,          RECORD),
+	RULE(CH_FP,      CH_META,    META(SB_SRC),    META(SB_SRC),    META(SB_SRC)),
+	RULE(CH_FP,      CH_CONTENT, UPDATE(SB_SRC),  REPLACE(SB_SRC), KEEP),
+	RULE(CH_FP,      CH_DELETED, DELETE(SB_SRC),  PRUNE(SB_SRC),   DELETE(SB_SRC)),
 
-	RULE(CH_META,    CH_SAME,    META(SB_TGT),    META(SB_TGT)),
-	RULE(CH_META,    CH_FP,      META(SB_TGT),    META(SB_TGT)),
-	RULE(CH_META,    CH_META,    COMPARE,         COMPARE),
-	RULE(CH_META,    CH_CONTENT, COMPARE,         COMPARE),
-	RULE(CH_META,    CH_DELETED, MODDEL,          PRUNE(SB_SRC)),
+	RULE(CH_META,    CH_SAME,    META(SB_TGT),    META(SB_TGT),    META(SB_TGT)),
+	RULE(CH_META,    CH_FP,      META(SB_TGT),    META(SB_TGT),    META(SB_TGT)),
+	RULE(CH_META,    CH_META,    COMPARE,         COMPARE,         COMPARE),
+	RULE(CH_META,    CH_CONTENT, COMPARE,         COMPARE,         KEEP),
+	RULE(CH_META,    CH_DELETED, MODDEL,          PRUNE(SB_SRC),   DELETE(SB_SRC)),
 
-	RULE(CH_CONTENT, CH_SAME,    UPDATE(SB_TGT),  REPLACE(SB_TGT)),
-	RULE(CH_CONTENT, CH_FP,      UPDATE(SB_TGT),  REPLACE(SB_TGT)),
-	RULE(CH_CONTENT, CH_META,    COMPARE,         COMPARE),
-	RULE(CH_CONTENT, CH_CONTENT, COMPARE,         COMPARE),
-	RULE(CH_CONTENT, CH_DELETED, MODDEL,          MODDEL),
+	RULE(CH_CONTENT, CH_SAME,    UPDATE(SB_TGT),  REPLACE(SB_TGT), KEEP),
+	RULE(CH_CONTENT, CH_FP,      UPDATE(SB_TGT),  REPLACE(SB_TGT), KEEP),
+	RULE(CH_CONTENT, CH_META,    COMPARE,         COMPARE,         KEEP),
+	RULE(CH_CONTENT, CH_CONTENT, COMPARE,         COMPARE,         KEEP),
+	RULE(CH_CONTENT, CH_DELETED, MODDEL,          MODDEL,          KEEP),
 
-	RULE(CH_DELETED, CH_SAME,    DELETE(SB_TGT),  PRUNE(SB_TGT)),
-	RULE(CH_DELETED, CH_FP,      DELETE(SB_TGT),  PRUNE(SB_TGT)),
-	RULE(CH_DELETED, CH_META,    MODDEL,          PRUNE(SB_TGT)),
-	RULE(CH_DELETED, CH_CONTENT, MODDEL,          MODDEL),
-	RULE(CH_DELETED, CH_DELETED, FORGET,          FORGET),
+	RULE(CH_DELETED, CH_SAME,    DELETE(SB_TGT),  PRUNE(SB_TGT),   DELETE(SB_TGT)),
+	RULE(CH_DELETED, CH_FP,      DELETE(SB_TGT),  PRUNE(SB_TGT),   DELETE(SB_TGT)),
+	RULE(CH_DELETED, CH_META,    MODDEL,          PRUNE(SB_TGT),   DELETE(SB_TGT)),
+	RULE(CH_DELETED, CH_CONTENT, MODDEL,          MODDEL,          KEEP),
+	RULE(CH_DELETED, CH_DELETED, FORGET,          FORGET,          FORGET),
 
 	/* Without a record no deletion is ever inferred. */
-	RULE(CH_NEW,     CH_NEW,     COMPARE,         COMPARE),
-	RULE(CH_NEW,     CH_ABSENT,  COPY(SB_TGT),    COPY(SB_TGT)),
-	RULE(CH_ABSENT,  CH_NEW,     COPY(SB_SRC),    COPY(SB_SRC)),
-	RULE(CH_ABSENT,  CH_ABSENT,  NOTHING,         NOTHING),
+	RULE(CH_NEW,     CH_NEW,     COMPARE,         COMPARE,         COMPARE),
+	RULE(CH_NEW,     CH_ABSENT,  COPY(SB_TGT),    COPY(SB_TGT),    KEEP),
+	RULE(CH_ABSENT,  CH_NEW,     COPY(SB_SRC),    COPY(SB_SRC),    KEEP),
+	RULE(CH_ABSENT,  CH_ABSENT,  NOTHING,         NOTHING,         NOTHING),
 };
 
 #undef KEEP
@@ -407,8 +412,9 @@ static int decide(struct walk *w, struct sb_ent *e, uint64_t *kept)
 		if (e->s[i].info.type == SB_NONE)
 			w->plan->st.missing[i]++;
 	}
-	int dir = r && r->type == SB_DIR;
-	const struct rule *u = &rules[ch[0]][ch[1]][dir];
+	int sock = e->s[0].info.type == SB_SOCK || e->s[1].info.type == SB_SOCK;
+	int dir = r && r->type == SB_DIR && !sock;
+	const struct rule *u = &rules[ch[0]][ch[1]][sock ? 2 : dir];
 
 	switch (u->act) {
 	case R_KEEP:

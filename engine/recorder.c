@@ -285,9 +285,10 @@ static int rec_file(struct sb_recorder *rc, struct sb_txn *t, const struct rop *
 }
 
 /*
- * Directories and symlinks: what both sides hold now, if they agree on its
- * kind. Neither can change content in place (a directory's fingerprint is
- * never compared, a symlink is replaced whole, with a new inode), so a
+ * Directories, symlinks and special files: what both sides hold now, if
+ * they agree on its kind. None can change content in place (a directory's
+ * fingerprint is never compared, a symlink is replaced whole, with a new
+ * inode, a special file has none), so a
  * stat taken now is as good as one taken then. A file never gets here.
  */
 static int rec_entry(struct sb_recorder *rc, struct sb_txn *t, const struct rop *r,
@@ -302,12 +303,12 @@ static int rec_entry(struct sb_recorder *rc, struct sb_txn *t, const struct rop 
 			return 0;
 	memset(&rec, 0, sizeof(rec));
 	rec.type = sb_type_of_mode(st[0].st_mode);
+	rec.size = sb_size_of_stat(&st[0]);
 	if (rec.type != sb_type_of_mode(st[1].st_mode) ||
-	    (rec.type != SB_DIR && rec.type != SB_LINK) ||
-	    (rec.type == SB_LINK && st[0].st_size != st[1].st_size))
+	    rec.type == SB_FILE || rec.type == SB_OTHER ||
+	    (rec.type != SB_DIR && rec.size != sb_size_of_stat(&st[1])))
 		return 0;
 	rec.mode = st[0].st_mode & 07777;
-	rec.size = st[0].st_size;
 	rec.mtime_ns = (int64_t)st[0].st_mtim.tv_sec * 1000000000 + st[0].st_mtim.tv_nsec;
 	sb_fp_from_stat(&rec.fp[0], &st[0]);
 	sb_fp_from_stat(&rec.fp[1], &st[1]);

@@ -35,8 +35,16 @@ enum {
 /* Text for an errno or SB_E_* code (never NULL). */
 const char *sb_strerror(int code);
 
-enum sb_type { SB_NONE = 0, SB_FILE = 1, SB_DIR = 2, SB_LINK = 3, SB_OTHER = 4 };
+/* Special files: FIFOs and device nodes are carried (a device's rdev in
+ * the size fields, as its st_size is 0); a socket belongs to the process
+ * that bound it and is never copied (plan.c). SB_OTHER: none of these. */
+enum sb_type { SB_NONE = 0, SB_FILE = 1, SB_DIR = 2, SB_LINK = 3, SB_OTHER = 4,
+	       SB_FIFO = 5, SB_CHR = 6, SB_BLK = 7, SB_SOCK = 8 };
 const char *sb_type_name(int type);
+static inline int sb_type_special(int type)
+{
+	return type >= SB_FIFO && type <= SB_SOCK;
+}
 
 /* 1 if rel is a well-formed path relative to the roots (no "..", ".", "//"). */
 int sb_rel_valid(const char *rel, size_t len);
@@ -328,6 +336,9 @@ int sb_mirror_mkdir(struct sb_mirror *m, const char *path, unsigned mode,
 		    unsigned uid, unsigned gid);
 int sb_mirror_symlink(struct sb_mirror *m, const char *target, const char *path,
 		      unsigned uid, unsigned gid);
+/* A FIFO, socket or device node (mode holds its S_IF* type), as mknod(2). */
+int sb_mirror_mknod(struct sb_mirror *m, const char *path, unsigned mode, uint64_t rdev,
+		    unsigned uid, unsigned gid);
 int sb_mirror_unlink(struct sb_mirror *m, const char *path);
 int sb_mirror_rmdir(struct sb_mirror *m, const char *path);
 int sb_mirror_rename(struct sb_mirror *m, const char *from, const char *to,

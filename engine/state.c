@@ -65,12 +65,6 @@ int sb_st_map_err(int rc)
 	}
 }
 
-static void put_be64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (56 - 8 * i));
-}
-
 static void encode_rec(uint8_t *p, const struct sb_rec *r)
 {
 	*p++ = REC_VERSION;
@@ -95,7 +89,7 @@ static void encode_rec(uint8_t *p, const struct sb_rec *r)
 	}
 }
 
-static int decode_rec(const MDB_val *v, struct sb_rec *r)
+int sb_st_decode_rec(const MDB_val *v, struct sb_rec *r)
 {
 	const uint8_t *p = v->mv_data;
 	int ret = 0;
@@ -147,7 +141,7 @@ static int make_key(uint8_t key[KEY_MAX_LEN], uint64_t parent,
 
 	if (ret < 0)
 		goto out;
-	put_be64(key, parent);
+	sb_st_put_be64(key, parent);
 	memcpy(key + PREFIX_LEN, name, nlen);
 	k->mv_data = key;
 	k->mv_size = PREFIX_LEN + nlen;
@@ -476,7 +470,7 @@ static int del_subtree(struct sb_txn *t, uint64_t id)
 		goto out;
 	}
 	while (n > 0) {
-		put_be64(prefix, stack[--n]);
+		sb_st_put_be64(prefix, stack[--n]);
 		for (;;) {
 			/* Re-seek after each delete rather than trusting
 			 * cursor position after mdb_cursor_del. */
@@ -493,7 +487,7 @@ static int del_subtree(struct sb_txn *t, uint64_t id)
 			if (k.mv_size < PREFIX_LEN ||
 			    memcmp(k.mv_data, prefix, PREFIX_LEN) != 0)
 				break;
-			ret = decode_rec(&v, &rec);
+			ret = sb_st_decode_rec(&v, &rec);
 			if (ret < 0)
 				goto out;
 			if (rec.type == SB_DIR && rec.dir_id != 0) {
@@ -530,7 +524,7 @@ static int get_rec(struct sb_txn *t, uint64_t parent, const char *name, size_t n
 	if (ret < 0)
 		return ret;
 	/* decoded at once: v points into a page a later change may free */
-	return decode_rec(&v, out);
+	return sb_st_decode_rec(&v, out);
 }
 
 int sb_state_get(struct sb_txn *t, uint64_t parent, const char *name,
@@ -566,7 +560,7 @@ int sb_state_put(struct sb_txn *t, uint64_t parent, const char *name,
 	 * An undecodable old value is simply overwritten, so put can repair. */
 	ret = sb_st_map_err(mdb_get(t->txn, t->st->entries, &k, &v));
 	if (ret == 0) {
-		if (decode_rec(&v, &old) == 0 && old.type == SB_DIR &&
+		if (sb_st_decode_rec(&v, &old) == 0 && old.type == SB_DIR &&
 		    old.dir_id != 0 &&
 		    (r.type != SB_DIR || r.dir_id != old.dir_id))
 			stale = old.dir_id;
@@ -670,106 +664,6 @@ int sb_state_count(struct sb_txn *t, uint64_t *n)
 	*n = ms.ms_entries;
 out:
 	return ret;
-}
-
-/* ------------------------------------------------------------ cursors */
-
-int sb_state_children(struct sb_txn *t, uint64_t dir_id, struct sb_cursor **out)
-{
-	struct sb_cursor *c = NULL;
-	int ret = 0;
-
-	*out = NULL;
-	if (!txn_is_live(t)) {
-		ret = -EINVAL;
-		goto out;
-	}
-	c = calloc(1, sizeof(*c));
-	if (!c) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	ret = sb_st_map_err(mdb_cursor_open(t->txn, t->st->entries, &c->cur));
-	if (ret < 0)
-		goto out;
-	put_be64(c->prefix, dir_id);
-	c->t = t;
-	c->next = t->cursors;
-	if (t->cursors)
-		t->cursors->prev = c;
-	t->cursors = c;
-	*out = c;
-	c = NULL;
-out:
-	free(c);
-	return ret;
-}
-
-int sb_cursor_next(struct sb_cursor *c, const char **name, size_t *nlen,
-		   struct sb_rec *rec)
-{
-	MDB_val k, v;
-	size_t len;
-	int ret;
-
-	if (!c->t) {
-		ret = -EINVAL;	/* its transaction has ended */
-		goto out;
-	}
-	if (c->done) {
-		ret = 0;
-		goto out;
-	}
-	if (!c->started) {
-		k.mv_data = c->prefix;
-		k.mv_size = PREFIX_LEN;
-		ret = sb_st_map_err(mdb_cursor_get(c->cur, &k, &v, MDB_SET_RANGE));
-		c->started = 1;
-	} else {
-		ret = sb_st_map_err(mdb_cursor_get(c->cur, &k, &v, MDB_NEXT));
-	}
-	if (ret == -ENOENT ||
-	    (ret == 0 && (k.mv_size < PREFIX_LEN ||
-			  memcmp(k.mv_data, c->prefix, PREFIX_LEN) != 0))) {
-		c->done = 1;
-		ret = 0;
-		goto out;
-	}
-	if (ret < 0)
-		goto out;
-	len = k.mv_size - PREFIX_LEN;
-	if (len == 0 || len > NAME_MAX_LEN) {
-		ret = SB_E_STATE_CORRUPT;
-		goto out;
-	}
-	ret = decode_rec(&v, rec);
-	if (ret < 0)
-		goto out;
-	/* A copy, NUL-terminated for convenience: a write txn may move the
-	 * page under the caller's feet. */
-	memcpy(c->name, (const char *)k.mv_data + PREFIX_LEN, len);
-	c->name[len] = '\0';
-	*name = c->name;
-	*nlen = len;
-	ret = 1;
-out:
-	return ret;
-}
-
-void sb_cursor_close(struct sb_cursor *c)
-{
-	if (!c)
-		return;
-	if (c->t) {
-		if (c->prev)
-			c->prev->next = c->next;
-		else
-			c->t->cursors = c->next;
-		if (c->next)
-			c->next->prev = c->prev;
-		mdb_cursor_close(c->cur);
-	}
-	free(c);
 }
 
 /* ------------------------------------------------------------ conflicts */

@@ -1,6 +1,6 @@
 /*
- * What state.c and state_conflict.c share: the handles and the
- * little-endian codec. Engine-private, for those two only.
+ * What state.c, state_cursor.c and state_conflict.c share: the handles and
+ * the codec. Engine-private, for those three only.
  */
 #ifndef SBFS_STATE_INT_H
 #define SBFS_STATE_INT_H
@@ -41,6 +41,16 @@ static inline int txn_is_live(const struct sb_txn *t)
 {
 	return t && t->txn;
 }
+
+/* Keys' directory ids: big-endian, so a directory's children sort together. */
+static inline void sb_st_put_be64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+/* An entry's value as a record, or SB_E_STATE_CORRUPT. */
+int sb_st_decode_rec(const MDB_val *v, struct sb_rec *r);
 
 /* An LMDB return code as 0, a negative errno or SB_E_STATE_CORRUPT. */
 int sb_st_map_err(int rc);

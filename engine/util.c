@@ -27,8 +27,9 @@ const char *sb_strerror(int code)
 const char *sb_type_name(int type)
 {
 	static const char *const names[] = { "none", "file", "directory",
-					     "symlink", "special file" };
-	return type >= 0 && type <= SB_OTHER ? names[type] : "?";
+					     "symlink", "special file", "fifo",
+					     "character device", "block device", "socket" };
+	return type >= 0 && type <= SB_SOCK ? names[type] : "?";
 }
 
 const char *sb_conflict_kind_name(int kind)
@@ -74,7 +75,33 @@ int sb_type_of_mode(mode_t m)
 		return SB_DIR;
 	if (S_ISLNK(m))
 		return SB_LINK;
+	if (S_ISFIFO(m))
+		return SB_FIFO;
+	if (S_ISCHR(m))
+		return SB_CHR;
+	if (S_ISBLK(m))
+		return SB_BLK;
+	if (S_ISSOCK(m))
+		return SB_SOCK;
 	return SB_OTHER;
+}
+
+mode_t sb_mode_of_type(int type)
+{
+	switch (type) {
+	case SB_FIFO: return S_IFIFO;
+	case SB_CHR: return S_IFCHR;
+	case SB_BLK: return S_IFBLK;
+	case SB_SOCK: return S_IFSOCK;
+	}
+	return S_IFREG;
+}
+
+uint64_t sb_size_of_stat(const struct stat *st)
+{
+	if (S_ISCHR(st->st_mode) || S_ISBLK(st->st_mode))
+		return st->st_rdev;	/* what tells two device nodes apart */
+	return st->st_size;
 }
 
 void sb_fp_from_stat(struct sb_fp *fp, const struct stat *st)
@@ -91,7 +118,7 @@ void sb_scan_from_stat(struct sb_scan *s, const struct stat *st)
 	memset(s, 0, sizeof(*s));
 	s->info.type = sb_type_of_mode(st->st_mode);
 	s->info.mode = s->rawmode = st->st_mode & 07777;
-	s->info.size = st->st_size;
+	s->info.size = sb_size_of_stat(st);
 	s->info.mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
 	s->atime_ns = (int64_t)st->st_atim.tv_sec * 1000000000 + st->st_atim.tv_nsec;
 	s->uid = st->st_uid;

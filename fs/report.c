@@ -198,7 +198,9 @@ static void json_side(FILE *f, const struct sb_sideinfo *s)
 	}
 	fprintf(f, "{\"type\":\"%s\",\"size\":%llu,\"mode\":\"%04o\",\"mtime\":",
 		s->type == SB_FILE ? "file" : s->type == SB_DIR ? "directory" :
-		s->type == SB_LINK ? "symlink" : "other",
+		s->type == SB_LINK ? "symlink" : s->type == SB_FIFO ? "fifo" :
+		s->type == SB_CHR ? "char-device" : s->type == SB_BLK ? "block-device" :
+		s->type == SB_SOCK ? "socket" : "other",
 		(unsigned long long)s->size, (unsigned)s->mode);
 	put_iso(f, s->mtime_ns);
 	fprintf(f, ",\"mtime_ns\":%lld}", (long long)s->mtime_ns);

@@ -267,6 +267,24 @@ static void ll_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, co
 	reply_entry(req, parent, name, ret, &st);
 }
 
+static void ll_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		     dev_t rdev)
+{
+	const struct fuse_ctx *cx = fuse_req_ctx(req);
+	struct view *v = V(req);
+	struct stat st;
+	char *p;
+
+	view_own_umask();
+	int ret = itab_path(v->t, parent, name, &p);
+	if (ret == 0)
+		ret = sb_mirror_mknod(v->m, p, mode & ~cx->umask, rdev, cx->uid, cx->gid);
+	if (ret == 0)
+		ret = sb_mirror_getattr(v->m, p, &st);
+	free(p);
+	reply_entry(req, parent, name, ret, &st);
+}
+
 static void ll_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char *name)
 {
 	struct view *v = V(req);
@@ -492,6 +510,7 @@ static struct fuse_lowlevel_ops ops = {
 	.readlink = ll_readlink,
 	.mkdir = ll_mkdir,
 	.symlink = ll_symlink,
+	.mknod = ll_mknod,
 	.link = ll_link,
 	.unlink = ll_unlink,
 	.rmdir = ll_rmdir,

@@ -1,0 +1,503 @@
+/*
+ * The changes apply.c makes to a side: copies go to a temporary file in
+ * the destination directory, hashed while written, and are renamed into
+ * place; metadata is carried onto content already the same; deletions.
+ * Each re-checks the entry against what the scan saw first.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "apply_int.h"
+
+/* 0 if side's entry is still what the scan saw, -EAGAIN if it changed. */
+int sb_ap_unchanged(int pfd, const char *name, const struct sb_scan *s)
+{
+	struct stat st;
+	struct sb_fp fp;
+
+	if (pfd < 0 || fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		if (pfd >= 0 && errno != ENOENT)
+			return -errno;
+		return s->info.type == SB_NONE ? 0 : -EAGAIN;
+	}
+	if (s->info.type != sb_type_of_mode(st.st_mode))
+		return -EAGAIN;
+	sb_fp_from_stat(&fp, &st);
+	if (s->info.type == SB_DIR)
+		return fp.dev == s->fp.dev && fp.ino == s->fp.ino ? 0 : -EAGAIN;
+	if (!sb_fp_equal(&fp, &s->fp) || (st.st_mode & 07777) != s->rawmode)
+		return -EAGAIN;
+	return 0;
+}
+
+/* Removes a tree beneath dirfd without following symlinks. */
+static int rmtree(int dirfd, const char *name)
+{
+	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	int ret = 0;
+	DIR *d;
+	struct dirent *de;
+
+	if (fd < 0) {
+		if (errno == ENOTDIR || errno == ELOOP)
+			return unlinkat(dirfd, name, 0) < 0 ? -errno : 0;
+		return -errno;
+	}
+	if (!(d = fdopendir(fd))) {
+		close(fd);
+		return -errno;
+	}
+	while ((de = readdir(d))) {
+		const char *n = de->d_name;
+		if (n[0] == '.' && (!n[1] || (n[1] == '.' && !n[2])))
+			continue;
+		if (unlinkat(fd, n, 0) == 0)
+			continue;
+		if (errno != EISDIR && errno != EPERM)
+			ret = -errno;
+		else
+			ret = rmtree(fd, n);
+		if (ret < 0)
+			break;
+	}
+	closedir(d);
+	if (ret == 0 && unlinkat(dirfd, name, AT_REMOVEDIR) < 0)
+		ret = -errno;
+	return ret;
+}
+
+/* Unique per run and per file; O_EXCL catches the impossible clash. */
+static void make_temp_name(struct apply *a, char out[64])
+{
+	snprintf(out, 64, SB_TMP_PREFIX "%ld.%08llx.%llu", (long)a->pid_self,
+		 (unsigned long long)a->nonce, (unsigned long long)++a->ntemp);
+}
+
+/*
+ * Ownership as the original where we may (as root), and mode, on side
+ * `to`, as far as its file system keeps them: FAT answers ENOSYS to chmod,
+ * and a mode or owner it cannot hold is no change (plan.c's as_held()).
+ */
+static int set_owner_mode(const struct apply *a, int to, int fd, const struct sb_scan *s)
+{
+	uint32_t caps = sb_pship_caps(a->p, to)->flags;
+	if ((caps & SB_CAP_OWNER) && a->euid == 0 && (s->uid != a->euid || s->gid != a->egid) &&
+	    fchown(fd, s->uid, s->gid) < 0 && errno != EPERM)
+		return -errno;
+	if ((caps & SB_CAP_MODE) && fchmod(fd, s->info.mode) < 0)
+		return -errno;
+	return 0;
+}
+
+/* Ownership, mode and times of side `to`'s new copy. */
+static int set_meta_fd(const struct apply *a, int to, int fd, const struct sb_scan *s)
+{
+	struct timespec t[2] = { ts_of(s->atime_ns), ts_of(s->info.mtime_ns) };
+	int ret = set_owner_mode(a, to, fd, s);
+	if (ret == 0 && futimens(fd, t) < 0)
+		ret = -errno;
+	return ret;
+}
+
+/*
+ * Copies a file into a new temporary on side `to`; -EAGAIN if the source moved.
+ * The temporary is returned open in *outfd, with its fingerprint once its
+ * times were set (*wrote; see installed()). With anon set (a new name) it
+ * may be an unnamed O_TMPFILE (tmp then stays empty) for link_anon(): a
+ * killed run then leaves nothing behind, and no rename is needed.
+ */
+static int copy_file(struct apply *a, int sfd, const char *name,
+		     const struct sb_scan *s, int to, char tmp[64],
+		     uint8_t sha[SB_SHA_LEN], int anon, int *outfd, struct sb_fp *wrote)
+{
+	int in = -1, out = -1, ret, dfd = a->pfd[to];
+	struct stat st;
+	struct sb_fp fp;
+	uint64_t total = 0;
+
+	tmp[0] = '\0';
+	in = openat(sfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (in < 0)
+		return errno == ENOENT || errno == ELOOP ? -EAGAIN : -errno;
+	if (fstat(in, &st) < 0) {
+		ret = -errno;
+		goto out;
+	}
+	sb_fp_from_stat(&fp, &st);
+	ret = -EAGAIN;
+	if (!sb_fp_equal(&fp, &s->fp))
+		goto out;
+	if (anon && !a->no_tmpfile) {
+		out = openat(dfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+		if (out < 0)
+			a->no_tmpfile = 1;	/* not on this file system: named ones */
+	}
+	if (out < 0) {
+		make_temp_name(a, tmp);
+		out = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (out < 0) {
+			ret = -errno;
+			tmp[0] = '\0';
+			goto out;
+		}
+	}
+	/* Holes stay holes: a sparse image is neither read nor written whole. */
+	if ((ret = sb_sha_reset(a->sha)) < 0 ||
+	    (ret = sb_sparse_copy(in, out, 0, s->info.size, a->sha, a->buf, COPY_BUF,
+				  &total)) < 0 ||
+	    (ret = sb_sha_final(a->sha, sha)) < 0)
+		goto out;
+	/* A write during the copy moves size, mtime or ctime: never record it. */
+	if (fstat(in, &st) < 0) {
+		ret = -errno;
+		goto out;
+	}
+	sb_fp_from_stat(&fp, &st);
+	ret = -EAGAIN;
+	if (!sb_fp_equal(&fp, &s->fp) || total != s->info.size)
+		goto out;
+	if ((ret = set_meta_fd(a, to, out, s)) < 0)
+		goto out;
+	if (fstat(out, &st) < 0) {
+		ret = -errno;
+		goto out;
+	}
+	sb_fp_from_stat(wrote, &st);
+	/* Start writeback of a large file now, so the syncfs before the next
+	 * commit finds little left to write and the I/O overlaps the rest of
+	 * the copy (for small files the call costs more than it saves). */
+	if (total >= COPY_BUF)
+		sync_file_range(out, 0, 0, SYNC_FILE_RANGE_WRITE);
+	*outfd = out;
+	out = -1;
+	ret = 0;
+out:
+	if (in >= 0)
+		close(in);
+	if (out >= 0)
+		close(out);
+	if (ret < 0 && tmp[0]) {
+		unlinkat(dfd, tmp, 0);
+		tmp[0] = '\0';
+	}
+	return ret;
+}
+
+static int copy_link(struct apply *a, int sfd, const char *name,
+		     const struct sb_scan *s, int dfd, char tmp[64],
+		     uint8_t sha[SB_SHA_LEN], struct sb_fp *wrote)
+{
+	char *target = malloc(s->info.size + 1);
+	int ret;
+
+	tmp[0] = '\0';
+	if (!target)
+		return -ENOMEM;
+	ssize_t n = readlinkat(sfd, name, target, s->info.size + 1);
+	if (n < 0 || (uint64_t)n != s->info.size) {
+		ret = n < 0 && errno != ENOENT && errno != EINVAL ? -errno : -EAGAIN;
+		goto out;
+	}
+	target[n] = '\0';
+	if ((ret = sb_hash_buf(target, n, sha)) < 0)
+		goto out;
+	make_temp_name(a, tmp);
+	if (symlinkat(target, dfd, tmp) < 0) {
+		ret = -errno;
+		tmp[0] = '\0';
+		goto out;
+	}
+	struct timespec t[2] = { ts_of(s->atime_ns), ts_of(s->info.mtime_ns) };
+	if (a->euid == 0 && (s->uid != a->euid || s->gid != a->egid))
+		fchownat(dfd, tmp, s->uid, s->gid, AT_SYMLINK_NOFOLLOW);
+	utimensat(dfd, tmp, t, AT_SYMLINK_NOFOLLOW);
+	struct stat st;
+	if (fstatat(dfd, tmp, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		ret = -errno;
+		unlinkat(dfd, tmp, 0);
+		tmp[0] = '\0';
+		goto out;
+	}
+	sb_fp_from_stat(wrote, &st);
+out:
+	free(target);
+	return ret;
+}
+
+/*
+ * A FIFO or device node made anew under a temporary name, with the
+ * source's type, rdev (its size field), owner, mode and times; nothing to
+ * read or hash. A socket is never made: no process would be listening.
+ */
+static int copy_node(struct apply *a, const struct sb_scan *s, int dfd, char tmp[64],
+		     uint8_t sha[SB_SHA_LEN], struct sb_fp *wrote)
+{
+	struct timespec t[2] = { ts_of(s->atime_ns), ts_of(s->info.mtime_ns) };
+	struct stat st;
+	int ret = 0;
+
+	tmp[0] = '\0';
+	memset(sha, 0, SB_SHA_LEN);
+	if (s->info.type == SB_SOCK)
+		return -EOPNOTSUPP;
+	make_temp_name(a, tmp);
+	if (mknodat(dfd, tmp, sb_mode_of_type(s->info.type) | 0600, s->info.size) < 0) {
+		tmp[0] = '\0';
+		return -errno;
+	}
+	if (a->euid == 0 && (s->uid != a->euid || s->gid != a->egid))
+		fchownat(dfd, tmp, s->uid, s->gid, AT_SYMLINK_NOFOLLOW);
+	if (fchmodat(dfd, tmp, s->info.mode, 0) < 0 ||
+	    utimensat(dfd, tmp, t, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    fstatat(dfd, tmp, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		ret = -errno;
+	if (ret < 0) {
+		unlinkat(dfd, tmp, 0);
+		tmp[0] = '\0';
+		return ret;
+	}
+	sb_fp_from_stat(wrote, &st);
+	return 0;
+}
+
+/* Puts the finished temporary in place of name, if name is still as scanned. */
+static int install(int dfd, const char *tmp, const char *name,
+		   const struct sb_scan *was, int rmtree_ok)
+{
+	/* An absent destination needs no look: RENAME_NOREPLACE refuses a newcomer. */
+	int ret = was->info.type == SB_NONE ? 0 : sb_ap_unchanged(dfd, name, was);
+	if (ret < 0)
+		return ret;
+	if (was->info.type == SB_DIR) {
+		ret = rmtree_ok ? rmtree(dfd, name)
+			: unlinkat(dfd, name, AT_REMOVEDIR) < 0 ? -errno : 0;
+		if (ret < 0)
+			return ret == -ENOTEMPTY ? -EAGAIN : ret;
+	}
+	if (was->info.type == SB_NONE || was->info.type == SB_DIR) {
+		if (renameat2(dfd, tmp, dfd, name, RENAME_NOREPLACE) == 0)
+			return 0;
+		if (errno == EEXIST)
+			return -EAGAIN;
+		if (errno != EINVAL && errno != ENOSYS)
+			return -errno;
+	}
+	return renameat(dfd, tmp, dfd, name) < 0 ? -errno : 0;
+}
+
+/* Gives an unnamed temporary the name, which must still be free. */
+static int link_anon(struct apply *a, int fd, int dfd, const char *name)
+{
+	char proc[64];
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	if (linkat(AT_FDCWD, proc, dfd, name, AT_SYMLINK_FOLLOW) == 0)
+		return 0;
+	if (errno == EEXIST)
+		return -EAGAIN;	/* it appeared since the scan */
+	if (errno == ENOENT || errno == EPERM || errno == EXDEV)
+		a->no_tmpfile = 1;	/* no /proc here: named temporaries from now on */
+	return -errno;
+}
+
+/*
+ * The fingerprint a record may keep for a copy just put in place: taken on
+ * the copy's own descriptor (fd, or for a symlink by name) after the rename
+ * or link, since those move the ctime. It vouches for the bytes written
+ * only if the copy still has the inode, size and mtime it had when sbfs
+ * set its times (*wrote): a write landing in between is stamped with the
+ * time of the write, which differs from the mtime given where stamps are
+ * fine, and on a coarse file system when the mtime given is older than
+ * SB_RACY_NS. Otherwise its ctime is spoiled and the next scan looks.
+ */
+static void installed(struct apply *a, int fd, int dfd, const char *name,
+		      const struct sb_fp *wrote, int side, int64_t before, struct sb_fp *fp)
+{
+	struct stat st;
+	int ok = fd >= 0 ? fstat(fd, &st) == 0 : fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+
+	*fp = *wrote;
+	if (ok)
+		sb_fp_from_stat(fp, &st);
+	if (!ok || fp->ino != wrote->ino || fp->size != wrote->size ||
+	    fp->mtime_ns != wrote->mtime_ns ||
+	    (!sb_pship_fine(a->p, side) && wrote->mtime_ns > before - SB_RACY_NS))
+		fp->ctime_ns = SB_FP_UNSURE;
+}
+
+
+/*
+ * Reads fd back after sbfs set its times: a write landing in between would
+ * have had its mtime overwritten, so *fp, taken now on that descriptor,
+ * may vouch only for bytes hashed to want (NULL: any); -EAGAIN if not.
+ */
+static int read_back(struct apply *a, int fd, int to, const uint8_t *want, struct sb_fp *fp)
+{
+	uint8_t sha[SB_SHA_LEN];
+	struct stat st;
+	int ret;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	int64_t before = sb_wall_ns();
+	sb_fp_from_stat(fp, &st);
+	if ((ret = sb_hash_stable(fd, fp, sha)) < 0)
+		return ret;
+	if (want && memcmp(sha, want, SB_SHA_LEN))
+		return -EAGAIN;
+	sb_fp_settle(fp, sb_pship_fine(a->p, to), before);
+	return 0;
+}
+
+/*
+ * For a copy whose mtime moved when it was renamed into place, on a file
+ * system known to do that (fusefat stamps the rename of an open file with
+ * the time of day; caps.c): sets the time again. A write may have moved it
+ * instead, so the bytes are read back on the same descriptor, as sb_ap_meta()
+ * does; unless they are the bytes copied, *fp stays spoiled (installed()
+ * saw the mtime move) and the next scan finds the change by its hash.
+ */
+static void retime(struct apply *a, int dfd, const char *name, const struct sb_scan *s,
+		   const uint8_t sha[SB_SHA_LEN], int to, struct sb_fp *fp)
+{
+	struct timespec t[2] = { ts_of(s->atime_ns), ts_of(s->info.mtime_ns) };
+	struct stat st;
+	struct sb_fp now;
+	int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+
+	if (fd < 0)
+		return;
+	if (fstat(fd, &st) == 0 && st.st_ino == fp->ino && futimens(fd, t) == 0 &&
+	    read_back(a, fd, to, sha, &now) == 0)
+		*fp = now;
+	close(fd);
+}
+
+/* *tofp gets the fingerprint a record may keep for the copy (files and
+ * symlinks; see installed()). */
+int sb_ap_copy(struct apply *a, const struct sb_pitem *it, const char *name,
+		   uint8_t sha[SB_SHA_LEN], struct sb_fp *tofp)
+{
+	int to = it->to, from = !to, ret;
+	const struct sb_scan *src = &it->s[from], *dst = &it->s[to];
+	char tmp[64] = "";
+
+	/* Its directory went (or became a symlink) since the scan. */
+	if (a->pfd[from] < 0 || a->pfd[to] < 0) {
+		a->pgone = a->pfd[from] < 0 ? from + 1 : to + 1;
+		return -EAGAIN;
+	}
+	/* A file's source is checked on its open descriptor by copy_file. */
+	if (src->info.type != SB_FILE && (ret = sb_ap_unchanged(a->pfd[from], name, src)) < 0)
+		return ret;
+	if (src->info.type == SB_DIR) {
+		if ((ret = sb_ap_unchanged(a->pfd[to], name, dst)) < 0)
+			return ret;
+		if (dst->info.type != SB_NONE && dst->info.type != SB_DIR) {
+			if (unlinkat(a->pfd[to], name, 0) < 0)
+				return -errno;
+		}
+		if (mkdirat(a->pfd[to], name, 0700) < 0 && errno != EEXIST)
+			return -errno;
+		int fd = openat(a->pfd[to], name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			return -errno;
+		ret = set_owner_mode(a, to, fd, src);
+		close(fd);
+		memset(sha, 0, SB_SHA_LEN);
+		return ret;
+	}
+	int out = -1, fresh = dst->info.type == SB_NONE;
+	struct sb_fp wrote;
+	int64_t before = sb_wall_ns();	/* before the copy's times are set */
+	ret = sb_type_special(src->info.type)
+		? copy_node(a, src, a->pfd[to], tmp, sha, &wrote)
+		: src->info.type == SB_LINK
+		? copy_link(a, a->pfd[from], name, src, a->pfd[to], tmp, sha, &wrote)
+		: copy_file(a, a->pfd[from], name, src, to, tmp, sha, fresh,
+			    &out, &wrote);
+	if (ret < 0)
+		return ret;
+	int unnamed = !tmp[0];
+	/* The plan may already know the content: a mismatch means it moved. */
+	if ((it->flags & (from ? SB_IF_HASH1 : SB_IF_HASH0)) &&
+	    memcmp(sha, it->sha[from], SB_SHA_LEN))
+		ret = -EAGAIN;
+	if (ret == 0)
+		ret = unnamed ? link_anon(a, out, a->pfd[to], name)
+			: install(a->pfd[to], tmp, name, dst, it->flags & SB_IF_RMTREE);
+	if (ret == 0)
+		installed(a, out, a->pfd[to], name, &wrote, to, before, tofp);
+	if (out >= 0)
+		close(out);
+	if (ret == 0 && src->info.type == SB_FILE && tofp->mtime_ns != wrote.mtime_ns &&
+	    (sb_pship_caps(a->p, to)->flags & SB_CAP_MVTIME))
+		retime(a, a->pfd[to], name, src, sha, to, tofp);
+	if (ret < 0 && !unnamed)
+		unlinkat(a->pfd[to], tmp, 0);
+	if (unnamed && (ret == -ENOENT || ret == -EPERM || ret == -EXDEV))
+		return sb_ap_copy(a, it, name, sha, tofp);	/* again, with a named temporary */
+	return ret;
+}
+
+/*
+ * Carries mode and mtime to side `to`, whose content is already the same.
+ * A write landing between the check and the change of mtime would have its
+ * mtime overwritten, so the file is read back on the same descriptor after
+ * the change: *tofp is the fingerprint of bytes hashed to the known hash.
+ */
+int sb_ap_meta(struct apply *a, const struct sb_pitem *it, const char *name,
+		   struct sb_fp *tofp)
+{
+	int to = it->to, from = !to, ret, fd = -1;
+	const struct sb_scan *src = &it->s[from];
+	const uint8_t *want = known_sha(it);
+	struct stat st;
+	struct sb_fp fp;
+
+	if ((ret = sb_ap_unchanged(a->pfd[from], name, src)) < 0 ||
+	    (ret = sb_ap_unchanged(a->pfd[to], name, &it->s[to])) < 0)
+		return ret;
+	int modes = sb_pship_caps(a->p, to)->flags & SB_CAP_MODE;
+	if (src->info.type != SB_FILE)
+		return modes && fchmodat(a->pfd[to], name, src->info.mode, 0) < 0 ? -errno : 0;
+	fd = openat(a->pfd[to], name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0)
+		return errno == ENOENT || errno == ELOOP ? -EAGAIN : -errno;
+	ret = -EAGAIN;
+	if (fstat(fd, &st) < 0)
+		goto errno_out;
+	sb_fp_from_stat(&fp, &st);
+	if (!sb_fp_equal(&fp, &it->s[to].fp))
+		goto out;
+	/* Its own atime, not UTIME_OMIT, which exfat-fuse mishandles. */
+	struct timespec t[2] = { ts_of(it->s[to].atime_ns), ts_of(src->info.mtime_ns) };
+	if ((modes && fchmod(fd, src->info.mode) < 0) || futimens(fd, t) < 0)
+		goto errno_out;
+	ret = read_back(a, fd, to, want, tofp);
+	goto out;
+errno_out:
+	ret = -errno;
+out:
+	close(fd);
+	return ret;
+}
+
+int sb_ap_delete(struct apply *a, const struct sb_pitem *it, const char *name)
+{
+	int to = it->to, ret;
+	if ((ret = sb_ap_unchanged(a->pfd[to], name, &it->s[to])) < 0)
+		return ret;
+	if (it->s[to].info.type == SB_NONE)
+		return 0;
+	if (it->s[to].info.type != SB_DIR)
+		return unlinkat(a->pfd[to], name, 0) < 0 ? -errno : 0;
+	if (it->flags & SB_IF_RMTREE)
+		return rmtree(a->pfd[to], name);
+	if (unlinkat(a->pfd[to], name, AT_REMOVEDIR) < 0)
+		return errno == ENOTEMPTY || errno == EEXIST ? -EAGAIN : -errno;
+	return 0;
+}
