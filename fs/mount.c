@@ -38,8 +38,21 @@ static struct sb_file *fh(const struct fuse_file_info *fi)
 	return (struct sb_file *)(uintptr_t)fi->fh;
 }
 
+/* Whether mount_args turned on default_permissions: the kernel checks. */
+static int kernel_checks;
+
 static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
+	/*
+	 * When the kernel checks permissions it must see the POSIX ACLs, or
+	 * a user an ACL lets in is refused by the mode bits alone. The
+	 * capability turns on default_permissions by itself, so it goes only
+	 * with it: without, the partners check each request against their
+	 * own ACLs, and the kernel passes the ACLs' xattrs through to us
+	 * (in the initial user namespace) to set on both and read back.
+	 */
+	if (kernel_checks && (conn->capable & FUSE_CAP_POSIX_ACL))
+		conn->want |= FUSE_CAP_POSIX_ACL;
 	/* Large requests: throughput collapses with small ones. */
 	conn->max_write = 1 << 20;
 	conn->max_readahead = 4 << 20;	/* see set_readahead */
@@ -468,12 +481,14 @@ static int mount_args(struct fuse_args *args, const char *mopts, const char *roo
 		goto out;
 	/*
 	 * Other users come in: the kernel checks their permissions against
-	 * the view's modes. Without them it lets in only the user running
+	 * the view's modes and ACLs (see op_init). Without them it lets in only the user running
 	 * the mount, whose every change the partners check themselves; the
 	 * kernel's check would cost a GETATTR of the directory after each
 	 * change.
 	 */
-	if ((opt_given(mopts, "allow_other") || opt_given(mopts, "allow_root")) &&
+	kernel_checks = opt_given(mopts, "allow_other") || opt_given(mopts, "allow_root") ||
+			opt_given(mopts, "default_permissions");
+	if (kernel_checks &&
 	    (fuse_opt_add_arg(args, "-o") < 0 || fuse_opt_add_arg(args, "default_permissions") < 0))
 		goto out;
 	if (fuse_opt_add_arg(args, "-o") < 0 || fuse_opt_add_arg(args, fsname) < 0)
