@@ -30,6 +30,7 @@ struct wjob {
 };
 
 static void note_change(struct sb_file *f);
+static long copy_range_all(int in, int64_t off_in, int out, int64_t off_out, size_t len);
 static int file_record(struct sb_file *f);
 
 void *sb_mi_writer(void *arg)
@@ -440,13 +441,48 @@ static int sb_file_truncate_impl(struct sb_file *f, int64_t size)
 	return ret;
 }
 
+/* Side a did mode over [off, off + len), b refused: a is put back from b,
+ * which still holds what both held. An insert is collapsed again; a
+ * collapsed, punched or zeroed range is refilled from b (holes stay holes,
+ * a collapse first inserted again); a size that grew is cut back. */
+static int fallocate_undo(int a, int b, int mode, int64_t off, int64_t len)
+{
+	struct stat st;
+	long ret = 0;
+	if (mode & FALLOC_FL_INSERT_RANGE)
+		return fallocate(a, FALLOC_FL_COLLAPSE_RANGE, off, len) < 0 ? -errno : 0;
+	if ((mode & FALLOC_FL_COLLAPSE_RANGE) && fallocate(a, FALLOC_FL_INSERT_RANGE, off, len) < 0)
+		return -errno;
+	if (mode & (FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE))
+		ret = copy_range_all(b, off, a, off, (size_t)len);
+	if (ret >= 0 && (fstat(b, &st) < 0 || ftruncate(a, st.st_size) < 0))
+		ret = -errno;
+	return ret < 0 ? (int)ret : 0;
+}
+
+/*
+ * Every mode to both sides, the target first: the partner more likely to
+ * refuse one (exFAT, a FUSE driver; btrfs and tmpfs take no insert or
+ * collapse), so the usual refusal comes before anything changed. No call
+ * tells beforehand whether a mode would be taken. Should the source refuse
+ * after, the target is put back from the source's bytes: exact for every
+ * mode, a collapse too, if both held the same (same size, nobody else's
+ * change seen). The running hash cannot follow: hashed again after close.
+ */
 static int sb_file_fallocate_impl(struct sb_file *f, int mode, int64_t off, int64_t len)
 {
-	int ret = 0;
+	int ret = 0, done = -1;
+	struct stat pre[2];
 	pthread_mutex_lock(&f->lock);
-	for (int i = 0; i < 2 && ret == 0; i++)
-		if (f->fd[i] >= 0 && fallocate(f->fd[i], mode, off, len) < 0)
-			ret = -errno;
+	int both = f->fd[0] >= 0 && f->fd[1] >= 0 && !f->foreign &&
+		   fstat(f->fd[0], &pre[0]) == 0 && fstat(f->fd[1], &pre[1]) == 0 &&
+		   pre[0].st_size == pre[1].st_size;
+	for (int i = SB_TGT; i >= SB_SRC && ret == 0; i--) {
+		if (f->fd[i] >= 0 && (ret = fallocate(f->fd[i], mode, off, len) < 0 ? -errno : 0) == 0)
+			done = done < 0 ? i : done;
+	}
+	if (ret < 0 && both && done >= 0 && fallocate_undo(f->fd[done], f->fd[!done], mode, off, len))
+		f->foreign = 1;	/* the sides now differ: record nothing */
 	note_change(f);
 	f->seq = 0;
 	if (ret < 0)

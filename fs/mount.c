@@ -95,8 +95,9 @@ static int mount_opt(void *arg, int id, char *val)
 	return 0;
 }
 
-/* The arguments of fuse_session_new for the -o options mopts; 0 or -ENOMEM. */
-static int mount_args(struct fuse_args *args, const char *mopts, const char *root)
+/* The arguments of fuse_session_new for the -o options mopts, and in
+ * *checks whether the kernel checks permissions; 0 or -ENOMEM. */
+static int mount_args(struct fuse_args *args, const char *mopts, const char *root, int *checks)
 {
 	char *fsname = NULL;
 	int ret = -ENOMEM;
@@ -107,12 +108,14 @@ static int mount_args(struct fuse_args *args, const char *mopts, const char *roo
 		goto out;
 	/*
 	 * Other users come in: the kernel checks their permissions against
-	 * the view's modes. Without them it lets in only the user running
-	 * the mount, whose every change the partners check themselves; the
-	 * kernel's check would cost a GETATTR of the directory after each
-	 * change.
+	 * the view's modes and ACLs (see view.c's ll_init). Without them it
+	 * lets in only the user running the mount, whose every change the
+	 * partners check themselves; the kernel's check would cost a GETATTR
+	 * of the directory after each change.
 	 */
-	if ((opt_given(mopts, "allow_other") || opt_given(mopts, "allow_root")) &&
+	*checks = opt_given(mopts, "allow_other") || opt_given(mopts, "allow_root") ||
+		  opt_given(mopts, "default_permissions");
+	if (*checks &&
 	    (fuse_opt_add_arg(args, "-o") < 0 || fuse_opt_add_arg(args, "default_permissions") < 0))
 		goto out;
 	if (fuse_opt_add_arg(args, "-o") < 0 || fuse_opt_add_arg(args, fsname) < 0)
@@ -131,8 +134,9 @@ static int mount_opts_ok(const char *mopts, const char *root)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	struct view *v = NULL;
-	int ret = mount_args(&args, mopts, root);
-	if (ret == 0 && (ret = view_new(NULL, &args, &v)) == -EINVAL)
+	int checks;
+	int ret = mount_args(&args, mopts, root, &checks);
+	if (ret == 0 && (ret = view_new(NULL, &args, checks, &v)) == -EINVAL)
 		error("-o %s: bad mount options (libfuse said why above); nothing was changed", mopts);
 	view_free(v);
 	fuse_opt_free_args(&args);
@@ -297,9 +301,10 @@ int cmd_mount(struct ctx *c, int argc, char **argv)
 		goto out;
 	}
 	sb_mirror_set_ignore(m, ig);
-	if (mount_args(&args, mopts, sb_pship_root(p, 0)) < 0)
+	int checks;
+	if (mount_args(&args, mopts, sb_pship_root(p, 0), &checks) < 0)
 		goto out;
-	if (view_new(m, &args, &v) < 0) {
+	if (view_new(m, &args, checks, &v) < 0) {
 		error("-o %s: bad mount options", mopts ? mopts : "");
 		goto out;
 	}

@@ -75,19 +75,20 @@ static void reply_entry(fuse_req_t req, fuse_ino_t parent, const char *name, int
 }
 
 /*
- * The mount creates with exactly the caller's mode: the caller's umask is
- * applied (by the kernel, and again below, to no effect), and the daemon's
- * own must not be on top. umask is a process's, so each worker thread
- * unshares its file system attributes once and has 0 of its own.
+ * The mount creates as the caller would natively: the partner applies the
+ * caller's umask, unless the directory has a default ACL, which replaces
+ * it. So the kernel leaves the mode unmasked (FUSE_CAP_DONT_MASK) and the
+ * creating thread takes the caller's umask; the daemon's own must never
+ * apply. umask is a process's, so each worker thread unshares its file
+ * system attributes once to have one of its own.
  */
-void view_own_umask(void)
+void view_umask(fuse_req_t req)
 {
-	static __thread int done;
-	if (!done) {
-		if (unshare(CLONE_FS) == 0)
-			umask(0);
-		done = 1;
-	}
+	static __thread int own;
+	if (!own)
+		own = unshare(CLONE_FS) == 0 ? 1 : -1;
+	if (own > 0)
+		umask(fuse_req_ctx(req)->umask);
 }
 
 /* ------------------------------------------------------------ names */
@@ -241,10 +242,10 @@ static void ll_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	struct stat st;
 	char *p;
 
-	view_own_umask();
+	view_umask(req);
 	int ret = itab_path(v->t, parent, name, &p);
 	if (ret == 0)
-		ret = sb_mirror_mkdir(v->m, p, mode & ~cx->umask, cx->uid, cx->gid);
+		ret = sb_mirror_mkdir(v->m, p, mode, cx->uid, cx->gid);
 	if (ret == 0)
 		ret = sb_mirror_getattr(v->m, p, &st);
 	free(p);
@@ -275,10 +276,10 @@ static void ll_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	struct stat st;
 	char *p;
 
-	view_own_umask();
+	view_umask(req);
 	int ret = itab_path(v->t, parent, name, &p);
 	if (ret == 0)
-		ret = sb_mirror_mknod(v->m, p, mode & ~cx->umask, rdev, cx->uid, cx->gid);
+		ret = sb_mirror_mknod(v->m, p, mode, rdev, cx->uid, cx->gid);
 	if (ret == 0)
 		ret = sb_mirror_getattr(v->m, p, &st);
 	free(p);
@@ -494,10 +495,23 @@ static void ll_access(fuse_req_t req, fuse_ino_t ino, int mask)
 
 static void ll_init(void *userdata, struct fuse_conn_info *conn)
 {
-	(void)userdata;
+	struct view *v = userdata;
 	/* Large requests: throughput collapses with small ones. */
 	conn->max_write = 1 << 20;
 	conn->max_readahead = 4 << 20;	/* see set_readahead */
+	/* The mode as the caller gave it: see view_umask. */
+	if (conn->capable & FUSE_CAP_DONT_MASK)
+		conn->want |= FUSE_CAP_DONT_MASK;
+	/*
+	 * When the kernel checks permissions it must see the POSIX ACLs, or
+	 * a user an ACL lets in is refused by the mode bits alone. The
+	 * capability turns on default_permissions by itself, so it goes only
+	 * with it: without, the partners check each request against their
+	 * own ACLs, and the kernel passes the ACLs' xattrs through to us to
+	 * set on both and read back.
+	 */
+	if (v->checks && (conn->capable & FUSE_CAP_POSIX_ACL))
+		conn->want |= FUSE_CAP_POSIX_ACL;
 }
 
 static struct fuse_lowlevel_ops ops = {
@@ -525,7 +539,7 @@ static struct fuse_lowlevel_ops ops = {
 
 /* ------------------------------------------------------------ session */
 
-int view_new(struct sb_mirror *m, struct fuse_args *args, struct view **out)
+int view_new(struct sb_mirror *m, struct fuse_args *args, int checks, struct view **out)
 {
 	struct view *v = calloc(1, sizeof(*v));
 	int ret = -ENOMEM;
@@ -534,6 +548,7 @@ int view_new(struct sb_mirror *m, struct fuse_args *args, struct view **out)
 	if (!v || itab_new(&v->t) < 0)
 		goto out;
 	v->m = m;
+	v->checks = checks;
 	view_file_ops(&ops);
 	if (!(v->se = fuse_session_new(args, &ops, sizeof(ops), v))) {
 		ret = -EINVAL;

@@ -12,10 +12,11 @@ struct view;
 
 /*
  * A session serving m with the options args (libfuse's low-level and mount
- * options), not yet mounted. 0, -EINVAL for options libfuse refuses (it
+ * options), not yet mounted; checks: they hold default_permissions, so the
+ * kernel checks permissions. 0, -EINVAL for options libfuse refuses (it
  * said why on stderr), -ENOMEM. With m NULL, only the options are checked.
  */
-int view_new(struct sb_mirror *m, struct fuse_args *args, struct view **out);
+int view_new(struct sb_mirror *m, struct fuse_args *args, int checks, struct view **out);
 /* Mounts at mnt and installs the signal handlers that end view_run. */
 int view_mount(struct view *v, const char *mnt);
 /* Serves requests until unmounted or signalled: 0 when unmounted, else

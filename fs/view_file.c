@@ -67,10 +67,10 @@ static void ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	struct stat st;
 	char *p;
 
-	view_own_umask();
+	view_umask(req);
 	int ret = itab_path(v->t, parent, name, &p);
 	if (ret == 0)
-		ret = sb_file_open(v->m, p, fi->flags, 1, mode & ~cx->umask, cx->uid, cx->gid, &f);
+		ret = sb_file_open(v->m, p, fi->flags, 1, mode, cx->uid, cx->gid, &f);
 	free(p);
 	if (ret == 0)
 		ret = sb_file_getattr(f, &st);

@@ -24,6 +24,7 @@ struct view {
 	struct fuse_session *se;
 	struct sb_mirror *m;
 	struct itab *t;
+	int checks;		/* the kernel checks permissions */
 	int mounted, handlers;
 };
 
@@ -48,8 +49,8 @@ void view_entry_param(struct fuse_entry_param *e, const struct stat *st);
 /* itab_enter for parent/name as st, with the check it may ask for. */
 int view_enter(struct view *v, fuse_ino_t parent, const char *name, const struct stat *st,
 	       uint64_t *id);
-/* Before a create: see view.c. */
-void view_own_umask(void);
+/* Before a create: the caller's umask is the thread's (see view.c). */
+void view_umask(fuse_req_t req);
 /* Fills in the operations view_file.c serves. */
 void view_file_ops(struct fuse_lowlevel_ops *ops);
 

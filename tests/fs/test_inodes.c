@@ -205,3 +205,36 @@ Test(inodes, renamed_directory_children_follow)
 	expect_str(M("e/sub/f"), "inside\n");
 	cr_assert(!tl_exists(mnt.dir, "d"));
 }
+
+/* Made with the caller's mode and umask, and nothing of the daemon's (022):
+ * umask 0 and 04777 give 04777; umask 002 gives group-writable. */
+Test(inodes, creates_with_the_callers_umask)
+{
+	static const struct {
+		mode_t umask, ask, want;
+		char kind;	/* f file, d directory, p FIFO */
+		const char *name;
+	} c[] = {
+		{ 0, 04777, 04777, 'f', "f0" }, { 0, 0777, 0777, 'd', "d0" },
+		{ 0, 0666, 0666, 'p', "p0" }, { 002, 0666, 0664, 'f', "f2" },
+		{ 002, 0777, 0775, 'd', "d2" }, { 077, 0666, 0600, 'f', "f77" },
+	};
+	for (size_t i = 0; i < sizeof(c) / sizeof(*c); i++) {
+		mode_t um = umask(c[i].umask);
+		int r = c[i].kind == 'd' ? mkdir(M(c[i].name), c[i].ask)
+		      : c[i].kind == 'p' ? mkfifo(M(c[i].name), c[i].ask)
+					 : open(M(c[i].name), O_CREAT | O_WRONLY | O_CLOEXEC, c[i].ask);
+		umask(um);
+		cr_assert(r >= 0, "%s: %s", c[i].name, strerror(errno));
+		if (c[i].kind == 'f')
+			close(r);
+		struct stat st;
+		const char *where[3] = { mnt.dir, env.src, env.tgt };
+		for (int k = 0; k < 3; k++) {
+			cr_assert(lstat(tl_at(where[k], c[i].name), &st) == 0);
+			cr_assert_eq(st.st_mode & 07777, c[i].want,
+				     "%s/%s: mode %o, %o expected (umask %03o, asked %o)", where[k],
+				     c[i].name, st.st_mode & 07777, c[i].want, c[i].umask, c[i].ask);
+		}
+	}
+}
