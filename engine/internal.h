@@ -90,6 +90,14 @@ int sb_sparse_copy(int in, int out, off_t from, off_t to, struct sb_sha *h,
  * fd has data (written zeros where it cannot punch), past its end an
  * extension. */
 int sb_zero_range(int fd, off_t off, off_t len);
+/*
+ * Copies len bytes of in from off_in to out at off_out (fewer only where in
+ * ends first), in the kernel where it can (copy_file_range), else through a
+ * buffer, region by region: copy_file_range writes a hole out as zeros on
+ * most file systems, so holes in in are made holes in out. The count
+ * copied, or -errno.
+ */
+long sb_copy_range_holes(int in, int64_t off_in, int out, int64_t off_out, size_t len);
 
 /* ---------------------------------------------------------------- path.c */
 

@@ -18,8 +18,6 @@
 
 #include "mirror_int.h"
 
-#define SB_COPY_BUF (1 << 20)
-
 /* One side's half of a write, done by a writer thread. */
 struct wjob {
 	struct wjob *next;
@@ -30,7 +28,6 @@ struct wjob {
 };
 
 static void note_change(struct sb_file *f);
-static long copy_range_all(int in, int64_t off_in, int out, int64_t off_out, size_t len);
 static int file_record(struct sb_file *f);
 
 void *sb_mi_writer(void *arg)
@@ -454,7 +451,7 @@ static int fallocate_undo(int a, int b, int mode, int64_t off, int64_t len)
 	if ((mode & FALLOC_FL_COLLAPSE_RANGE) && fallocate(a, FALLOC_FL_INSERT_RANGE, off, len) < 0)
 		return -errno;
 	if (mode & (FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE))
-		ret = copy_range_all(b, off, a, off, (size_t)len);
+		ret = sb_copy_range_holes(b, off, a, off, (size_t)len);
 	if (ret >= 0 && (fstat(b, &st) < 0 || ftruncate(a, st.st_size) < 0))
 		ret = -errno;
 	return ret < 0 ? (int)ret : 0;
@@ -501,79 +498,6 @@ static int sb_file_getattr_impl(struct sb_file *f, struct stat *st)
 	return 0;
 }
 
-/* Copies len bytes, fewer only at in's end of file: in the kernel where
- * it can, else (another file system type, say) through a buffer. */
-static long copy_data(int in, int64_t off_in, int out, int64_t off_out, size_t len)
-{
-	loff_t oi = off_in, oo = off_out;
-	size_t done = 0;
-	char *buf = NULL;
-	long ret = 0;
-
-	while (done < len) {
-		ssize_t n;
-		if (!buf) {
-			n = copy_file_range(in, &oi, out, &oo, len - done, 0);
-			if (n < 0 && (errno == EXDEV || errno == EOPNOTSUPP || errno == EINVAL ||
-				      errno == ENOSYS)) {
-				if (!(buf = malloc(SB_COPY_BUF))) {
-					ret = -ENOMEM;
-					break;
-				}
-				continue;
-			}
-		} else {
-			size_t want = len - done < SB_COPY_BUF ? len - done : SB_COPY_BUF;
-			n = pread(in, buf, want, oi);
-			if (n > 0 && (ret = sb_pwrite_all(out, buf, n, oo)) < 0)
-				break;
-			if (n > 0) {
-				oi += n;
-				oo += n;
-			}
-		}
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			ret = -errno;
-			break;
-		}
-		if (n == 0)
-			break;
-		done += n;
-	}
-	free(buf);
-	return ret < 0 ? ret : (long)done;
-}
-
-/* As copy_data, region by region: copy_file_range writes a hole out as
- * zeros on most file systems, so holes are made holes in out instead. */
-static long copy_range_all(int in, int64_t off_in, int out, int64_t off_out, size_t len)
-{
-	off_t pos = off_in, end, data, hole;
-	struct stat st;
-	long ret = 0;
-
-	if (fstat(in, &st) < 0)
-		return -errno;
-	end = st.st_size <= off_in ? off_in
-	      : (uint64_t)(st.st_size - off_in) <= len ? st.st_size : off_in + (off_t)len;
-	while (pos < end) {
-		sb_next_data(in, pos, end, &data, &hole);
-		if ((ret = sb_zero_range(out, off_out + (pos - off_in), data - pos)) < 0)
-			break;
-		pos = data;
-		if (pos == end)
-			break;
-		if ((ret = copy_data(in, data, out, off_out + (data - off_in), hole - data)) < 0)
-			break;
-		pos += ret;
-		if (pos < hole)
-			break;	/* in ended early */
-	}
-	return ret < 0 ? ret : pos - off_in;
-}
-
 /*
  * In the kernel, on both sides, from what `in` reads: no data through the
  * daemon, and a reflink where the file system can. The running hash cannot
@@ -598,7 +522,7 @@ static long sb_file_copy_range_impl(struct sb_file *in, int64_t off_in, struct s
 		if (out->fd[i] < 0)
 			continue;
 		/* The second side gets exactly what the first got. */
-		long got = copy_range_all(ifd, off_in, out->fd[i], off_out, n < 0 ? len : (size_t)n);
+		long got = sb_copy_range_holes(ifd, off_in, out->fd[i], off_out, n < 0 ? len : (size_t)n);
 		if (got < 0)
 			ret = got;
 		else if (n >= 0 && got != n)

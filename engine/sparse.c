@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -14,6 +15,9 @@
 #include <linux/falloc.h>
 
 #include "internal.h"
+
+/* The buffer of a copy the kernel cannot do. */
+#define COPY_BUF (1 << 20)
 
 static const uint8_t zeros[64 * 1024];
 
@@ -146,4 +150,75 @@ int sb_zero_range(int fd, off_t off, off_t len)
 		ret = -errno;
 out:
 	return ret;
+}
+
+/* Copies len bytes, fewer only at in's end of file: in the kernel where
+ * it can, else (another file system type, say) through a buffer. */
+static long copy_data(int in, int64_t off_in, int out, int64_t off_out, size_t len)
+{
+	loff_t oi = off_in, oo = off_out;
+	size_t done = 0;
+	char *buf = NULL;
+	long ret = 0;
+
+	while (done < len) {
+		ssize_t n;
+		if (!buf) {
+			n = copy_file_range(in, &oi, out, &oo, len - done, 0);
+			if (n < 0 && (errno == EXDEV || errno == EOPNOTSUPP || errno == EINVAL ||
+				      errno == ENOSYS)) {
+				if (!(buf = malloc(COPY_BUF))) {
+					ret = -ENOMEM;
+					break;
+				}
+				continue;
+			}
+		} else {
+			size_t want = len - done < COPY_BUF ? len - done : COPY_BUF;
+			n = pread(in, buf, want, oi);
+			if (n > 0 && (ret = sb_pwrite_all(out, buf, n, oo)) < 0)
+				break;
+			if (n > 0) {
+				oi += n;
+				oo += n;
+			}
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			ret = -errno;
+			break;
+		}
+		if (n == 0)
+			break;
+		done += n;
+	}
+	free(buf);
+	return ret < 0 ? ret : (long)done;
+}
+
+long sb_copy_range_holes(int in, int64_t off_in, int out, int64_t off_out, size_t len)
+{
+	off_t pos = off_in, end, data, hole;
+	struct stat st;
+	long ret = 0;
+
+	if (fstat(in, &st) < 0)
+		return -errno;
+	end = st.st_size <= off_in ? off_in
+	      : (uint64_t)(st.st_size - off_in) <= len ? st.st_size : off_in + (off_t)len;
+	while (pos < end) {
+		sb_next_data(in, pos, end, &data, &hole);
+		if ((ret = sb_zero_range(out, off_out + (pos - off_in), data - pos)) < 0)
+			break;
+		pos = data;
+		if (pos == end)
+			break;
+		if ((ret = copy_data(in, data, out, off_out + (data - off_in), hole - data)) < 0)
+			break;
+		pos += ret;
+		if (pos < hole)
+			break;	/* in ended early */
+	}
+	return ret < 0 ? ret : pos - off_in;
 }
