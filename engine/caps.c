@@ -624,3 +624,16 @@ char *sb_caps_fold(const char *name, size_t len)
 	out[o] = '\0';
 	return out;
 }
+
+int sb_pship_local(struct sb_pship *p, int side)
+{
+	static const char *const remote[] = {
+		"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "ceph", "glusterfs", "sshfs",
+		"davfs", "afs", "lustre", "gfs2", "ocfs2", "fuse", "fuseblk",
+	};
+	const char *t = sb_pship_caps(p, side)->fstype;
+	for (size_t i = 0; i < sizeof(remote) / sizeof(*remote); i++)
+		if (!strcmp(t, remote[i]))
+			return 0;
+	return t[0] != '\0';
+}

@@ -119,6 +119,10 @@ int sb_pship_set_log(struct sb_pship *p, const char *log_path);
  */
 void sb_pship_describe(struct sb_pship *p, int side, char *buf, size_t n);
 void sb_pship_caps_json(struct sb_pship *p, int side, FILE *f);
+/* 1 if every change to side's file system is made on this machine, where
+ * inotify sees it: not a network file system, whose server and other
+ * clients change it unseen (nor a FUSE type the probe could not name). */
+int sb_pship_local(struct sb_pship *p, int side);
 /* The state root for `given` (NULL: the default); malloc'd. */
 char *sb_state_root(const char *given);
 /*

@@ -56,6 +56,11 @@ static void invalidate(void *arg, const char *path, size_t len)
 	free(p);
 }
 
+static int covered(void *wt)
+{
+	return watch_complete(wt);
+}
+
 /* Tells the waiting parent how the start went. */
 static void report(int fd, int code)
 {
@@ -320,6 +325,8 @@ int cmd_mount(struct ctx *c, int argc, char **argv)
 	if (!nw || !*nw)
 		watch_start(v, (const char *const[]){ sb_pship_root(p, 0), sb_pship_root(p, 1) }, ig,
 			    &wt);
+	if (wt && sb_pship_local(p, 0) && sb_pship_local(p, 1))
+		view_set_cover(v, covered, wt);
 	if (!fg) {
 		int nul = open("/dev/null", O_RDWR);
 		if (nul >= 0) {

@@ -21,20 +21,24 @@ static struct sb_dir *dh(const struct fuse_file_info *fi)
 	return (struct sb_dir *)(uintptr_t)fi->fh;
 }
 
+double view_timeout(const struct view *v)
+{
+	return v->covered && v->covered(v->cover_arg) ? TIMEOUT_LONG : TIMEOUT_SHORT;
+}
+
 static void reply_attr(fuse_req_t req, int ret, const struct stat *st)
 {
 	if (ret < 0)
 		reply_err(req, ret);
 	else
-		fuse_reply_attr(req, st, TIMEOUT);
+		fuse_reply_attr(req, st, view_timeout(V(req)));
 }
 
-void view_entry_param(struct fuse_entry_param *e, const struct stat *st)
+void view_entry_param(const struct view *v, struct fuse_entry_param *e, const struct stat *st)
 {
 	memset(e, 0, sizeof(*e));
 	e->attr = *st;
-	e->attr_timeout = TIMEOUT;
-	e->entry_timeout = TIMEOUT;
+	e->attr_timeout = e->entry_timeout = view_timeout(v);
 }
 
 /* itab_enter, with the check it asks for: a hard-linked file's node is the
@@ -65,7 +69,7 @@ static void reply_entry(fuse_req_t req, fuse_ino_t parent, const char *name, int
 	struct view *v = V(req);
 
 	if (ret == 0) {
-		view_entry_param(&e, st);
+		view_entry_param(v, &e, st);
 		ret = view_enter(v, parent, name, st, &e.ino);
 	}
 	if (ret < 0)
@@ -410,7 +414,7 @@ static int fill_one(void *arg, const char *name, unsigned char type, uint64_t in
 	if (c->plus && len <= NAME_MAX) {
 		memcpy(c->path + c->plen, name, len + 1);
 		if (sb_mirror_getattr(c->v->m, c->path, &st) == 0) {
-			view_entry_param(&e, &st);
+			view_entry_param(c->v, &e, &st);
 			if (view_enter(c->v, c->dir, name, &st, &e.ino) < 0)
 				e.ino = 0;
 		}
@@ -560,6 +564,12 @@ int view_new(struct sb_mirror *m, struct fuse_args *args, int checks, struct vie
 out:
 	view_free(v);
 	return ret;
+}
+
+void view_set_cover(struct view *v, int (*covered)(void *arg), void *arg)
+{
+	v->covered = covered;
+	v->cover_arg = arg;
 }
 
 int view_mount(struct view *v, const char *mnt)

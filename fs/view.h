@@ -17,6 +17,12 @@ struct view;
  * said why on stderr), -ENOMEM. With m NULL, only the options are checked.
  */
 int view_new(struct sb_mirror *m, struct fuse_args *args, int checks, struct view **out);
+/*
+ * The kernel may keep names and attributes for the long timeout (60 s, not
+ * 5) while covered(arg) says every directory of both partners is watched
+ * (see watch.h); called on each reply, from any thread. Before view_run.
+ */
+void view_set_cover(struct view *v, int (*covered)(void *arg), void *arg);
 /* Mounts at mnt and installs the signal handlers that end view_run. */
 int view_mount(struct view *v, const char *mnt);
 /* Serves requests until unmounted or signalled: 0 when unmounted, else

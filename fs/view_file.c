@@ -75,7 +75,7 @@ static void ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	if (ret == 0)
 		ret = sb_file_getattr(f, &st);
 	if (ret == 0) {
-		view_entry_param(&e, &st);
+		view_entry_param(v, &e, &st);
 		ret = view_enter(v, parent, name, &st, &e.ino);
 	}
 	if (ret < 0) {

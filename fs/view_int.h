@@ -13,10 +13,14 @@
 #include "itab.h"
 
 /*
- * A reconcile and the watcher have the kernel drop what they change, so
- * the caches may hold a while; what neither sees shows within this.
+ * How long the kernel may keep names and attributes. A reconcile and the
+ * watcher have it drop what they change, so the caches may hold a while;
+ * what neither sees shows within the short timeout, and while the watcher
+ * covers every directory of two local partners (view_set_cover), within
+ * the long one.
  */
-#define TIMEOUT 5.0
+#define TIMEOUT_SHORT 5.0
+#define TIMEOUT_LONG 60.0
 
 /* Set before the session serves and only read after, but for the table,
  * which has its own lock. */
@@ -25,6 +29,8 @@ struct view {
 	struct sb_mirror *m;
 	struct itab *t;
 	int checks;		/* the kernel checks permissions */
+	int (*covered)(void *arg);	/* see view_set_cover */
+	void *cover_arg;
 	int mounted, handlers;
 };
 
@@ -44,8 +50,10 @@ static inline void reply_err(fuse_req_t req, int ret)
 	fuse_reply_err(req, -ret);
 }
 
+/* The cache timeout now, in seconds. */
+double view_timeout(const struct view *v);
 /* An entry for st, with the view's timeouts (node id left 0). */
-void view_entry_param(struct fuse_entry_param *e, const struct stat *st);
+void view_entry_param(const struct view *v, struct fuse_entry_param *e, const struct stat *st);
 /* itab_enter for parent/name as st, with the check it may ask for. */
 int view_enter(struct view *v, fuse_ino_t parent, const char *name, const struct stat *st,
 	       uint64_t *id);

@@ -5,7 +5,8 @@
  *
  * Locks: none. Everything in struct watch belongs to the watcher thread
  * once it runs (watch_start fills it before, watch_stop reads it after
- * joining); the ignore set is shared with the mirror and only read.
+ * joining), but `full`, which watch_complete reads from any thread (an
+ * atomic); the ignore set is shared with the mirror and only read.
  * view_invalidate takes the inode table's lock for its lookup only, and
  * is never called from a request handler: the kernel waits for the
  * handler's answer while it holds what the invalidation needs.
@@ -263,7 +264,7 @@ static int watch_dir(struct watch *w, int side, const char *abs, const char *rel
 			warning("%s: no inotify watch left (fs.inotify.max_user_watches is %s): "
 				"edits made directly there and in directories not watched yet show "
 				"in the mount only after its cache timeouts", abs, lim);
-			w->full = 1;
+			__atomic_store_n(&w->full, 1, __ATOMIC_RELAXED);
 		}
 		return -ENOSPC;
 	}
@@ -569,4 +570,9 @@ void watch_stop(struct watch *w)
 		pthread_join(w->thr, NULL);
 	}
 	watch_free(w);
+}
+
+int watch_complete(const struct watch *w)
+{
+	return w && !__atomic_load_n(&w->full, __ATOMIC_RELAXED);
 }

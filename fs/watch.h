@@ -39,5 +39,8 @@ int watch_start(struct view *v, const char *const roots[2], const struct sb_igno
  * until the session closes, which comes after. Not seen in the tests.
  */
 void watch_stop(struct watch *w);
+/* 1 while every directory met is watched (none was left for want of a
+ * watch); 0 for NULL. From any thread. */
+int watch_complete(const struct watch *w);
 
 #endif
