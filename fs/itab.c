@@ -437,10 +437,11 @@ void itab_find(struct itab *t, const char *path, uint64_t *parent, uint64_t *id)
 	*parent = *id = 0;
 	pthread_mutex_lock(&t->mu);
 	struct node *up = NULL, *n = &t->root;
-	for (const char *s = path; *s && n;) {
+	const char *s = path;
+	while (*s && n) {
 		const char *e = strchrnul(s, '/');
 		if ((size_t)(e - s) > NAME_MAX) {
-			n = NULL;
+			n = up = NULL;
 			break;
 		}
 		memcpy(comp, s, (size_t)(e - s));
@@ -450,7 +451,7 @@ void itab_find(struct itab *t, const char *path, uint64_t *parent, uint64_t *id)
 		n = nm ? nm->child : NULL;
 		s = *e ? e + 1 : e;
 	}
-	if (up)
+	if (up && !*s)	/* the last component's directory was reached */
 		*parent = id_of(t, up);
 	if (n)
 		*id = id_of(t, n);

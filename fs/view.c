@@ -105,6 +105,13 @@ static void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (ret == 0)
 		ret = sb_mirror_getattr(V(req)->m, p, &st);
 	free(p);
+	/* A missing name is remembered by the kernel while the watcher would
+	 * tell it otherwise (view_invalidate drops it once made). */
+	if (ret == -ENOENT && V(req)->covered && V(req)->covered(V(req)->cover_arg)) {
+		struct fuse_entry_param e = { .entry_timeout = TIMEOUT_LONG };
+		fuse_reply_entry(req, &e);
+		return;
+	}
 	reply_entry(req, parent, name, ret, &st);
 }
 
@@ -506,6 +513,14 @@ static void ll_init(void *userdata, struct fuse_conn_info *conn)
 	/* The mode as the caller gave it: see view_umask. */
 	if (conn->capable & FUSE_CAP_DONT_MASK)
 		conn->want |= FUSE_CAP_DONT_MASK;
+	/* Lookups and creates in one directory may run at once: every engine
+	 * call may run beside any other (sbfs.h). */
+	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
+		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+	/* A symlink's target is read once; the watcher and a reconcile drop
+	 * it with the inode's pages when it changes. */
+	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
+		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
 	/*
 	 * When the kernel checks permissions it must see the POSIX ACLs, or
 	 * a user an ACL lets in is refused by the mode bits alone. The
@@ -611,6 +626,8 @@ void view_invalidate(struct view *v, const char *path, int gone)
 		fuse_lowlevel_notify_inval_inode(v->se, id, 0, 0);
 	const char *base = strrchr(path, '/');
 	base = base ? base + 1 : path;
-	if (gone && parent && *base)
+	/* A name the kernel holds no node of may be one it remembers as
+	 * missing (ll_lookup): that goes too. */
+	if ((gone || !id) && parent && *base)
 		fuse_lowlevel_notify_inval_entry(v->se, parent, base, strlen(base));
 }

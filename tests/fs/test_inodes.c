@@ -238,3 +238,38 @@ Test(inodes, creates_with_the_callers_umask)
 		}
 	}
 }
+
+/*
+ * The kernel remembers a missing name (a negative entry, for the long
+ * timeout while the watcher covers the partners): made outside, in either
+ * partner, a file or a directory, it shows all the same within a moment.
+ */
+Test(inodes, missing_name_shows_once_made_outside)
+{
+	static const char *const where[] = { "source", "target", "both" };
+	struct stat st;
+	char name[32];
+
+	for (int i = 0; i < 12; i++) {
+		int dir = i % 2, side = (i / 2) % 3;
+		snprintf(name, sizeof(name), "%s%d", dir ? "d" : "f", i);
+		cr_assert(lstat(M(name), &st) < 0 && errno == ENOENT);
+		cr_assert(lstat(M(name), &st) < 0 && errno == ENOENT);	/* now remembered */
+		for (int k = 0; k < 2; k++) {
+			if (side != 2 && side != k)
+				continue;
+			const char *root = k ? env.tgt : env.src;
+			if (dir)
+				tl_mkdir(root, name);
+			else
+				tl_write(root, name, "made outside\n");
+		}
+		int ms = 0;
+		while (lstat(M(name), &st) < 0) {
+			cr_assert(ms++ < 3000, "%s, made in the %s, not in the mount after 3 s: %s",
+				  name, where[side], strerror(errno));
+			usleep(1000);
+		}
+		cr_assert_eq(!!S_ISDIR(st.st_mode), dir);
+	}
+}
