@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "apply_int.h"
@@ -103,6 +104,72 @@ static int set_meta_fd(const struct apply *a, int to, int fd, const struct sb_sc
 	return ret;
 }
 
+/* Whether a copy takes xattr name: the SELinux label is the destination's
+ * policy's; trusted.* and security.* are root's to read and set. */
+static int xattr_carried(const struct apply *a, const char *name)
+{
+	if (!strcmp(name, "security.selinux"))
+		return 0;
+	return a->euid == 0 || !strncmp(name, "user.", 5) || !strncmp(name, "system.posix_acl_", 17);
+}
+
+/*
+ * The extended attributes of in (ACLs among them) onto out, a new copy on
+ * side `to`, as rsync -X does: nothing where that side holds none (caps),
+ * and a name it refuses (no ACLs there, a namespace it lacks) is left out,
+ * as a mode it cannot hold is. Reconcile does not compare xattrs: one
+ * changed alone is not carried (see README).
+ */
+static int copy_xattrs(const struct apply *a, int to, int in, int out)
+{
+	char *names = NULL, *val = NULL;
+	size_t vcap = 0;
+	int ret = 0;
+
+	if (!(sb_pship_caps(a->p, to)->flags & SB_CAP_XATTR))
+		return 0;
+	ssize_t n = flistxattr(in, NULL, 0);
+	if (n <= 0)
+		return n < 0 && errno != ENOTSUP ? -errno : 0;
+	if (!(names = malloc((size_t)n)) || (n = flistxattr(in, names, (size_t)n)) < 0) {
+		ret = !names ? -ENOMEM : errno == ERANGE ? -EAGAIN : -errno;
+		goto out;
+	}
+	for (char *nm = names; nm < names + n; nm += strlen(nm) + 1) {
+		if (!xattr_carried(a, nm))
+			continue;
+		ssize_t vn = fgetxattr(in, nm, NULL, 0);
+		if (vn < 0 && errno == ENODATA)
+			continue;	/* gone since the listing */
+		if (vn < 0) {
+			ret = -errno;
+			goto out;
+		}
+		if ((size_t)vn + 1 > vcap) {
+			free(val);
+			if (!(val = malloc((vcap = (size_t)vn + 1)))) {
+				ret = -ENOMEM;
+				goto out;
+			}
+		}
+		if ((vn = fgetxattr(in, nm, val, vcap)) < 0) {
+			ret = errno == ERANGE ? -EAGAIN : errno == ENODATA ? 0 : -errno;
+			if (ret < 0)
+				goto out;
+			continue;
+		}
+		if (fsetxattr(out, nm, val, (size_t)vn, 0) < 0 && errno != ENOTSUP &&
+		    errno != EPERM && errno != EINVAL && errno != ENOSPC && errno != E2BIG) {
+			ret = -errno;
+			goto out;
+		}
+	}
+out:
+	free(names);
+	free(val);
+	return ret;
+}
+
 /*
  * Copies a file into a new temporary on side `to`; -EAGAIN if the source moved.
  * The temporary is returned open in *outfd, with its fingerprint once its
@@ -160,7 +227,7 @@ static int copy_file(struct apply *a, int sfd, const char *name,
 	ret = -EAGAIN;
 	if (!sb_fp_equal(&fp, &s->fp) || total != s->info.size)
 		goto out;
-	if ((ret = set_meta_fd(a, to, out, s)) < 0)
+	if ((ret = set_meta_fd(a, to, out, s)) < 0 || (ret = copy_xattrs(a, to, in, out)) < 0)
 		goto out;
 	if (fstat(out, &st) < 0) {
 		ret = -errno;
@@ -400,12 +467,20 @@ int sb_ap_copy(struct apply *a, const struct sb_pitem *it, const char *name,
 			if (unlinkat(a->pfd[to], name, 0) < 0)
 				return -errno;
 		}
-		if (mkdirat(a->pfd[to], name, 0700) < 0 && errno != EEXIST)
+		int made = mkdirat(a->pfd[to], name, 0700) == 0;
+		if (!made && errno != EEXIST)
 			return -errno;
 		int fd = openat(a->pfd[to], name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (fd < 0)
 			return -errno;
 		ret = set_owner_mode(a, to, fd, src);
+		if (ret == 0 && made) {	/* a new directory takes its ACLs, the default one too */
+			int in = openat(a->pfd[from], name,
+					O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			ret = in < 0 ? -EAGAIN : copy_xattrs(a, to, in, fd);
+			if (in >= 0)
+				close(in);
+		}
 		close(fd);
 		memset(sha, 0, SB_SHA_LEN);
 		return ret;
