@@ -43,7 +43,18 @@ $(eval $(call variant,build-san,$(SAN)))
 TESTS     := $(patsubst %.c,build/%,$(TEST_SRC))
 TESTS_SAN := $(patsubst %.c,build-san/%,$(TEST_SRC))
 
-.PHONY: all test test-plain test-san demo bench clean deps
+# make install [PREFIX=/usr/local] [DESTDIR=...]. mount(8) finds the helper
+# for type fuse.sbfs as /sbin/mount.fuse.sbfs, else runs mount.fuse3, which
+# runs `sbfs` from a PATH of /usr/local/sbin:/usr/local/bin:/usr/sbin:...:
+# so the default PREFIX needs no link outside it, and PREFIX=/usr gets
+# /usr/sbin/mount.fuse.sbfs (= /sbin on a merged /usr).
+PREFIX  ?= /usr/local
+BINDIR  ?= $(PREFIX)/bin
+SBINDIR ?= $(PREFIX)/sbin
+MANDIR  ?= $(PREFIX)/share/man
+COMPDIR ?= $(PREFIX)/share/bash-completion/completions
+
+.PHONY: all test test-plain test-san demo bench clean deps install uninstall
 .SECONDARY:
 
 all: build/sbfs
@@ -65,6 +76,17 @@ demo: build/sbfs
 
 bench: build/sbfs
 	scripts/bench-reconcile
+
+install: build/sbfs
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(COMPDIR)
+	install -m 755 build/sbfs $(DESTDIR)$(BINDIR)/sbfs
+	install -m 644 man/sbfs.1 $(DESTDIR)$(MANDIR)/man1/sbfs.1
+	install -m 644 completion/sbfs.bash $(DESTDIR)$(COMPDIR)/sbfs
+	ln -sf $(BINDIR)/sbfs $(DESTDIR)$(SBINDIR)/mount.fuse.sbfs
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/sbfs $(DESTDIR)$(SBINDIR)/mount.fuse.sbfs \
+	      $(DESTDIR)$(MANDIR)/man1/sbfs.1 $(DESTDIR)$(COMPDIR)/sbfs
 
 clean:
 	rm -rf build build-san

@@ -129,6 +129,20 @@ int cmd_mount(struct ctx *c, int argc, char **argv);
 int cmd_umount(struct ctx *c, int argc, char **argv);
 int cmd_forget(struct ctx *c, int argc, char **argv);	/* main.c */
 int cmd_ignore(struct ctx *c, int argc, char **argv);	/* ignore.c */
+
+/* version.c: sbfs --version, with the libraries' versions */
+void cli_version(FILE *f);
+
+/* fstab.c: sbfs as mount(8)'s helper */
+/* Whether arg is SOURCE:TARGET: it holds a ':' not written as "\:". */
+int fstab_spec(const char *arg);
+/* `sbfs SOURCE:TARGET MOUNTPOINT [-o OPTS]` (argv[0] the program) run as
+ * `sbfs mount`; returns the exit status. */
+int fstab_main(struct ctx *c, int argc, char **argv);
+/* *out: in without the options that are mount(8)'s, not the file system's
+ * (defaults, noauto, nofail, _netdev, x-*, ...), NULL if none is left;
+ * 0 or -ENOMEM. */
+int fstab_filter_opts(const char *in, char **out);
 /* main.c: parses a command's options into c; the index of the first
  * operand, -2 after --help, or another negative value once said. */
 int cli_parse(struct ctx *c, int argc, char **argv);

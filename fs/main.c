@@ -590,7 +590,17 @@ static void raise_nofile(void)
 int main(int argc, char **argv)
 {
 	struct ctx c = { 0 };
+	const char *prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
 
+	/* mount(8)'s helper: mount.fuse.sbfs, or what mount.fuse3 runs */
+	if (!strcmp(prog, "mount.fuse.sbfs") || !strcmp(prog, "mount.sbfs") ||
+	    (argc > 1 && !cli_cmd(argv[1]) && fstab_spec(argv[1]))) {
+		raise_nofile();
+		c.progress = isatty(fileno(ERR));
+		int r = fstab_main(&c, argc, argv);
+		cli_ign_free(&c.ign);
+		return r;
+	}
 	if (argc < 2) {
 		fputs(cli_usage_main, ERR);
 		return EXIT_USAGE;
@@ -600,7 +610,7 @@ int main(int argc, char **argv)
 		return EXIT_SYNCED;
 	}
 	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
-		fprintf(OUT, "sbfs %s\n", SBFS_VERSION);
+		cli_version(OUT);
 		return EXIT_SYNCED;
 	}
 	raise_nofile();

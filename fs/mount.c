@@ -90,12 +90,22 @@ static int mount_opt(void *arg, int id, char *val)
 	case OPT_STATE: mo->state_dir = val; break;
 	case OPT_HELP: return -2;
 	case OPT_IGNORE: case OPT_NO_DEF_IGN: return cli_ign_opt(&mo->ign, id, val);
-	case OPT_FUSE:
-		if (asprintf(&n, "%s%s%s", mo->fuse ? mo->fuse : "", mo->fuse ? "," : "", val) < 0)
+	case OPT_FUSE: {
+		/* noauto, nofail, x-systemd.* ... of an fstab line are mount(8)'s,
+		 * and libfuse would refuse them as unknown */
+		char *kept;
+		if (fstab_filter_opts(val, &kept) < 0)
+			return -4;
+		if (!kept)
+			break;
+		int r = asprintf(&n, "%s%s%s", mo->fuse ? mo->fuse : "", mo->fuse ? "," : "", kept);
+		free(kept);
+		if (r < 0)
 			return -4;
 		free(mo->fuse);
 		mo->fuse = n;
 		break;
+	}
 	}
 	return 0;
 }

@@ -753,7 +753,7 @@ static int sbfs_alive(pid_t pid)
 {
 	char comm[64] = "";
 	char s = tl_proc_state(pid, comm, sizeof(comm), NULL);
-	return s && s != 'Z' && s != 'X' && !strncmp(comm, "sbfs", 4);
+	return s && s != 'Z' && s != 'X' && (!strncmp(comm, "sbfs", 4) || !strcmp(comm, "mount.fuse.sbfs"));
 }
 
 static void sleep_ms(long ms)
@@ -873,6 +873,11 @@ void tl_mount(const struct tl_env *e, struct tl_mount *m, const char *const *opt
 	if (r.status != 0)
 		cr_assert_fail("sbfs mount exited %d:\n%s%s", r.status, r.out, r.err);
 	tl_run_free(&r);
+	tl_mount_adopt(e, m);
+}
+
+void tl_mount_adopt(const struct tl_env *e, struct tl_mount *m)
+{
 	if (!tl_mounted(m->dir))
 		cr_assert_fail("sbfs mount exited 0 but %s is not a mount point", m->dir);
 	m->daemon = lock_holder(e);

@@ -139,6 +139,12 @@ struct tl_run tl_mount_run(const struct tl_env *e, const char *mnt, const char *
  * (from the partnership's lock file) and starts the watchdog.
  */
 void tl_mount(const struct tl_env *e, struct tl_mount *m, const char *const *opts);
+/*
+ * After a mount made at m->dir by other means (mount(8)), with the test
+ * process a child subreaper beforehand (prctl PR_SET_CHILD_SUBREAPER) and
+ * m zeroed but for dir and sanlog (malloc'd): the rest of tl_mount().
+ */
+void tl_mount_adopt(const struct tl_env *e, struct tl_mount *m);
 /* 1 once the daemon has exited (reaps it when it is our child). */
 int tl_mount_daemon_gone(struct tl_mount *m);
 /* Waits (up to 60 s) for the daemon to exit after an unmount; asserts it
