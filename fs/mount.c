@@ -117,7 +117,8 @@ static int mount_args(struct fuse_args *args, const char *mopts, const char *roo
 	char *fsname = NULL;
 	int ret = -ENOMEM;
 
-	if (asprintf(&fsname, "fsname=sbfs:%s", root) < 0)
+	/* The type shows as fuse.sbfs (mount -t fuse.sbfs, df -t, umount -t). */
+	if (asprintf(&fsname, "fsname=sbfs:%s,subtype=sbfs", root) < 0)
 		return ret;
 	if (fuse_opt_add_arg(args, "sbfs") < 0)
 		goto out;
