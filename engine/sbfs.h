@@ -356,6 +356,16 @@ int sb_mirror_statfs(struct sb_mirror *m, struct statvfs *out);
 /* user.* attributes only; remove != 0 removes name. */
 int sb_mirror_setxattr(struct sb_mirror *m, const char *path, const char *name,
 		       const void *val, size_t size, int flags, int remove);
+/*
+ * The inode flags of lsattr and chattr: with fsx 0 an int as FS_IOC_GETFLAGS
+ * and SETFLAGS take, with fsx 1 a struct fsxattr as FS_IOC_FSGETXATTR and
+ * FSSETXATTR do; of a regular file or a directory. Read from the side the
+ * view shows (set == 0), or set on both sides (the first put back when the
+ * second refuses). A side whose file system has none is left out; -ENOTTY
+ * when neither has them, as natively. Not in the state: reconcile does not
+ * compare or carry them.
+ */
+int sb_mirror_fileattr(struct sb_mirror *m, const char *path, int fsx, int set, void *val);
 /* list != 0 lists names instead of reading one value. */
 long sb_mirror_getxattr(struct sb_mirror *m, const char *path, const char *name,
 			void *val, size_t size, int list);

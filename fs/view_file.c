@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -214,6 +215,45 @@ static void ll_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	xattr_get(req, ino, NULL, size);
 }
 
+/*
+ * lsattr and chattr: the kernel turns FS_IOC_GETFLAGS and SETFLAGS into
+ * these (an int each way), and reads FS_IOC_FSGETXATTR (a struct fsxattr)
+ * before a change, on a file's or a directory's handle; they are the
+ * node's, so its path is used either way. Other ioctls are not passed on.
+ */
+static void ll_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
+		     struct fuse_file_info *fi, unsigned flags, const void *in_buf,
+		     size_t in_bufsz, size_t out_bufsz)
+{
+	(void)arg;
+	(void)fi;
+	union {
+		int flags;
+		struct fsxattr fsx;
+	} val = { 0 };
+	int fsx = cmd == FS_IOC_FSGETXATTR || cmd == FS_IOC_FSSETXATTR;
+	int set = cmd == FS_IOC_SETFLAGS || cmd == FS_IOC_FSSETXATTR, ret = -ENOTTY;
+	size_t len = fsx ? sizeof(val.fsx) : sizeof(val.flags);
+	char *p = NULL;
+
+	if ((flags & FUSE_IOCTL_COMPAT) ||
+	    (cmd != FS_IOC_GETFLAGS && cmd != FS_IOC_SETFLAGS && !fsx))
+		goto out;
+	ret = -EINVAL;
+	if ((set && in_bufsz < len) || (!set && out_bufsz < len))
+		goto out;
+	if (set)
+		memcpy(&val, in_buf, len);
+	if ((ret = itab_path(V(req)->t, ino, NULL, &p)) == 0)
+		ret = sb_mirror_fileattr(V(req)->m, p, fsx, set, &val);
+out:
+	free(p);
+	if (ret < 0)
+		reply_err(req, ret);
+	else
+		fuse_reply_ioctl(req, 0, set ? NULL : &val, set ? 0 : len);
+}
+
 void view_file_ops(struct fuse_lowlevel_ops *ops)
 {
 	ops->open = ll_open;
@@ -229,4 +269,5 @@ void view_file_ops(struct fuse_lowlevel_ops *ops)
 	ops->getxattr = ll_getxattr;
 	ops->listxattr = ll_listxattr;
 	ops->removexattr = ll_removexattr;
+	ops->ioctl = ll_ioctl;
 }

@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -272,4 +274,52 @@ Test(inodes, missing_name_shows_once_made_outside)
 		}
 		cr_assert_eq(!!S_ISDIR(st.st_mode), dir);
 	}
+}
+
+static int flags_of(const char *path, int *flags)
+{
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	int r = fd < 0 ? -1 : ioctl(fd, FS_IOC_GETFLAGS, flags);
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
+
+static int set_flags_of(const char *path, int flags)
+{
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	int r = fd < 0 ? -1 : ioctl(fd, FS_IOC_SETFLAGS, &flags);
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
+
+/* lsattr and chattr: the inode flags reach both partners, are read back
+ * through the mount, and immutable refuses changes as natively. */
+Test(inodes, chattr_flags_on_both_sides)
+{
+	const char *names[2] = { "f", "d" };
+	put(M("f"), "x\n", O_TRUNC);
+	cr_assert(mkdir(M("d"), 0755) == 0);
+	for (int i = 0; i < 2; i++) {
+		int fl = 0, got = 0;
+		cr_assert(flags_of(M(names[i]), &fl) == 0, "%s: FS_IOC_GETFLAGS: %s", names[i],
+			  strerror(errno));
+		cr_assert(set_flags_of(M(names[i]), fl | FS_NOATIME_FL) == 0,
+			  "%s: FS_IOC_SETFLAGS: %s", names[i], strerror(errno));
+		for (int k = 0; k < 3; k++) {
+			const char *root = k == 0 ? mnt.dir : k == 1 ? env.src : env.tgt;
+			cr_assert(flags_of(tl_at(root, names[i]), &got) == 0);
+			cr_assert(got & FS_NOATIME_FL, "%s/%s: no noatime flag", root, names[i]);
+		}
+	}
+	int fl = 0;
+	cr_assert(flags_of(M("f"), &fl) == 0 && set_flags_of(M("f"), fl | FS_IMMUTABLE_FL) == 0);
+	errno = 0;
+	cr_assert(open(M("f"), O_WRONLY | O_APPEND | O_CLOEXEC) < 0 && errno == EPERM,
+		  "an immutable file opened for writing: %s", strerror(errno));
+	cr_assert(unlink(M("f")) < 0 && errno == EPERM);
+	cr_assert(tl_exists(env.src, "f") && tl_exists(env.tgt, "f"));
+	cr_assert(set_flags_of(M("f"), fl & ~FS_IMMUTABLE_FL) == 0);
+	cr_assert(unlink(M("f")) == 0, "%s", strerror(errno));
 }
