@@ -113,6 +113,13 @@ const char *sb_pship_dir(const struct sb_pship *p);
  */
 int sb_pship_set_log(struct sb_pship *p, const char *log_path);
 /*
+ * Appends a line about a whole run (the mount's automatic reconciles) to
+ * the operation log: {"action":ACTION,"paths":N,"result":RESULT,"reason":…};
+ * reason may be NULL.
+ */
+int sb_pship_log_note(struct sb_pship *p, const char *action, uint64_t paths,
+		      const char *result, const char *reason);
+/*
  * What side's file system can hold, probed once per file system (caps.c):
  * in words ("exfat: case-insensitive, no modes, no symlinks, times 1 s"),
  * or as a JSON object.
