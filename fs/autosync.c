@@ -26,6 +26,7 @@
 struct ent {
 	char *path;
 	size_t len;
+	int64_t first_ns;	/* its first event since it was last run */
 	int64_t last_ns;	/* its latest event */
 	int writing;		/* modified, not closed since */
 	struct ent *next;	/* in its hash chain */
@@ -109,6 +110,7 @@ static void note_locked(struct autosync *a, const char *rel, size_t len, enum au
 		}
 		e->path = p;
 		e->len = len;
+		e->first_ns = now;
 		e->next = a->tab[k];
 		a->tab[k] = e;
 		a->n++;
@@ -116,8 +118,10 @@ static void note_locked(struct autosync *a, const char *rel, size_t len, enum au
 	e->last_ns = now;
 	if (how == AS_WRITING)
 		e->writing = 1;
-	else if (how == AS_CLOSED)
+	else if (how == AS_CLOSED && e->writing) {
 		e->writing = 0;
+		e->first_ns = now;	/* its wait begins now */
+	}
 }
 
 void autosync_note(struct autosync *a, const char *rel, size_t len, enum autosync_how how)
@@ -129,35 +133,61 @@ void autosync_note(struct autosync *a, const char *rel, size_t len, enum autosyn
 	pthread_mutex_unlock(&a->lock);
 }
 
-static int64_t due_at(const struct ent *e)
+/* When e may run alone: a file still open for writing. */
+static int64_t open_due(const struct ent *e)
 {
-	return e->last_ns + (e->writing ? AUTOSYNC_OPEN_MS : AUTOSYNC_QUIET_MS) * MS;
+	return e->last_ns + AUTOSYNC_OPEN_MS * MS;
 }
 
 /*
  * The paths due at now, taken out of the table into *out (n of them), or
  * with a whole run due, *whole set and every path not being written taken.
- * *next: when the next is due (INT64_MAX: none waits).
+ * The paths not being written are due together, once none has had an
+ * event for the quiet period, so a burst (a checkout, an rm) runs as one;
+ * or once the oldest has waited AUTOSYNC_MAX_MS, so that steady traffic
+ * cannot put it off for ever. *next: when to look again (INT64_MAX: when
+ * a note comes).
  */
 static int take_due(struct autosync *a, int64_t now, char ***out, size_t *n, int *whole,
 		    int64_t *next)
 {
+	int64_t newest = INT64_MIN, oldest = INT64_MAX, wnext = INT64_MAX;
+	size_t cnt = 0, idle = 0;
+
 	*out = NULL;
 	*n = 0;
-	*whole = a->all && a->all_ns + AUTOSYNC_QUIET_MS * MS <= now;
-	*next = a->all && !*whole ? a->all_ns + AUTOSYNC_QUIET_MS * MS : INT64_MAX;
-	size_t cnt = 0;
 	for (size_t i = 0; i < a->cap; i++)
-		for (struct ent *e = a->tab[i]; e; e = e->next)
-			cnt += due_at(e) <= now || (*whole && !e->writing);
+		for (struct ent *e = a->tab[i]; e; e = e->next) {
+			if (e->writing) {
+				cnt += open_due(e) <= now;
+				if (open_due(e) > now && open_due(e) < wnext)
+					wnext = open_due(e);
+				continue;
+			}
+			idle++;
+			newest = e->last_ns > newest ? e->last_ns : newest;
+			oldest = e->first_ns < oldest ? e->first_ns : oldest;
+		}
+	if (a->all) {
+		newest = a->all_ns > newest ? a->all_ns : newest;
+		oldest = a->all_ns < oldest ? a->all_ns : oldest;
+	}
+	int go = (idle || a->all) && (newest + AUTOSYNC_QUIET_MS * MS <= now ||
+				      oldest + AUTOSYNC_MAX_MS * MS <= now);
+	*whole = go && a->all;
+	*next = wnext;
+	if ((idle || a->all) && !go) {
+		int64_t t = newest + AUTOSYNC_QUIET_MS * MS, u = oldest + AUTOSYNC_MAX_MS * MS;
+		t = t < u ? t : u;
+		*next = t < *next ? t : *next;
+	}
+	cnt += go ? idle : 0;
 	if (cnt && !(*out = malloc(cnt * sizeof(**out))))
 		return -ENOMEM;
 	for (size_t i = 0; i < a->cap; i++)
 		for (struct ent **pp = &a->tab[i]; *pp;) {
 			struct ent *e = *pp;
-			if (due_at(e) > now && !(*whole && !e->writing)) {
-				if (due_at(e) < *next)
-					*next = due_at(e);
+			if (e->writing ? open_due(e) > now : !go) {
 				pp = &e->next;
 				continue;
 			}

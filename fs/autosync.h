@@ -4,10 +4,10 @@
 /*
  * `sbfs mount --watch`: edits made directly in a partner are reconciled by
  * the mount itself. The watcher (watch.c) names each path an event touches;
- * once a path has had no event for AUTOSYNC_QUIET_MS (and is not still open
- * for writing, as far as inotify tells: modified and not yet closed), the
- * paths due run as `sbfs reconcile MOUNTPOINT` would, limited to them, in a
- * thread of their own through the control socket's runner (control_run),
+ * once none of the paths waiting has had an event for AUTOSYNC_QUIET_MS (a
+ * file still open for writing, as far as inotify tells: modified and not
+ * yet closed, waits for its close apart), they run as `sbfs reconcile
+ * MOUNTPOINT` would, limited to them, in a thread of their own through the control socket's runner (control_run),
  * so they take turns with the commands clients send.
  *
  * The mount's own write-through makes events too: a run over those paths
@@ -21,9 +21,12 @@ struct control;
 struct autosync;
 
 #define AUTOSYNC_QUIET_MS 500
-/* A file modified and never closed (a writer that keeps it open) is taken
- * after this long without an event. */
-#define AUTOSYNC_OPEN_MS 10000
+/* Paths waiting this long run even though events keep coming on others. */
+#define AUTOSYNC_MAX_MS 5000
+/* A file modified and not closed (a writer that keeps it open, pausing)
+ * is taken after this long without an event: copied while open it could
+ * be caught between two writes that belong together. */
+#define AUTOSYNC_OPEN_MS 60000
 
 enum autosync_how {
 	AS_CHANGED,	/* created, deleted, moved, attributes */
