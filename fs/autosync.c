@@ -307,7 +307,7 @@ static void *loop(void *arg)
 				free(paths[i]);
 			n = 0;
 		}
-		n = prune(paths, n);
+		n = n ? prune(paths, n) : 0;	/* qsort takes no NULL */
 		run_once(a, n ? paths : NULL, n);
 		for (size_t i = 0; i < n; i++)
 			free(paths[i]);
