@@ -245,5 +245,12 @@ void sb_log_close(struct sb_log *l);		/* NULL-safe */
 int sb_log_op(struct sb_log *l, const char *partnership, const char *action,
 	      const char *rel, size_t len, uint64_t size, const uint8_t *sha,
 	      int err);
+/*
+ * A line about a run rather than an operation:
+ * {"time":…,"partnership":…,"action":ACTION,"paths":N,"result":RESULT,"reason":…}
+ * (reason only when not NULL), as one write(2) too.
+ */
+int sb_log_note(struct sb_log *l, const char *partnership, const char *action,
+		uint64_t paths, const char *result, const char *reason);
 
 #endif

@@ -241,6 +241,38 @@ out:
 	return ret;
 }
 
+/* Opens a line: {"time":…,"partnership":…,"action":… */
+static FILE *line_open(char **line, size_t *llen, const char *partnership, const char *action)
+{
+	FILE *f = open_memstream(line, llen);
+	if (!f)
+		return NULL;
+	putc('{', f);
+	if (put_time(f) < 0) {
+		fclose(f);
+		free(*line);
+		*line = NULL;
+		errno = EOVERFLOW;
+		return NULL;
+	}
+	fputs(",\"partnership\":", f);
+	sb_json_string(f, partnership, strlen(partnership));
+	fputs(",\"action\":", f);
+	sb_json_string(f, action, strlen(action));
+	return f;
+}
+
+/* Closes the line f holds and appends it to l with one write. */
+static int line_write(struct sb_log *l, FILE *f, char **line, size_t *llen)
+{
+	fputs("}\n", f);
+	int bad = ferror(f);
+	/* fclose publishes line and llen. */
+	if (fclose(f) != 0 || bad)
+		return -ENOMEM;
+	return write_all(l->fd, *line, *llen);
+}
+
 int sb_log_op(struct sb_log *l, const char *partnership, const char *action,
 	      const char *rel, size_t len, uint64_t size, const uint8_t *sha,
 	      int err)
@@ -254,19 +286,10 @@ int sb_log_op(struct sb_log *l, const char *partnership, const char *action,
 		ret = -EINVAL;
 		goto out;
 	}
-	f = open_memstream(&line, &llen);
-	if (!f) {
+	if (!(f = line_open(&line, &llen, partnership, action))) {
 		ret = -errno;
 		goto out;
 	}
-	putc('{', f);
-	ret = put_time(f);
-	if (ret < 0)
-		goto out;
-	fputs(",\"partnership\":", f);
-	sb_json_string(f, partnership, strlen(partnership));
-	fputs(",\"action\":", f);
-	sb_json_string(f, action, strlen(action));
 	putc(',', f);
 	sb_json_path(f, "path", rel, len);
 	fprintf(f, ",\"size\":%" PRIu64, size);
@@ -285,22 +308,36 @@ int sb_log_op(struct sb_log *l, const char *partnership, const char *action,
 	} else {
 		fputs(",\"result\":\"ok\"", f);
 	}
-	fputs("}\n", f);
-	if (ferror(f)) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	/* fclose publishes line and llen; f must not be closed again. */
-	ret = fclose(f);
-	f = NULL;
-	if (ret != 0) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	ret = write_all(l->fd, line, llen);
+	ret = line_write(l, f, &line, &llen);
 out:
-	if (f)
-		fclose(f);
+	free(line);
+	return ret;
+}
+
+int sb_log_note(struct sb_log *l, const char *partnership, const char *action,
+		uint64_t paths, const char *result, const char *reason)
+{
+	char *line = NULL;
+	size_t llen = 0;
+	FILE *f;
+	int ret;
+
+	if (!l || !partnership || !action || !result) {
+		ret = -EINVAL;
+		goto out;
+	}
+	if (!(f = line_open(&line, &llen, partnership, action))) {
+		ret = -errno;
+		goto out;
+	}
+	fprintf(f, ",\"paths\":%" PRIu64 ",\"result\":", paths);
+	sb_json_string(f, result, strlen(result));
+	if (reason) {
+		fputs(",\"reason\":", f);
+		sb_json_string(f, reason, strlen(reason));
+	}
+	ret = line_write(l, f, &line, &llen);
+out:
 	free(line);
 	return ret;
 }

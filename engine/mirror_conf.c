@@ -246,3 +246,11 @@ void sb_mirror_set_ignore(struct sb_mirror *m, const struct sb_ignore *ig)
 {
 	m->ig = ig;
 }
+
+size_t sb_conflict_suffixes(const char *const **out)
+{
+	/* with and without the '~' of a name already taken */
+	static const char *const suffixes[] = { SUF_SRC, SUF_TGT, SUF_SRC "~", SUF_TGT "~" };
+	*out = suffixes;
+	return sizeof(suffixes) / sizeof(*suffixes);
+}

@@ -294,6 +294,12 @@ int sb_pship_set_log(struct sb_pship *p, const char *log_path)
 	return 0;
 }
 
+int sb_pship_log_note(struct sb_pship *p, const char *action, uint64_t paths,
+		      const char *result, const char *reason)
+{
+	return sb_log_note(p->log, p->id, action, paths, result, reason);
+}
+
 void sb_pship_close(struct sb_pship *p)
 {
 	if (!p)

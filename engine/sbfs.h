@@ -113,6 +113,13 @@ const char *sb_pship_dir(const struct sb_pship *p);
  */
 int sb_pship_set_log(struct sb_pship *p, const char *log_path);
 /*
+ * Appends a line about a whole run (the mount's automatic reconciles) to
+ * the operation log: {"action":ACTION,"paths":N,"result":RESULT,"reason":…};
+ * reason may be NULL.
+ */
+int sb_pship_log_note(struct sb_pship *p, const char *action, uint64_t paths,
+		      const char *result, const char *reason);
+/*
  * What side's file system can hold, probed once per file system (caps.c):
  * in words ("exfat: case-insensitive, no modes, no symlinks, times 1 s"),
  * or as a JSON object.
@@ -297,6 +304,11 @@ void sb_conflicts_free(struct sb_conflict_list *l);
  */
 struct sb_mirror;
 struct sb_file;
+
+/* What a conflicted NAME's entries add to it (".conflict-source", ...): the
+ * names the view may show for NAME; *out gets the table, the count is
+ * returned. */
+size_t sb_conflict_suffixes(const char *const **out);
 struct stat;
 struct statvfs;
 struct timespec;

@@ -38,7 +38,7 @@ const char *suggest_name(int s);
 enum cli_opt_id {
 	OPT_DRY_RUN, OPT_QUIET, OPT_HELP, OPT_AUTO, OPT_MASS, OPT_LOG, OPT_STATE,
 	OPT_JSON, OPT_SRC, OPT_TGT, OPT_KEEP, OPT_FG, OPT_FUSE, OPT_IGNORE, OPT_NO_DEF_IGN,
-	OPT_ADD, OPT_REMOVE, CLI_NOPTS
+	OPT_ADD, OPT_REMOVE, OPT_WATCH, CLI_NOPTS
 };
 struct ctx;
 struct cli_cmd {
@@ -102,6 +102,11 @@ struct ctx {
 	int readonly;		/* the mount is: run nothing that writes */
 	void (*changed)(void *arg, const char *path, size_t len);
 	void *changed_arg;
+	/* set by the mount's automatic reconcile (autosync.c) */
+	const char *const *paths;	/* the plan limited to these; NULL: the whole tree */
+	size_t npaths;
+	int nothing;		/* out: nothing pending was found */
+	char why[512];		/* out: why the run was refused, or "" */
 };
 
 /* main.c: the commands a mount can also run for a client */
@@ -118,6 +123,16 @@ int control_start(struct sb_pship *p, struct sb_mirror *m, const char *mountpoin
 		  void (*changed)(void *arg, const char *path, size_t len), void *arg,
 		  struct control **out);
 void control_stop(struct control *c);
+/*
+ * Runs a command (cx->cmd, argv) in the mount as for a client, in the
+ * streams cli_in, cli_out and cli_err give: one at a time, with the mirror
+ * held exclusively, and what it changed invalidated afterwards. Before
+ * control_stop. The command's exit status.
+ */
+int control_run(struct control *c, struct ctx *cx, int argc, char **argv);
+/* Logs a line about an automatic reconcile (sb_pship_log_note), said on
+ * stderr should the log refuse it. */
+void control_note(struct control *c, uint64_t paths, const char *result, const char *reason);
 /* Runs argv in the mount that owns its partnership, if one does; returns the
  * exit status, or -1 when no mount owns it (run it here then). */
 int control_forward(const struct cli_cmd *cmd, int argc, char **argv);

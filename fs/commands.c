@@ -55,13 +55,16 @@ static const char usage_resolve[] =
 "                                    as for reconcile\n";
 
 static const char usage_mount[] =
-"Usage: sbfs mount [-f] [-o OPTIONS] [--auto-resolve POLICY] SOURCE TARGET MOUNTPOINT\n"
+"Usage: sbfs mount [-f] [--watch] [-o OPTIONS] [--auto-resolve POLICY] SOURCE TARGET\n"
+"                  MOUNTPOINT\n"
 "Shows the union of SOURCE and TARGET at MOUNTPOINT; every change made there\n"
 "is written to both. A reconcile runs first. Returns once the mount is ready\n"
 "and serves in the background (-f: in the foreground).\n"
 "  -o OPTIONS   FUSE mount options (allow_other, ...); with ro the view is\n"
 "               read-only and neither partner nor the state is written\n"
-"               (no reconcile runs)\n"
+"               (no reconcile runs); -o watch is --watch\n"
+"  --watch      reconcile edits made directly in SOURCE or TARGET by itself,\n"
+"               0.5 s after the last event on them (logged as reconciles are)\n"
 "  --auto-resolve POLICY, --state-dir DIR   as for reconcile\n"
 "  --ignore PATTERN, --no-default-ignores   as for reconcile; an ignored path\n"
 "               is shown from the source and written to the source only\n"
@@ -133,6 +136,7 @@ static const struct cli_opt opts[CLI_NOPTS] = {
 	[OPT_NO_DEF_IGN] = { "--no-default-ignores", 0, 0 },
 	[OPT_ADD] = { "--add", 0, 1 },
 	[OPT_REMOVE] = { "--remove", 0, 1 },
+	[OPT_WATCH] = { "--watch", 0, 0 },
 };
 
 #define O(x) (1u << (x))
@@ -148,7 +152,7 @@ static const struct cli_cmd cmds[] = {
 	{ "resolve", usage_resolve, cmd_resolve, 1,
 	  COMMON | SCANS | O(OPT_SRC) | O(OPT_TGT) | O(OPT_KEEP) | O(OPT_LOG) },
 	{ "mount", usage_mount, cmd_mount, 0,
-	  COMMON | SCANS | O(OPT_FG) | O(OPT_FUSE) | O(OPT_AUTO) },
+	  COMMON | SCANS | O(OPT_FG) | O(OPT_FUSE) | O(OPT_AUTO) | O(OPT_WATCH) },
 	{ "forget", usage_forget, cmd_forget, 0, COMMON },
 	{ "ignore", usage_ignore, cmd_ignore, 0, COMMON | SCANS | O(OPT_ADD) | O(OPT_REMOVE) },
 	{ "umount", usage_umount, cmd_umount, 0, O(OPT_HELP) },

@@ -27,7 +27,14 @@ struct changed_list {
 	size_t n;
 };
 
+/*
+ * Locks: run_lock makes commands take turns, a client's and the automatic
+ * reconciles' (autosync.c): getopt's state and the partnership's log are
+ * the process's, and cl is filled and drained under it. Everything else is
+ * set before the accepting thread starts.
+ */
 struct control {
+	pthread_mutex_t run_lock;
 	struct sb_pship *p;
 	struct sb_mirror *m;
 	int sock, dirfd;
@@ -112,31 +119,12 @@ static void serve(struct control *c, int conn)
 	if (e)
 		fds[2] = -1;
 	if (in && o && e) {
-		struct ctx cx = { .cmd = cmd, .progress = isatty(fileno(e)),
-				  .shared = c->p, .readonly = c->readonly, .changed = collect, .changed_arg = &c->cl };
+		struct ctx cx = { .cmd = cmd, .progress = isatty(fileno(e)) };
 		cli_in = in;
 		cli_out = o;
 		cli_err = e;
-		sb_mirror_exclusive(c->m, 1);
-		/* The patterns the view uses, then the client's own: else a
-		 * status would show the view's ignored paths as pending. */
-		rc = cli_ign_copy(&cx.ign, c->ign) < 0 ? EXIT_FAILED : cmd->run(&cx, argc, argv);
-		cli_ign_free(&cx.ign);
-		int r = cx.log_file ? sb_pship_set_log(c->p, NULL) : 0;
-		if (r < 0)
-			error("cannot reopen the mount's own log (the next command's "
-			      "operations go to %s): %s", cx.log_file, sb_strerror(r));
-		sb_mirror_exclusive(c->m, 0);
+		rc = control_run(c, &cx, argc, argv);
 		cli_in = cli_out = cli_err = NULL;
-		/* After the lock: the kernel may need locks a blocked request holds. */
-		for (size_t i = 0; i < c->cl.n; i++) {
-			if (c->changed)
-				c->changed(c->arg, c->cl.v[i], strlen(c->cl.v[i]));
-			free(c->cl.v[i]);
-		}
-		free(c->cl.v);
-		c->cl.v = NULL;
-		c->cl.n = 0;
 	}
 	if (in)
 		fclose(in);
@@ -154,6 +142,45 @@ out:
 	close(conn);
 	free(argv);
 	free(buf);
+}
+
+int control_run(struct control *c, struct ctx *cx, int argc, char **argv)
+{
+	pthread_mutex_lock(&c->run_lock);
+	cx->shared = c->p;
+	cx->readonly = c->readonly;
+	cx->changed = collect;
+	cx->changed_arg = &c->cl;
+	sb_mirror_exclusive(c->m, 1);
+	/* The patterns the view uses, then the client's own: else a status
+	 * would show the view's ignored paths as pending. */
+	int rc = cli_ign_copy(&cx->ign, c->ign) < 0 ? EXIT_FAILED : cx->cmd->run(cx, argc, argv);
+	cli_ign_free(&cx->ign);
+	int r = cx->log_file ? sb_pship_set_log(c->p, NULL) : 0;
+	if (r < 0)
+		error("cannot reopen the mount's own log (the next command's "
+		      "operations go to %s): %s", cx->log_file, sb_strerror(r));
+	sb_mirror_exclusive(c->m, 0);
+	/* After the lock: the kernel may need locks a blocked request holds. */
+	for (size_t i = 0; i < c->cl.n; i++) {
+		if (c->changed)
+			c->changed(c->arg, c->cl.v[i], strlen(c->cl.v[i]));
+		free(c->cl.v[i]);
+	}
+	free(c->cl.v);
+	c->cl.v = NULL;
+	c->cl.n = 0;
+	pthread_mutex_unlock(&c->run_lock);
+	return rc;
+}
+
+void control_note(struct control *c, uint64_t paths, const char *result, const char *reason)
+{
+	pthread_mutex_lock(&c->run_lock);
+	int r = sb_pship_log_note(c->p, "auto-reconcile", paths, result, reason);
+	pthread_mutex_unlock(&c->run_lock);
+	if (r < 0)
+		error("cannot log the automatic reconcile: %s", sb_strerror(r));
 }
 
 static void *accept_loop(void *arg)
@@ -183,6 +210,7 @@ int control_start(struct sb_pship *p, struct sb_mirror *m, const char *mountpoin
 	*out = NULL;
 	if (!c)
 		return ret;
+	pthread_mutex_init(&c->run_lock, NULL);
 	c->p = p;
 	c->m = m;
 	c->ign = ign;
@@ -214,6 +242,7 @@ fail:
 		close(c->sock);
 	if (c->dirfd >= 0)
 		close(c->dirfd);
+	pthread_mutex_destroy(&c->run_lock);
 	free(c);
 	return ret;
 }
@@ -228,6 +257,7 @@ void control_stop(struct control *c)
 	unlinkat(c->dirfd, "control.sock", 0);
 	unlinkat(c->dirfd, "mount", 0);
 	close(c->dirfd);
+	pthread_mutex_destroy(&c->run_lock);
 	free(c);
 }
 

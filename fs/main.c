@@ -124,6 +124,13 @@ static void tell_changed(struct ctx *c, struct sb_plan *plan)
 			c->changed(c->changed_arg, it.path, it.len);
 }
 
+/* Whether the plan deletes anything on either side. */
+static int plan_deletes(struct sb_plan *plan)
+{
+	const struct sb_plan_stats *st = sb_plan_stats(plan);
+	return st->del[0] || st->del[1];
+}
+
 /* After the error line of a state that cannot be trusted: why nothing was
  * done and the way out. src, tgt as the user gave them. */
 static void state_hint(int code, const char *src, const char *tgt)
@@ -313,8 +320,19 @@ static int reconcile(struct ctx *c, int argc, char **argv, int status_only)
 		fprintf(OUT, "Scanning source directory...\nScanning target directory...\nAnalyzing differences...\n");
 		fflush(OUT);
 	}
-	if ((ret = run_plan(c, p, NULL, 0, &h, &plan)))
+	if ((ret = run_plan(c, p, c->paths, c->npaths, &h, &plan)))
 		goto out;
+	/* The mass-deletion guard weighs the whole tree against the state: a
+	 * limited plan that deletes is made again whole, so a side emptied
+	 * one event at a time is refused as a reconcile would refuse it. */
+	if (c->paths && plan_deletes(plan)) {
+		sb_plan_free(plan);
+		plan = NULL;
+		c->paths = NULL;
+		c->npaths = 0;
+		if ((ret = run_plan(c, p, NULL, 0, &h, &plan)))
+			goto out;
+	}
 	const struct sb_plan_stats *st = sb_plan_stats(plan);
 	int pending = sb_plan_changes(plan) || st->conflicts || st->skipped;
 	if (c->json)
@@ -325,15 +343,18 @@ static int reconcile(struct ctx *c, int argc, char **argv, int status_only)
 		const char *name = side ? "target" : "source";
 		fflush(OUT);
 		if (st->unlisted[side])
-			error("refusing to sync: the %s %s cannot be listed: %s.", name,
-			      sb_pship_root(p, side), sb_strerror(st->unlisted[side]));
+			snprintf(c->why, sizeof(c->why), "the %s %s cannot be listed: %s", name,
+				 sb_pship_root(p, side), sb_strerror(st->unlisted[side]));
 		else if (st->seen[side] == 0)
-			error("refusing to sync: the %s %s is empty, but the last sync recorded %llu entries.",
-			      name, sb_pship_root(p, side), (unsigned long long)st->state_entries);
+			snprintf(c->why, sizeof(c->why),
+				 "the %s %s is empty, but the last sync recorded %llu entries", name,
+				 sb_pship_root(p, side), (unsigned long long)st->state_entries);
 		else
-			error("refusing to sync: the %s %s has lost %llu of the %llu entries the last sync recorded.",
-			      name, sb_pship_root(p, side), (unsigned long long)st->missing[side],
-			      (unsigned long long)st->state_entries);
+			snprintf(c->why, sizeof(c->why),
+				 "the %s %s has lost %llu of the %llu entries the last sync recorded",
+				 name, sb_pship_root(p, side), (unsigned long long)st->missing[side],
+				 (unsigned long long)st->state_entries);
+		error("refusing to sync: %s.", c->why);
 		fprintf(ERR, "      Is a disk unplugged or unmounted? Nothing was changed.\n"
 			"      If the deletions are intended, run again with --allow-mass-delete.\n");
 		ret = EXIT_USAGE;
@@ -345,6 +366,7 @@ static int reconcile(struct ctx *c, int argc, char **argv, int status_only)
 		ret = pending ? EXIT_PENDING : EXIT_SYNCED;
 		goto out;
 	}
+	c->nothing = !pending;
 	if (!pending && sb_plan_count(plan) == 0) {
 		if (c->ndirty)
 			sb_journal_clear(p);
@@ -352,7 +374,7 @@ static int reconcile(struct ctx *c, int argc, char **argv, int status_only)
 		ret = EXIT_SYNCED;
 		goto out;
 	}
-	ret = sb_plan_apply(p, plan, &h, 1, &res);
+	ret = sb_plan_apply(p, plan, &h, !c->paths, &res);
 	clear_progress(c);
 	tell_changed(c, plan);
 	if (ret < 0) {

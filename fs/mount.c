@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "autosync.h"
 #include "cli.h"
 #include "ignore.h"
 #include "mountinfo.h"
@@ -74,7 +75,7 @@ static void report(int fd, int code)
 }
 
 struct mount_opts {
-	int fg;
+	int fg, watch;
 	char *fuse;	/* the -o options, joined by commas */
 	const char *auto_resolve, *state_dir;
 	struct cli_ign ign;
@@ -90,20 +91,27 @@ static int mount_opt(void *arg, int id, char *val)
 	case OPT_STATE: mo->state_dir = val; break;
 	case OPT_HELP: return -2;
 	case OPT_IGNORE: case OPT_NO_DEF_IGN: return cli_ign_opt(&mo->ign, id, val);
+	case OPT_WATCH: mo->watch = 1; break;
 	case OPT_FUSE: {
 		/* noauto, nofail, x-systemd.* ... of an fstab line are mount(8)'s,
-		 * and libfuse would refuse them as unknown */
+		 * and libfuse would refuse them as unknown; watch is ours */
 		char *kept;
 		if (fstab_filter_opts(val, &kept) < 0)
 			return -4;
-		if (!kept)
-			break;
-		int r = asprintf(&n, "%s%s%s", mo->fuse ? mo->fuse : "", mo->fuse ? "," : "", kept);
+		for (char *sv, *o = kept ? strtok_r(kept, ",", &sv) : NULL; o;
+		     o = strtok_r(NULL, ",", &sv)) {
+			if (!strcmp(o, "watch")) {
+				mo->watch = 1;
+				continue;
+			}
+			if (asprintf(&n, "%s%s%s", mo->fuse ? mo->fuse : "", mo->fuse ? "," : "", o) < 0) {
+				free(kept);
+				return -4;
+			}
+			free(mo->fuse);
+			mo->fuse = n;
+		}
 		free(kept);
-		if (r < 0)
-			return -4;
-		free(mo->fuse);
-		mo->fuse = n;
 		break;
 	}
 	}
@@ -171,6 +179,7 @@ int cmd_mount(struct ctx *c, int argc, char **argv)
 	struct control *ctl = NULL;
 	struct sb_ignore *ig = NULL;
 	struct watch *wt = NULL;
+	struct autosync *as = NULL;
 	char **rargv = NULL;
 
 	int op = cli_options(c->cmd, argc, argv, 0, mount_opt, &mo);
@@ -329,13 +338,23 @@ int cmd_mount(struct ctx *c, int argc, char **argv)
 		goto out;
 	}
 	set_readahead(mnt);
+	/* Before the watcher: --watch's reconciles run through it. */
+	if (control_start(p, m, mnt, ro, &mo.ign, invalidate, v, &ctl) < 0) {
+		error("cannot start the control socket in %s", sb_pship_dir(p));
+		goto out_stop;
+	}
+	const char *const roots[2] = { sb_pship_root(p, 0), sb_pship_root(p, 1) };
+	/* A read-only mount writes nothing, so reconciles nothing either. */
+	if (mo.watch && ro)
+		warning("--watch on a read-only mount: edits made outside are not reconciled");
+	else if (mo.watch && autosync_start(ctl, roots, &as) < 0)
+		goto out_stop;
 	/* Before stderr goes: running out of watches is said there. Without
 	 * the watcher (SBFS_TEST_NO_WATCH, for the tests that show it is
 	 * needed) or when it cannot start, the mount runs on. */
 	const char *nw = getenv("SBFS_TEST_NO_WATCH");
 	if (!nw || !*nw)
-		watch_start(v, (const char *const[]){ sb_pship_root(p, 0), sb_pship_root(p, 1) }, ig,
-			    &wt);
+		watch_start(v, roots, ig, as, &wt);
 	if (wt && sb_pship_local(p, 0) && sb_pship_local(p, 1))
 		view_set_cover(v, covered, wt);
 	if (!fg) {
@@ -351,13 +370,9 @@ int cmd_mount(struct ctx *c, int argc, char **argv)
 			/* harmless: every path in use is absolute */
 		}
 	} else {
-		printf("Mounted %s at %s%s (Ctrl-C or sbfs umount to stop)\n", sb_pship_root(p, 0),
-		       mnt, ro ? ", read-only" : "");
+		printf("Mounted %s at %s%s%s (Ctrl-C or sbfs umount to stop)\n", sb_pship_root(p, 0),
+		       mnt, ro ? ", read-only" : "", as ? ", reconciling edits made outside" : "");
 		fflush(stdout);
-	}
-	if (control_start(p, m, mnt, ro, &mo.ign, invalidate, v, &ctl) < 0) {
-		error("cannot start the control socket in %s", sb_pship_dir(p));
-		goto out_stop;
 	}
 	report(pipefd[1], EXIT_SYNCED);
 	pipefd[1] = -1;
@@ -369,6 +384,9 @@ int cmd_mount(struct ctx *c, int argc, char **argv)
 	sb_mirror_flush(m);
 out_stop:
 	watch_stop(wt);	/* invalidates through the session view_free ends */
+	/* No note comes now: what waits is cancelled, a run going on ends
+	 * first (it needs the control socket's turn). */
+	autosync_stop(as);
 	control_stop(ctl);
 	ctl = NULL;
 out:

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -618,7 +619,7 @@ void view_free(struct view *v)
 	free(v);
 }
 
-void view_invalidate(struct view *v, const char *path, int gone)
+static void drop_one(struct view *v, const char *path, int gone)
 {
 	uint64_t parent, id;
 	itab_find(v->t, path, &parent, &id);
@@ -627,7 +628,25 @@ void view_invalidate(struct view *v, const char *path, int gone)
 	const char *base = strrchr(path, '/');
 	base = base ? base + 1 : path;
 	/* A name the kernel holds no node of may be one it remembers as
-	 * missing (ll_lookup): that goes too. */
-	if ((gone || !id) && parent && *base)
+	 * missing (ll_lookup does so while covered): that goes too. */
+	if ((gone || (!id && v->covered && v->covered(v->cover_arg))) && parent && *base)
 		fuse_lowlevel_notify_inval_entry(v->se, parent, base, strlen(base));
+}
+
+/* With path go the names of its conflict entries, which a reconcile or an
+ * edit outside makes appear or go with it. */
+void view_invalidate(struct view *v, const char *path, int gone)
+{
+	const char *const *suf;
+	size_t n = sb_conflict_suffixes(&suf), len = strlen(path);
+	char *buf;
+
+	drop_one(v, path, gone);
+	if (!len || !(buf = malloc(len + 32)))
+		return;
+	for (size_t k = 0; k < n; k++) {
+		snprintf(buf, len + 32, "%s%s", path, suf[k]);
+		drop_one(v, buf, gone);
+	}
+	free(buf);
 }

@@ -31,16 +31,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "autosync.h"
 #include "cli.h"
 #include "ignore.h"
 #include "view.h"
 #include "watch.h"
-
-/* How engine/mirror.c shows a conflicted NAME: its cached names are
- * dropped with NAME's (with and without the '~' of a taken name). */
-static const char *const conflict_suffix[] = {
-	".conflict-source", ".conflict-target", ".conflict-source~", ".conflict-target~",
-};
 
 #define MASK (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_CREATE | IN_DELETE | \
 	      IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF | \
@@ -81,6 +76,7 @@ struct pend {
 struct watch {
 	struct view *v;
 	const struct sb_ignore *ig;
+	struct autosync *as;	/* --watch: NULL without */
 	struct side s[2];
 	int stop;		/* eventfd: watch_stop's knock */
 	pthread_t thr;
@@ -215,8 +211,6 @@ static void drop(struct watch *w, char *path, int gone)
 
 static void flush(struct watch *w)
 {
-	char buf[PATH_MAX + 32];
-
 	qsort(w->pend, w->npend, sizeof(*w->pend), cmp_pend);
 	for (size_t i = 0; i < w->npend; i++) {
 		struct pend *p = &w->pend[i];
@@ -225,11 +219,7 @@ static void flush(struct watch *w)
 			free(p->path);
 			continue;
 		}
-		drop(w, p->path, p->gone);
-		size_t len = strlen(p->path);
-		for (size_t k = 0; len > 1 && k < sizeof(conflict_suffix) / sizeof(*conflict_suffix); k++)
-			if (snprintf(buf, sizeof(buf), "%s%s", p->path, conflict_suffix[k]) < (int)sizeof(buf))
-				drop(w, buf, p->gone);
+		drop(w, p->path, p->gone);	/* its conflict entries' names too */
 		free(p->path);
 	}
 	w->npend = 0;
@@ -396,6 +386,18 @@ static void rewalk(struct watch *w, int side)
 		}
 }
 
+/* For --watch: the path for a reconcile. A file's close after writing
+ * ends its wait for the writer; what neither side's plan would look at
+ * (an ignored name, on either side) is not noted. */
+static void note(struct watch *w, const char *rel, uint32_t mask, int is_dir)
+{
+	size_t len = strlen(rel);
+	if (!w->as || (w->ig && sb_ignore_match(w->ig, rel, len, is_dir)))
+		return;
+	autosync_note(w->as, rel, len, mask & IN_MODIFY ? AS_WRITING
+				      : mask & IN_CLOSE_WRITE ? AS_CLOSED : AS_CHANGED);
+}
+
 static void event(struct watch *w, int side, const struct inotify_event *ev)
 {
 	struct side *s = &w->s[side];
@@ -403,6 +405,8 @@ static void event(struct watch *w, int side, const struct inotify_event *ev)
 
 	if (ev->mask & IN_Q_OVERFLOW) {
 		s->overflow = 1;
+		if (w->as)
+			autosync_note(w->as, "", 0, AS_ALL);	/* a scan of the tree */
 		return;
 	}
 	struct wdir *d = wd_find(s, ev->wd);
@@ -421,6 +425,7 @@ static void event(struct watch *w, int side, const struct inotify_event *ev)
 	int is_dir = !!(ev->mask & IN_ISDIR);
 	if (target_ignores(w, side, rel, is_dir))
 		goto out;	/* not in the view */
+	note(w, rel, ev->mask, is_dir);
 	/* A directory that appears goes by name too, with what the kernel
 	 * holds beneath it: names made and deleted there before its watch
 	 * went on would otherwise stay. */
@@ -511,7 +516,7 @@ static void watch_free(struct watch *w)
 }
 
 int watch_start(struct view *v, const char *const roots[2], const struct sb_ignore *ig,
-		struct watch **out)
+		struct autosync *as, struct watch **out)
 {
 	struct watch *w = calloc(1, sizeof(*w));
 	sigset_t all, old;
@@ -523,6 +528,7 @@ int watch_start(struct view *v, const char *const roots[2], const struct sb_igno
 	w->s[0].fd = w->s[1].fd = w->stop = -1;
 	w->v = v;
 	w->ig = ig;
+	w->as = as;
 	for (int i = 0; i < 2; i++) {
 		w->s[i].root = roots[i];
 		if ((w->s[i].fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) < 0) {

@@ -18,6 +18,7 @@
  * timeouts, as without the watcher. A queue overflow walks the tree of
  * that partner again: watches re-added, every path in it invalidated.
  */
+struct autosync;
 struct sb_ignore;
 struct view;
 struct watch;
@@ -26,11 +27,13 @@ struct watch;
  * Watches the directories of roots[0] (source) and roots[1] (target) and
  * starts the thread that has v's kernel caches dropped. ig (may be NULL): the view hides the
  * target's ignored paths, so those are not watched. The initial walk is
- * done before it returns, so an edit after that is seen. 0 or -errno (said
+ * done before it returns, so an edit after that is seen. as (may be NULL,
+ * else it outlives the watcher): each path an event names is noted there
+ * too, for the automatic reconciles of --watch (autosync.h). 0 or -errno (said
  * on stderr); running out of watches is not an error.
  */
 int watch_start(struct view *v, const char *const roots[2], const struct sb_ignore *ig,
-		struct watch **out);
+		struct autosync *as, struct watch **out);
 /*
  * Stops the thread and frees everything; before v is freed. NULL-safe.
  * An invalidation waits for what the kernel holds (a directory's lock, a
