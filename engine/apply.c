@@ -365,16 +365,24 @@ static int apply_item(struct apply *a, const struct sb_pitem *it, const char *pa
 		*logsha = it->s[!to].info.type == SB_FILE || it->s[!to].info.type == SB_LINK;
 		return record(a, it, name, !to, it->s[!to].info.type == SB_DIR ? NULL : sha, 1,
 			      &tofp);
-	case SB_OP_META:
-		if ((ret = sb_ap_meta(a, it, name, &tofp)) < 0)
+	case SB_OP_META: {
+		int from = !to;	/* an ACL set moves the mode: its xattrs come along */
+		if ((ret = sb_ap_meta(a, it, name, &tofp)) < 0 ||
+		    (it->s[from].info.type == SB_FILE &&
+		     (ret = sb_ap_xattr_follow(a, it, name, &from, &tofp)) < 0))
 			return ret;
 		return record(a, it, name, !to, known_sha(it), 0,
 			      it->s[!to].info.type == SB_FILE ? &tofp : NULL);
-	case SB_OP_RECORD:
+	}
+	case SB_OP_RECORD: {
+		int from = -1;
 		if ((ret = sb_ap_unchanged(a->pfd[0], name, &it->s[0])) < 0 ||
-		    (ret = sb_ap_unchanged(a->pfd[1], name, &it->s[1])) < 0)
+		    (ret = sb_ap_unchanged(a->pfd[1], name, &it->s[1])) < 0 ||
+		    (ret = sb_ap_xattr_follow(a, it, name, &from, &tofp)) < 0)
 			return ret;
-		return record(a, it, name, SB_SRC, known_sha(it), 0, NULL);
+		return record(a, it, name, ret ? from : SB_SRC, known_sha(it), 0,
+			      ret ? &tofp : NULL);
+	}
 	case SB_OP_DELETE:
 		if ((ret = sb_ap_delete(a, it, name)) < 0)
 			return ret;

@@ -170,6 +170,139 @@ out:
 	return ret;
 }
 
+/* Name's value on fd into *val (grown as needed): its length, -ENODATA. */
+static ssize_t xattr_value(int fd, const char *name, char **val, size_t *cap)
+{
+	for (int tries = 0; tries < 3; tries++) {
+		ssize_t n = fgetxattr(fd, name, NULL, 0);
+		if (n < 0)
+			return -errno;
+		if ((size_t)n + 1 > *cap) {
+			char *v = realloc(*val, (size_t)n + 1);
+			if (!v)
+				return -ENOMEM;
+			*val = v;
+			*cap = (size_t)n + 1;
+		}
+		if ((n = fgetxattr(fd, name, *val, *cap)) >= 0 || errno != ERANGE)
+			return n < 0 ? -errno : n;
+	}
+	return -EAGAIN;
+}
+
+/* Whether name is in the list of n bytes. */
+static int listed(const char *list, ssize_t n, const char *name)
+{
+	for (const char *nm = list; nm && nm < list + n; nm += strlen(nm) + 1)
+		if (!strcmp(nm, name))
+			return 1;
+	return 0;
+}
+
+/* Side i's name, open (O_RDONLY is enough for xattrs) and still as want
+ * says, with its xattr names in *list (malloc'd, *n bytes). */
+static int xattr_side(struct apply *a, const struct sb_fp *want, int i, const char *name,
+		      int *fd, char **list, ssize_t *n)
+{
+	struct stat st;
+	struct sb_fp fp;
+
+	*fd = openat(a->pfd[i], name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (*fd < 0 || fstat(*fd, &st) < 0)
+		return errno == ENOENT || errno == ELOOP ? -EAGAIN : -errno;
+	sb_fp_from_stat(&fp, &st);
+	if (!sb_fp_equal(&fp, want))
+		return -EAGAIN;
+	if ((*n = flistxattr(*fd, NULL, 0)) <= 0)
+		return *n < 0 && errno != ENOTSUP ? -errno : (*n = 0);
+	if (!(*list = malloc((size_t)*n)))
+		return -ENOMEM;
+	return (*n = flistxattr(*fd, *list, (size_t)*n)) < 0 ? -EAGAIN : 0;
+}
+
+/*
+ * The xattrs of a file's side that changed onto the other, where they
+ * differ, the content being the same: with *from < 0 (a RECORD: same
+ * content and metadata), the side whose fingerprint alone moved since the
+ * last sync (its ctime: an xattr or an ACL set there, say), if only one
+ * did; else (a META, after sb_ap_meta) *from, the other side being as
+ * *tofp says. 1 with *from that side and *tofp the other's new fingerprint
+ * when it changed them; 0 when nothing was to do; -EAGAIN when a side
+ * moved since.
+ */
+int sb_ap_xattr_follow(struct apply *a, const struct sb_pitem *it, const char *name, int *from,
+		       struct sb_fp *tofp)
+{
+	int fd[2] = { -1, -1 }, ret = 0, changed = 0, f = *from;
+	char *list[2] = { NULL, NULL }, *v[2] = { NULL, NULL };
+	size_t cap[2] = { 0, 0 };
+	ssize_t n[2] = { 0, 0 };
+	struct sb_fp want[2] = { it->s[0].fp, it->s[1].fp };
+	struct stat st;
+
+	if (it->s[0].info.type != SB_FILE || !(it->flags & SB_IF_REC) ||
+	    !(sb_pship_caps(a->p, 0)->flags & SB_CAP_XATTR) ||
+	    !(sb_pship_caps(a->p, 1)->flags & SB_CAP_XATTR))
+		return 0;
+	if (f < 0) {
+		int m0 = !sb_fp_equal(&it->s[0].fp, &it->rec.fp[0]);
+		int m1 = !sb_fp_equal(&it->s[1].fp, &it->rec.fp[1]);
+		if (m0 == m1)
+			return 0;
+		f = m0 ? 0 : 1;
+	} else {
+		want[!f] = *tofp;
+	}
+	int t = !f;
+	int64_t before = sb_wall_ns();
+	for (int i = 0; i < 2; i++)
+		if ((ret = xattr_side(a, &want[i], i, name, &fd[i], &list[i], &n[i])) < 0)
+			goto out;
+	/* The changed side's names onto the other where the value differs... */
+	for (const char *nm = list[f]; nm && nm < list[f] + n[f]; nm += strlen(nm) + 1) {
+		if (!xattr_carried(a, nm))
+			continue;
+		ssize_t x = xattr_value(fd[f], nm, &v[0], &cap[0]);
+		ssize_t y = listed(list[t], n[t], nm) ? xattr_value(fd[t], nm, &v[1], &cap[1]) : -ENODATA;
+		if (x == -ENODATA)
+			continue;
+		if (x < 0 || (y < 0 && y != -ENODATA)) {
+			ret = x < 0 ? (int)x : (int)y;
+			goto out;
+		}
+		if (y == x && !memcmp(v[0], v[1], (size_t)x))
+			continue;
+		if (fsetxattr(fd[t], nm, v[0], (size_t)x, 0) == 0)
+			changed = 1;
+		else if (errno != ENOTSUP && errno != EPERM && errno != EINVAL && errno != E2BIG) {
+			ret = -errno;
+			goto out;
+		}
+	}
+	/* ...and the other's that the changed side no longer has go. */
+	for (const char *nm = list[t]; nm && nm < list[t] + n[t]; nm += strlen(nm) + 1)
+		if (xattr_carried(a, nm) && !listed(list[f], n[f], nm) && fremovexattr(fd[t], nm) == 0)
+			changed = 1;
+	if (changed && fstat(fd[t], &st) < 0) {
+		ret = -errno;
+		goto out;
+	}
+	if (changed) {
+		sb_fp_from_stat(tofp, &st);
+		sb_fp_settle(tofp, sb_pship_fine(a->p, t), before);
+		*from = f;
+		ret = 1;
+	}
+out:
+	for (int i = 0; i < 2; i++) {
+		if (fd[i] >= 0)
+			close(fd[i]);
+		free(list[i]);
+		free(v[i]);
+	}
+	return ret;
+}
+
 /*
  * Copies a file into a new temporary on side `to`; -EAGAIN if the source moved.
  * The temporary is returned open in *outfd, with its fingerprint once its

@@ -74,5 +74,9 @@ int sb_ap_copy(struct apply *a, const struct sb_pitem *it, const char *name,
 int sb_ap_meta(struct apply *a, const struct sb_pitem *it, const char *name,
 	       struct sb_fp *tofp);
 int sb_ap_delete(struct apply *a, const struct sb_pitem *it, const char *name);
+/* For a RECORD: the xattrs of the side whose fingerprint alone moved onto
+ * the other (1, with *from and *tofp for the record), or 0: nothing to do. */
+int sb_ap_xattr_follow(struct apply *a, const struct sb_pitem *it, const char *name, int *from,
+		       struct sb_fp *tofp);
 
 #endif
