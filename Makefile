@@ -26,7 +26,7 @@ $(1)/engine/%.o: engine/%.c engine/*.h
 $(1)/fs/%.o: fs/%.c $(wildcard fs/*.h) engine/sbfs.h engine/ignore.h
 	@mkdir -p $$(@D)
 	$$(CC) $$(WARN) $$(OPT) $(2) $$(PKG_CFLAGS) -Iengine -Ifs -c $$< -o $$@
-$(1)/tests/%.o: tests/%.c $(wildcard tests/lib/*.h) engine/*.h
+$(1)/tests/%.o: tests/%.c $(wildcard tests/lib/*.h) engine/*.h fs/cli.h
 	@mkdir -p $$(@D)
 	$$(CC) $$(WARN) $$(OPT) $(2) $$(PKG_CFLAGS) -Iengine -Itests/lib -c $$< -o $$@
 $(1)/libsbfs.a: $(patsubst %.c,$(1)/%.o,$(ENGINE_SRC))
@@ -35,6 +35,8 @@ $(1)/sbfs: $(patsubst %.c,$(1)/%.o,$(FS_SRC)) $(1)/libsbfs.a
 	$$(CC) $(2) -o $$@ $$^ $$(PKG_LIBS) -lpthread
 $(1)/tests/%: $(1)/tests/%.o $(patsubst %.c,$(1)/%.o,$(TEST_HELP)) $(1)/libsbfs.a
 	$$(CC) $(2) -o $$@ $$^ $$(PKG_LIBS) $$(CRIT_LIBS) -lpthread
+# fs/syslog.c's repeat limiting is tested in process, on a clock the test sets
+$(1)/tests/fs/test_daemon: $(1)/fs/syslog.o
 endef
 
 $(eval $(call variant,build,))

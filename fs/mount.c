@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -349,6 +350,10 @@ int cmd_mount(struct ctx *c, int argc, char **argv)
 		if (chdir("/") < 0) {
 			/* harmless: every path in use is absolute */
 		}
+		/* No terminal from here on: what would go to stderr goes to
+		 * syslog; without it the mount still serves, unheard. */
+		if (dlog_open(sb_pship_root(p, 0), sb_pship_root(p, 1)) == 0)
+			dlog_say(LOG_INFO, "mounted at %s%s", mnt, ro ? ", read-only" : "");
 	} else {
 		printf("Mounted %s at %s%s (Ctrl-C or sbfs umount to stop)\n", sb_pship_root(p, 0),
 		       mnt, ro ? ", read-only" : "");
@@ -366,6 +371,8 @@ int cmd_mount(struct ctx *c, int argc, char **argv)
 	 * answers, so a command sent meanwhile is run after them, by us, and
 	 * one that finds the socket gone finds them written. */
 	sb_mirror_flush(m);
+	if (dlog_on())
+		dlog_say(LOG_INFO, "unmounted from %s%s", mnt, ret ? " (the session failed)" : "");
 out_stop:
 	watch_stop(wt);	/* invalidates through the session view_free ends */
 	control_stop(ctl);
@@ -381,6 +388,7 @@ out:
 	free(rargv);
 	free(mopts);
 	free(mnt);
+	dlog_close();
 	return ret;
 }
 
