@@ -39,7 +39,7 @@ const char *suggest_name(int s);
 enum cli_opt_id {
 	OPT_DRY_RUN, OPT_QUIET, OPT_HELP, OPT_AUTO, OPT_MASS, OPT_LOG, OPT_STATE,
 	OPT_JSON, OPT_SRC, OPT_TGT, OPT_KEEP, OPT_FG, OPT_FUSE, OPT_IGNORE, OPT_NO_DEF_IGN,
-	OPT_ADD, OPT_REMOVE, CLI_NOPTS
+	OPT_ADD, OPT_REMOVE, OPT_LAZY, CLI_NOPTS
 };
 struct ctx;
 struct cli_cmd {
@@ -130,6 +130,11 @@ int cmd_mount(struct ctx *c, int argc, char **argv);
 int cmd_umount(struct ctx *c, int argc, char **argv);
 int cmd_forget(struct ctx *c, int argc, char **argv);	/* main.c */
 int cmd_ignore(struct ctx *c, int argc, char **argv);	/* ignore.c */
+
+/* busy.c: the processes using what is under mnt, as "  PID COMMAND"
+ * lines to f after a heading; their count, and in *hidden that of the
+ * processes we may not look at (another user's). */
+int busy_holders(FILE *f, const char *mnt, int *hidden);
 
 /* version.c: sbfs --version, with the libraries' versions */
 void cli_version(FILE *f);

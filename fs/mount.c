@@ -392,35 +392,77 @@ out:
 	return ret;
 }
 
-int cmd_umount(struct ctx *c, int argc, char **argv)
+static int umount_opt(void *arg, int id, char *val)
 {
-	if (argc != 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-		fputs(c->cmd->usage, argc == 2 ? stdout : stderr);
-		return argc == 2 ? EXIT_SYNCED : EXIT_USAGE;
-	}
-	/* Bad input is told apart from a failed unmount (a busy mount). */
-	char *mnt = realpath(argv[1], NULL);
-	unsigned maj, min;
-	int sbfs = 0, found = mnt && mounted_at(mnt, &maj, &min, &sbfs);
-	free(mnt);
-	if (!found || !sbfs) {
-		if (!mnt)
-			error("%s: %s", argv[1], strerror(errno));
-		else
-			error("%s: %s", argv[1], found ? "not an sbfs mount" : "not a mount point");
-		return EXIT_USAGE;
-	}
+	(void)val;
+	if (id == OPT_HELP)
+		return -2;
+	*(int *)arg = 1;	/* OPT_LAZY */
+	return 0;
+}
+
+/* fusermount3 -u [-z] mnt; 0, or -1 with its complaint in why. */
+static int fusermount_u(const char *mnt, int lazy, char *why, size_t len)
+{
+	int fds[2];
+	*why = '\0';
+	if (pipe2(fds, O_CLOEXEC) < 0)
+		return -1;
 	pid_t pid = fork();
 	if (pid == 0) {
-		execlp("fusermount3", "fusermount3", "-u", argv[1], (char *)NULL);
+		dup2(fds[1], 2);
+		if (lazy)
+			execlp("fusermount3", "fusermount3", "-u", "-z", mnt, (char *)NULL);
+		else
+			execlp("fusermount3", "fusermount3", "-u", mnt, (char *)NULL);
 		_exit(127);
 	}
+	close(fds[1]);
+	size_t n = 0;
+	for (ssize_t r; pid > 0 && n + 1 < len && (r = read(fds[0], why + n, len - 1 - n)) > 0;)
+		n += (size_t)r;
+	why[n] = '\0';
+	why[strcspn(why, "\n")] = '\0';
+	close(fds[0]);
 	int st;
 	if (pid < 0 || waitpid(pid, &st, 0) < 0)
-		return EXIT_FAILED;
-	if (!WIFEXITED(st) || WEXITSTATUS(st)) {
-		error("%s: not unmounted", argv[1]);
-		return EXIT_FAILED;
+		return -1;
+	return WIFEXITED(st) && !WEXITSTATUS(st) ? 0 : -1;
+}
+
+int cmd_umount(struct ctx *c, int argc, char **argv)
+{
+	int lazy = 0, op = cli_options(c->cmd, argc, argv, 0, umount_opt, &lazy);
+	if (op == -2 || op < 0 || argc - op != 1) {
+		fputs(c->cmd->usage, op == -2 ? stdout : stderr);
+		return op == -2 ? EXIT_SYNCED : EXIT_USAGE;
 	}
-	return EXIT_SYNCED;
+	const char *arg = argv[op];
+	/* Bad input is told apart from a failed unmount (a busy mount). */
+	char *mnt = realpath(arg, NULL);
+	int err = errno;
+	unsigned maj, min;
+	int sbfs = 0, found = mnt && mounted_at(mnt, &maj, &min, &sbfs);
+	if (!found || !sbfs) {
+		if (!mnt)
+			error("%s: %s", arg, strerror(err));
+		else
+			error("%s: %s", arg, found ? "not an sbfs mount" : "not a mount point");
+		free(mnt);
+		return EXIT_USAGE;
+	}
+	char why[512];
+	int ret = EXIT_SYNCED;
+	if (fusermount_u(arg, lazy, why, sizeof(why)) < 0) {
+		ret = EXIT_FAILED;
+		error("%s: not unmounted%s%s", arg, *why ? ": " : "", why);
+		int hidden;
+		if (busy_holders(stderr, mnt, &hidden) || hidden)
+			fprintf(stderr, "%s%s: to detach it now and let it go once unused: "
+				"sbfs umount -z %s (or fusermount3 -u -z %s)\n",
+				hidden ? "(processes of other users were not looked at)\n" : "",
+				arg, arg, arg);
+	}
+	free(mnt);
+	return ret;
 }

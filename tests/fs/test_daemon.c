@@ -3,6 +3,7 @@
  * line naming the partnership, a message repeated past the burst limit
  * counted and the count said once (fs/syslog.c, linked in; the tests read
  * its lines from SBFS_TEST_SYSLOG's file, never the system's /dev/log).
+ * sbfs umount of a busy mount names who holds it; -z detaches it.
  */
 #include <criterion/criterion.h>
 #include <signal.h>
@@ -20,9 +21,16 @@
 static struct tl_env env;
 static struct tl_mount mnt;
 
+static struct tl_proc holder;	/* a process working in the mount */
+
 static void setup(void) { tl_env_init(&env); }
 static void teardown(void)
 {
+	if (holder.pid && !holder.reaped) {
+		struct tl_run r = tl_proc_wait(&holder, SIGKILL);
+		tl_run_free(&r);
+	}
+	memset(&holder, 0, sizeof(holder));
 	tl_mount_cleanup(&mnt);
 	free(mnt.dir);
 	free(mnt.sanlog);
@@ -123,4 +131,38 @@ Test(daemon, repeats_are_counted_and_said_once)
 	cr_assert(strstr(got, "\"held at close\" repeated 5 more times\n"), "%s", got);
 	free(got);
 	free(log);
+}
+
+Test(daemon, umount_of_a_busy_mount_names_the_holder)
+{
+	tl_fuse_required();
+	tl_mount(&env, &mnt, NULL);
+	tl_mkdir(mnt.dir, "work");
+	char *in = tl_join(mnt.dir, "work");
+	tl_spawn_ex(&holder, NULL, "sh", 0, OPTS("-c", "cd \"$1\" && exec sleep 600", "sh", in));
+	char link[64], cwd[4096] = "";
+	snprintf(link, sizeof(link), "/proc/%d/cwd", (int)holder.pid);
+	for (int i = 0; i < 600 && strcmp(cwd, in) && !tl_proc_done(&holder); i++) {
+		ssize_t n = readlink(link, cwd, sizeof(cwd) - 1);
+		cwd[n > 0 ? n : 0] = '\0';
+		if (strcmp(cwd, in))
+			usleep(20000);
+	}
+	cr_assert_str_eq(cwd, in, "the holder never went into the mount");
+	struct tl_run r = tl_sbfs_run(&env, NULL, OPTS("umount", mnt.dir));
+	cr_assert_eq(r.status, 3, "umount of a busy mount: exit %d\n%s", r.status, r.err);
+	char want[64];
+	snprintf(want, sizeof(want), "  %d sleep\n", (int)holder.pid);
+	cr_assert(strstr(r.err, mnt.dir) && strstr(r.err, "busy") && strstr(r.err, "PID COMMAND\n") &&
+		  strstr(r.err, want) && strstr(r.err, "sbfs umount -z"), "%s", r.err);
+	cr_assert(tl_mounted(mnt.dir), "the busy mount went");
+	tl_run_free(&r);
+	r = tl_sbfs_run(&env, NULL, OPTS("umount", "--lazy", mnt.dir));
+	cr_assert_eq(r.status, 0, "umount --lazy: exit %d\n%s", r.status, r.err);
+	cr_assert(!tl_mounted(mnt.dir), "still mounted after umount -z");
+	tl_run_free(&r);
+	r = tl_proc_wait(&holder, SIGKILL);	/* the last user gone, the daemon ends */
+	tl_run_free(&r);
+	tl_umount_wait(&mnt);
+	free(in);
 }
