@@ -55,6 +55,9 @@ BINDIR  ?= $(PREFIX)/bin
 SBINDIR ?= $(PREFIX)/sbin
 MANDIR  ?= $(PREFIX)/share/man
 COMPDIR ?= $(PREFIX)/share/bash-completion/completions
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+USERUNITDIR ?= $(PREFIX)/lib/systemd/user
+DOCDIR  ?= $(PREFIX)/share/doc/sbfs
 
 .PHONY: all test test-plain test-san demo bench clean deps install uninstall
 .SECONDARY:
@@ -85,10 +88,18 @@ install: build/sbfs
 	install -m 644 man/sbfs.1 $(DESTDIR)$(MANDIR)/man1/sbfs.1
 	install -m 644 completion/sbfs.bash $(DESTDIR)$(COMPDIR)/sbfs
 	ln -sf $(BINDIR)/sbfs $(DESTDIR)$(SBINDIR)/mount.fuse.sbfs
+	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(USERUNITDIR) $(DESTDIR)$(DOCDIR)/examples
+	sed 's|@BINDIR@|$(BINDIR)|g' systemd/sbfs-mount@.service >$(DESTDIR)$(UNITDIR)/sbfs-mount@.service
+	sed 's|@BINDIR@|$(BINDIR)|g' systemd/sbfs-mount@.service >$(DESTDIR)$(USERUNITDIR)/sbfs-mount@.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/sbfs-mount@.service $(DESTDIR)$(USERUNITDIR)/sbfs-mount@.service
+	install -m 644 systemd/mnt-sbfs.mount $(DESTDIR)$(DOCDIR)/examples/mnt-sbfs.mount
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/sbfs $(DESTDIR)$(SBINDIR)/mount.fuse.sbfs \
-	      $(DESTDIR)$(MANDIR)/man1/sbfs.1 $(DESTDIR)$(COMPDIR)/sbfs
+	      $(DESTDIR)$(MANDIR)/man1/sbfs.1 $(DESTDIR)$(COMPDIR)/sbfs \
+	      $(DESTDIR)$(UNITDIR)/sbfs-mount@.service $(DESTDIR)$(USERUNITDIR)/sbfs-mount@.service \
+	      $(DESTDIR)$(DOCDIR)/examples/mnt-sbfs.mount
+	-rmdir $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) 2>/dev/null
 
 clean:
 	rm -rf build build-san
