@@ -26,7 +26,7 @@ $(1)/engine/%.o: engine/%.c engine/*.h
 $(1)/fs/%.o: fs/%.c $(wildcard fs/*.h) engine/sbfs.h engine/ignore.h
 	@mkdir -p $$(@D)
 	$$(CC) $$(WARN) $$(OPT) $(2) $$(PKG_CFLAGS) -Iengine -Ifs -c $$< -o $$@
-$(1)/tests/%.o: tests/%.c $(wildcard tests/lib/*.h) engine/*.h
+$(1)/tests/%.o: tests/%.c $(wildcard tests/lib/*.h) engine/*.h fs/cli.h
 	@mkdir -p $$(@D)
 	$$(CC) $$(WARN) $$(OPT) $(2) $$(PKG_CFLAGS) -Iengine -Itests/lib -c $$< -o $$@
 $(1)/libsbfs.a: $(patsubst %.c,$(1)/%.o,$(ENGINE_SRC))
@@ -35,6 +35,8 @@ $(1)/sbfs: $(patsubst %.c,$(1)/%.o,$(FS_SRC)) $(1)/libsbfs.a
 	$$(CC) $(2) -o $$@ $$^ $$(PKG_LIBS) -lpthread
 $(1)/tests/%: $(1)/tests/%.o $(patsubst %.c,$(1)/%.o,$(TEST_HELP)) $(1)/libsbfs.a
 	$$(CC) $(2) -o $$@ $$^ $$(PKG_LIBS) $$(CRIT_LIBS) -lpthread
+# fs/syslog.c's repeat limiting is tested in process, on a clock the test sets
+$(1)/tests/fs/test_daemon: $(1)/fs/syslog.o
 endef
 
 $(eval $(call variant,build,))
@@ -53,6 +55,9 @@ BINDIR  ?= $(PREFIX)/bin
 SBINDIR ?= $(PREFIX)/sbin
 MANDIR  ?= $(PREFIX)/share/man
 COMPDIR ?= $(PREFIX)/share/bash-completion/completions
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+USERUNITDIR ?= $(PREFIX)/lib/systemd/user
+DOCDIR  ?= $(PREFIX)/share/doc/sbfs
 
 .PHONY: all test test-plain test-san demo bench clean deps install uninstall
 .SECONDARY:
@@ -83,10 +88,18 @@ install: build/sbfs
 	install -m 644 man/sbfs.1 $(DESTDIR)$(MANDIR)/man1/sbfs.1
 	install -m 644 completion/sbfs.bash $(DESTDIR)$(COMPDIR)/sbfs
 	ln -sf $(BINDIR)/sbfs $(DESTDIR)$(SBINDIR)/mount.fuse.sbfs
+	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(USERUNITDIR) $(DESTDIR)$(DOCDIR)/examples
+	sed 's|@BINDIR@|$(BINDIR)|g' systemd/sbfs-mount@.service >$(DESTDIR)$(UNITDIR)/sbfs-mount@.service
+	sed 's|@BINDIR@|$(BINDIR)|g' systemd/sbfs-mount@.service >$(DESTDIR)$(USERUNITDIR)/sbfs-mount@.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/sbfs-mount@.service $(DESTDIR)$(USERUNITDIR)/sbfs-mount@.service
+	install -m 644 systemd/mnt-sbfs.mount $(DESTDIR)$(DOCDIR)/examples/mnt-sbfs.mount
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/sbfs $(DESTDIR)$(SBINDIR)/mount.fuse.sbfs \
-	      $(DESTDIR)$(MANDIR)/man1/sbfs.1 $(DESTDIR)$(COMPDIR)/sbfs
+	      $(DESTDIR)$(MANDIR)/man1/sbfs.1 $(DESTDIR)$(COMPDIR)/sbfs \
+	      $(DESTDIR)$(UNITDIR)/sbfs-mount@.service $(DESTDIR)$(USERUNITDIR)/sbfs-mount@.service \
+	      $(DESTDIR)$(DOCDIR)/examples/mnt-sbfs.mount
+	-rmdir $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) 2>/dev/null
 
 clean:
 	rm -rf build build-san

@@ -6,15 +6,29 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
 
+#define LOG_MAX_DEFAULT (10ull << 20)	/* SBFS_LOG_MAX_SIZE */
+#define LOG_KEEP_DEFAULT 3		/* SBFS_LOG_KEEP */
+#define LOG_KEEP_MAX 100
+
 struct sb_log {
+	/* A mount's threads share one descriptor, and flock() does not keep
+	 * apart holders of the same open file: this does. */
+	pthread_mutex_t lock;
 	int fd;
+	char *path;
+	unsigned long long max;	/* rotate before passing it; 0: never */
+	int keep;		/* path.1 .. path.keep */
 };
 
 /*
@@ -162,6 +176,42 @@ void sb_json_path(FILE *f, const char *key, const char *s, size_t len)
 	putc('"', f);
 }
 
+/* SBFS_LOG_MAX_SIZE: bytes, or with K, M or G (1024-based); 0 never
+ * rotates. A value that does not parse is taken as unset: the log is not
+ * worth refusing a sync over. */
+static unsigned long long env_size(void)
+{
+	const char *v = getenv("SBFS_LOG_MAX_SIZE");
+	char *end;
+	if (!v || !*v)
+		return LOG_MAX_DEFAULT;
+	errno = 0;
+	unsigned long long n = strtoull(v, &end, 10);
+	int shift = !*end ? 0 : !strcmp(end, "K") ? 10 : !strcmp(end, "M") ? 20 :
+		    !strcmp(end, "G") ? 30 : -1;
+	if (errno || end == v || *v == '-' || shift < 0 || n > (~0ull >> shift))
+		return LOG_MAX_DEFAULT;
+	return n << shift;
+}
+
+static int env_keep(void)
+{
+	const char *v = getenv("SBFS_LOG_KEEP");
+	char *end;
+	if (!v || !*v)
+		return LOG_KEEP_DEFAULT;
+	long n = strtol(v, &end, 10);
+	return *end || n < 0 || n > LOG_KEEP_MAX ? LOG_KEEP_DEFAULT : (int)n;
+}
+
+/* O_NOFOLLOW: a symlink planted where root appends its log would make it
+ * append to whatever file the symlink names. */
+static int open_log(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	return fd < 0 ? -errno : fd;
+}
+
 int sb_log_open(const char *path, struct sb_log **out)
 {
 	struct sb_log *l = NULL;
@@ -169,20 +219,23 @@ int sb_log_open(const char *path, struct sb_log **out)
 
 	*out = NULL;
 	l = calloc(1, sizeof(*l));
-	if (!l) {
+	if (!l || !(l->path = strdup(path))) {
 		ret = -ENOMEM;
 		goto out;
 	}
-	/* O_NOFOLLOW: a symlink planted where root appends its log would make
-	 * it append to whatever file the symlink names. */
-	l->fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (l->fd < 0) {
-		ret = -errno;
+	l->fd = -1;
+	if ((ret = open_log(path)) < 0)
 		goto out;
-	}
+	l->fd = ret;
+	ret = 0;
+	l->max = env_size();
+	l->keep = env_keep();
+	pthread_mutex_init(&l->lock, NULL);
 	*out = l;
 	l = NULL;
 out:
+	if (l)
+		free(l->path);
 	free(l);
 	return ret;
 }
@@ -192,6 +245,8 @@ void sb_log_close(struct sb_log *l)
 	if (!l)
 		return;
 	close(l->fd);
+	pthread_mutex_destroy(&l->lock);
+	free(l->path);
 	free(l);
 }
 
@@ -241,6 +296,79 @@ out:
 	return ret;
 }
 
+/* path.keep-1 .. path.1 move up one (the oldest falls off), path becomes
+ * path.1; with keep 0 path goes. */
+static int rotate(const char *path, int keep)
+{
+	char *from = NULL, *to = NULL;
+	int ret = 0;
+
+	if (!keep) {
+		ret = unlink(path) < 0 ? -errno : 0;
+		goto out;
+	}
+	for (int i = keep; i >= 1 && !ret; i--) {
+		free(from);
+		free(to);
+		to = from = NULL;
+		if (asprintf(&to, "%s.%d", path, i) < 0 ||
+		    (i > 1 ? asprintf(&from, "%s.%d", path, i - 1) : asprintf(&from, "%s", path)) < 0) {
+			ret = -ENOMEM;
+			break;
+		}
+		if (rename(from, to) < 0 && errno != ENOENT)
+			ret = -errno;
+	}
+out:
+	free(from);
+	free(to);
+	return ret;
+}
+
+/*
+ * Appends line, rotating first when it would take the file past l->max.
+ * Under flock of the file at l->path, checked to be the one we hold open
+ * after the lock is taken: another process may have rotated it meanwhile,
+ * so we reopen and look again. A rotation is thus done by one process at a
+ * time, and a line is always written, to the file before or after it. A
+ * rotation that fails still writes the line; its error is returned.
+ */
+static int log_write(struct sb_log *l, const char *line, size_t len)
+{
+	int ret = 0, rot = 0;
+
+	pthread_mutex_lock(&l->lock);
+	for (int tries = 0; l->max && tries < 8; tries++) {
+		struct stat fs, ps;
+		/* Without the lock or the file's identity the line is still
+		 * written, only not rotated. */
+		while ((ret = flock(l->fd, LOCK_EX) < 0 ? -errno : 0) == -EINTR)
+			;
+		if (ret < 0 || (ret = fstat(l->fd, &fs) < 0 ? -errno : 0) < 0)
+			break;
+		int moved = lstat(l->path, &ps) < 0 || ps.st_dev != fs.st_dev || ps.st_ino != fs.st_ino;
+		int full = !moved && !rot && fs.st_size > 0 &&
+			   (unsigned long long)fs.st_size + len > l->max;
+		if (!moved && !full)
+			break;
+		if (full)
+			rot = rotate(l->path, l->keep) ?: 1;
+		int fd = open_log(l->path);
+		if (fd < 0) {
+			/* keep the old descriptor: the line goes there */
+			ret = fd;
+			break;
+		}
+		close(l->fd);	/* drops the lock */
+		l->fd = fd;
+	}
+	int w = write_all(l->fd, line, len);
+	ret = w < 0 ? w : rot < 0 ? rot : ret;
+	flock(l->fd, LOCK_UN);
+	pthread_mutex_unlock(&l->lock);
+	return ret;
+}
+
 /* Opens a line: {"time":…,"partnership":…,"action":… */
 static FILE *line_open(char **line, size_t *llen, const char *partnership, const char *action)
 {
@@ -270,7 +398,7 @@ static int line_write(struct sb_log *l, FILE *f, char **line, size_t *llen)
 	/* fclose publishes line and llen. */
 	if (fclose(f) != 0 || bad)
 		return -ENOMEM;
-	return write_all(l->fd, *line, *llen);
+	return log_write(l, *line, *llen);
 }
 
 int sb_log_op(struct sb_log *l, const char *partnership, const char *action,

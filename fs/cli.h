@@ -2,6 +2,7 @@
 #ifndef SBFS_CLI_H
 #define SBFS_CLI_H
 
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -38,7 +39,7 @@ const char *suggest_name(int s);
 enum cli_opt_id {
 	OPT_DRY_RUN, OPT_QUIET, OPT_HELP, OPT_AUTO, OPT_MASS, OPT_LOG, OPT_STATE,
 	OPT_JSON, OPT_SRC, OPT_TGT, OPT_KEEP, OPT_FG, OPT_FUSE, OPT_IGNORE, OPT_NO_DEF_IGN,
-	OPT_ADD, OPT_REMOVE, OPT_WATCH, CLI_NOPTS
+	OPT_ADD, OPT_REMOVE, OPT_WATCH, OPT_LAZY, CLI_NOPTS
 };
 struct ctx;
 struct cli_cmd {
@@ -145,6 +146,11 @@ int cmd_umount(struct ctx *c, int argc, char **argv);
 int cmd_forget(struct ctx *c, int argc, char **argv);	/* main.c */
 int cmd_ignore(struct ctx *c, int argc, char **argv);	/* ignore.c */
 
+/* busy.c: the processes using what is under mnt, as "  PID COMMAND"
+ * lines to f after a heading; their count, and in *hidden that of the
+ * processes we may not look at (another user's). */
+int busy_holders(FILE *f, const char *mnt, int *hidden);
+
 /* version.c: sbfs --version, with the libraries' versions */
 void cli_version(FILE *f);
 
@@ -164,6 +170,18 @@ int cli_parse(struct ctx *c, int argc, char **argv);
 /* cli_parse() for a command of exactly SOURCE TARGET: -1 with *i at
  * SOURCE, else the exit status to return (0 after --help, 2 bad usage). */
 int cli_parse_pair(struct ctx *c, int argc, char **argv, int *i);
+
+/* syslog.c: a background mount's messages, to syslog (SBFS_TEST_SYSLOG=FILE:
+ * to FILE, for the tests), each naming the partnership */
+#define DLOG_BURST 5	/* the same text said at most so many times ... */
+#define DLOG_WINDOW 60	/* ... in so many seconds; then counted, the count said once */
+int dlog_open(const char *src, const char *tgt);	/* 0 or -errno */
+int dlog_on(void);	/* between dlog_open and dlog_close */
+void dlog_say(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void dlog_vsay(int prio, const char *fmt, va_list ap);
+/* dlog_say of text at now (seconds, any origin): for the tests */
+void dlog_at(int prio, const char *text, int64_t now);
+void dlog_close(void);	/* says what repeats were held back */
 
 /* error() returns -1, so callers can write `return error(...)`. */
 int error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -88,7 +88,10 @@ static const char usage_ignore[] =
 "  --remove PATTERN  remove the lines equal to PATTERN from the file\n";
 
 static const char usage_umount[] =
-"Usage: sbfs umount MOUNTPOINT\n";
+"Usage: sbfs umount [-z] MOUNTPOINT\n"
+"Unmounts an sbfs mount once every queued record is written. A busy mount\n"
+"(a process works in it) is left mounted, and the processes using it named.\n"
+"  -z, --lazy   detach it now even if busy; it goes once nothing uses it\n";
 
 const char cli_usage_main[] =
 "Usage: sbfs COMMAND [OPTIONS] ...\n"
@@ -137,6 +140,7 @@ static const struct cli_opt opts[CLI_NOPTS] = {
 	[OPT_ADD] = { "--add", 0, 1 },
 	[OPT_REMOVE] = { "--remove", 0, 1 },
 	[OPT_WATCH] = { "--watch", 0, 0 },
+	[OPT_LAZY] = { "--lazy", 'z', 0 },
 };
 
 #define O(x) (1u << (x))
@@ -155,8 +159,8 @@ static const struct cli_cmd cmds[] = {
 	  COMMON | SCANS | O(OPT_FG) | O(OPT_FUSE) | O(OPT_AUTO) | O(OPT_WATCH) },
 	{ "forget", usage_forget, cmd_forget, 0, COMMON },
 	{ "ignore", usage_ignore, cmd_ignore, 0, COMMON | SCANS | O(OPT_ADD) | O(OPT_REMOVE) },
-	{ "umount", usage_umount, cmd_umount, 0, O(OPT_HELP) },
-	{ "unmount", usage_umount, cmd_umount, 0, O(OPT_HELP) },
+	{ "umount", usage_umount, cmd_umount, 0, O(OPT_HELP) | O(OPT_LAZY) },
+	{ "unmount", usage_umount, cmd_umount, 0, O(OPT_HELP) | O(OPT_LAZY) },
 };
 
 const struct cli_cmd *cli_cmd(const char *name)

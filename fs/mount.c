@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include "autosync.h"
@@ -369,6 +370,10 @@ int cmd_mount(struct ctx *c, int argc, char **argv)
 		if (chdir("/") < 0) {
 			/* harmless: every path in use is absolute */
 		}
+		/* No terminal from here on: what would go to stderr goes to
+		 * syslog; without it the mount still serves, unheard. */
+		if (dlog_open(sb_pship_root(p, 0), sb_pship_root(p, 1)) == 0)
+			dlog_say(LOG_INFO, "mounted at %s%s", mnt, ro ? ", read-only" : "");
 	} else {
 		printf("Mounted %s at %s%s%s (Ctrl-C or sbfs umount to stop)\n", sb_pship_root(p, 0),
 		       mnt, ro ? ", read-only" : "", as ? ", reconciling edits made outside" : "");
@@ -382,6 +387,8 @@ int cmd_mount(struct ctx *c, int argc, char **argv)
 	 * answers, so a command sent meanwhile is run after them, by us, and
 	 * one that finds the socket gone finds them written. */
 	sb_mirror_flush(m);
+	if (dlog_on())
+		dlog_say(LOG_INFO, "unmounted from %s%s", mnt, ret ? " (the session failed)" : "");
 out_stop:
 	watch_stop(wt);	/* invalidates through the session view_free ends */
 	/* No note comes now: what waits is cancelled, a run going on ends
@@ -400,38 +407,81 @@ out:
 	free(rargv);
 	free(mopts);
 	free(mnt);
+	dlog_close();
 	return ret;
+}
+
+static int umount_opt(void *arg, int id, char *val)
+{
+	(void)val;
+	if (id == OPT_HELP)
+		return -2;
+	*(int *)arg = 1;	/* OPT_LAZY */
+	return 0;
+}
+
+/* fusermount3 -u [-z] mnt; 0, or -1 with its complaint in why. */
+static int fusermount_u(const char *mnt, int lazy, char *why, size_t len)
+{
+	int fds[2];
+	*why = '\0';
+	if (pipe2(fds, O_CLOEXEC) < 0)
+		return -1;
+	pid_t pid = fork();
+	if (pid == 0) {
+		dup2(fds[1], 2);
+		if (lazy)
+			execlp("fusermount3", "fusermount3", "-u", "-z", mnt, (char *)NULL);
+		else
+			execlp("fusermount3", "fusermount3", "-u", mnt, (char *)NULL);
+		_exit(127);
+	}
+	close(fds[1]);
+	size_t n = 0;
+	for (ssize_t r; pid > 0 && n + 1 < len && (r = read(fds[0], why + n, len - 1 - n)) > 0;)
+		n += (size_t)r;
+	why[n] = '\0';
+	why[strcspn(why, "\n")] = '\0';
+	close(fds[0]);
+	int st;
+	if (pid < 0 || waitpid(pid, &st, 0) < 0)
+		return -1;
+	return WIFEXITED(st) && !WEXITSTATUS(st) ? 0 : -1;
 }
 
 int cmd_umount(struct ctx *c, int argc, char **argv)
 {
-	if (argc != 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-		fputs(c->cmd->usage, argc == 2 ? stdout : stderr);
-		return argc == 2 ? EXIT_SYNCED : EXIT_USAGE;
+	int lazy = 0, op = cli_options(c->cmd, argc, argv, 0, umount_opt, &lazy);
+	if (op == -2 || op < 0 || argc - op != 1) {
+		fputs(c->cmd->usage, op == -2 ? stdout : stderr);
+		return op == -2 ? EXIT_SYNCED : EXIT_USAGE;
 	}
+	const char *arg = argv[op];
 	/* Bad input is told apart from a failed unmount (a busy mount). */
-	char *mnt = realpath(argv[1], NULL);
+	char *mnt = realpath(arg, NULL);
+	int err = errno;
 	unsigned maj, min;
 	int sbfs = 0, found = mnt && mounted_at(mnt, &maj, &min, &sbfs);
-	free(mnt);
 	if (!found || !sbfs) {
 		if (!mnt)
-			error("%s: %s", argv[1], strerror(errno));
+			error("%s: %s", arg, strerror(err));
 		else
-			error("%s: %s", argv[1], found ? "not an sbfs mount" : "not a mount point");
+			error("%s: %s", arg, found ? "not an sbfs mount" : "not a mount point");
+		free(mnt);
 		return EXIT_USAGE;
 	}
-	pid_t pid = fork();
-	if (pid == 0) {
-		execlp("fusermount3", "fusermount3", "-u", argv[1], (char *)NULL);
-		_exit(127);
+	char why[512];
+	int ret = EXIT_SYNCED;
+	if (fusermount_u(arg, lazy, why, sizeof(why)) < 0) {
+		ret = EXIT_FAILED;
+		error("%s: not unmounted%s%s", arg, *why ? ": " : "", why);
+		int hidden;
+		if (busy_holders(stderr, mnt, &hidden) || hidden)
+			fprintf(stderr, "%s%s: to detach it now and let it go once unused: "
+				"sbfs umount -z %s (or fusermount3 -u -z %s)\n",
+				hidden ? "(processes of other users were not looked at)\n" : "",
+				arg, arg, arg);
 	}
-	int st;
-	if (pid < 0 || waitpid(pid, &st, 0) < 0)
-		return EXIT_FAILED;
-	if (!WIFEXITED(st) || WEXITSTATUS(st)) {
-		error("%s: not unmounted", argv[1]);
-		return EXIT_FAILED;
-	}
-	return EXIT_SYNCED;
+	free(mnt);
+	return ret;
 }

@@ -2,6 +2,7 @@
 #include <ctype.h>
 #include <stdarg.h>
 #include <string.h>
+#include <syslog.h>
 #include <time.h>
 
 #include "cli.h"
@@ -11,6 +12,13 @@ __thread FILE *cli_out, *cli_err, *cli_in;
 int error(const char *fmt, ...)
 {
 	va_list ap;
+	/* A client's command run by the mount tells the client, not syslog. */
+	if (!cli_err && dlog_on()) {
+		va_start(ap, fmt);
+		dlog_vsay(LOG_ERR, fmt, ap);
+		va_end(ap);
+		return -1;
+	}
 	fputs("sbfs: ", ERR);
 	va_start(ap, fmt);
 	vfprintf(ERR, fmt, ap);
@@ -22,6 +30,12 @@ int error(const char *fmt, ...)
 void warning(const char *fmt, ...)
 {
 	va_list ap;
+	if (!cli_err && dlog_on()) {
+		va_start(ap, fmt);
+		dlog_vsay(LOG_WARNING, fmt, ap);
+		va_end(ap);
+		return;
+	}
 	fputs("sbfs: warning: ", ERR);
 	va_start(ap, fmt);
 	vfprintf(ERR, fmt, ap);

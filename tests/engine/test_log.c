@@ -436,3 +436,112 @@ Test(log, concurrent_appends)
 	free(buf);
 	fx_fini(&fx);
 }
+
+/* Writes LINES lines as part; 0 if every sb_log_op succeeded. */
+static int write_lines(const char *path, const char *part)
+{
+	struct sb_log *l = NULL;
+	char rel[64];
+	int bad = 0;
+
+	if (sb_log_open(path, &l) < 0)
+		return 2;
+	for (int k = 0; k < LINES; k++) {
+		int m = snprintf(rel, sizeof(rel), "file-%03d-%040d", k, 0);
+
+		if (sb_log_op(l, part, "copy-to-target", rel, (size_t)m, (uint64_t)k, NULL, 0) < 0)
+			bad = 1;
+	}
+	sb_log_close(l);
+	return bad;
+}
+
+/* path.N: its lines, each a whole object, into seen; the count. */
+static int rotated_lines(const struct fixture *fx, int n, char seen[PROCS][LINES], long cap)
+{
+	char name[128], *buf, *line, *save = NULL;
+	struct stat st;
+	int total = 0;
+
+	if (n)
+		snprintf(name, sizeof(name), "%s.%d", fx->path, n);
+	else
+		snprintf(name, sizeof(name), "%s", fx->path);
+	if (stat(name, &st) < 0)
+		return -1;
+	cr_assert_leq(st.st_size, cap, "%s: %lld bytes, past the cap", name, (long long)st.st_size);
+	buf = slurp(name, NULL);
+	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save), total++) {
+		int p, k;
+
+		cr_assert_eq(strncmp(line, "{\"time\":\"", 9), 0, "%s", line);
+		cr_assert(strlen(line) > 14 && !strcmp(line + strlen(line) - 14, "\"result\":\"ok\"}"), "%s", line);
+		cr_assert_eq(sscanf(strstr(line, "\"partnership\":\""), "\"partnership\":\"p%d", &p), 1);
+		cr_assert_eq(sscanf(strstr(line, "\"path\":\""), "\"path\":\"file-%d-", &k), 1);
+		cr_assert(p >= 0 && p < PROCS && k >= 0 && k < LINES);
+		cr_assert_eq(seen[p][k], 0, "duplicate %d/%d", p, k);
+		seen[p][k] = 1;
+	}
+	free(buf);
+	cr_assert_eq(unlink(name), 0);
+	return total;
+}
+
+/*
+ * Two processes append past a small cap: the log is rotated to log.jsonl.1,
+ * .2 ... (by one of them at a time), no file passes the cap, and with
+ * enough kept every line of both is there exactly once.
+ */
+Test(log, rotation_under_concurrent_appends_loses_no_line)
+{
+	struct fixture fx;
+	static char seen[PROCS][LINES];
+	pid_t pids[PROCS];
+	int status, total = 0, files = 0;
+
+	fx_init(&fx);
+	cr_assert_eq(setenv("SBFS_LOG_MAX_SIZE", "4K", 1), 0);
+	cr_assert_eq(setenv("SBFS_LOG_KEEP", "60", 1), 0);
+	for (int i = 0; i < PROCS; i++) {
+		pids[i] = fork();
+		cr_assert_geq(pids[i], 0);
+		if (pids[i] == 0)
+			_exit(write_lines(fx.path, i ? "p1" : "p0"));
+	}
+	for (int i = 0; i < PROCS; i++) {
+		cr_assert_eq(waitpid(pids[i], &status, 0), pids[i]);
+		cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	for (int n = 0, got; n <= 60 && (got = rotated_lines(&fx, n, seen, 4096)) >= 0; n++) {
+		total += got;
+		files++;
+	}
+	cr_assert_eq(total, PROCS * LINES, "%d lines in %d files", total, files);
+	cr_assert_geq(files, 10, "only %d files: no rotation?", files);
+	fx_fini(&fx);
+	unsetenv("SBFS_LOG_MAX_SIZE");
+	unsetenv("SBFS_LOG_KEEP");
+}
+
+/* Only SBFS_LOG_KEEP old files stay; the newest lines are in log.jsonl. */
+Test(log, rotation_keeps_so_many_files)
+{
+	struct fixture fx;
+	static char seen[PROCS][LINES];
+	char name[128];
+
+	fx_init(&fx);
+	cr_assert_eq(setenv("SBFS_LOG_MAX_SIZE", "2048", 1), 0);
+	cr_assert_eq(setenv("SBFS_LOG_KEEP", "2", 1), 0);
+	cr_assert_eq(write_lines(fx.path, "p0"), 0);
+	snprintf(name, sizeof(name), "%s.3", fx.path);
+	cr_assert(access(name, F_OK) < 0, "%s kept", name);
+	int last = rotated_lines(&fx, 0, seen, 2048);
+	cr_assert_gt(last, 0);
+	cr_assert(seen[0][LINES - 1], "the last line is not in log.jsonl");
+	cr_assert_gt(rotated_lines(&fx, 1, seen, 2048), 0);
+	cr_assert_gt(rotated_lines(&fx, 2, seen, 2048), 0);
+	fx_fini(&fx);
+	unsetenv("SBFS_LOG_MAX_SIZE");
+	unsetenv("SBFS_LOG_KEEP");
+}

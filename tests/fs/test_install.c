@@ -1,5 +1,6 @@
 /*
- * sbfs as a Linux tool: make install and uninstall, the man page (every
+ * sbfs as a Linux tool: make install and uninstall (the systemd units
+ * checked by systemd-analyze where it is), the man page (every
  * option each command's --help prints is in it; it renders without a
  * warning), the bash completion, --version, and mount(8): an fstab-style
  * SOURCE:TARGET with "\:" for a ':' inside a path, and the generic options
@@ -73,8 +74,12 @@ Test(install, install_and_uninstall_under_destdir)
 	static const char *const files[] = {
 		"opt/sb/bin/sbfs", "opt/sb/share/man/man1/sbfs.1",
 		"opt/sb/share/bash-completion/completions/sbfs", "opt/sb/sbin/mount.fuse.sbfs",
+		"opt/sb/lib/systemd/system/sbfs-mount@.service",
+		"opt/sb/lib/systemd/user/sbfs-mount@.service",
+		"opt/sb/share/doc/sbfs/examples/mnt-sbfs.mount",
 	};
-	for (size_t i = 0; i < 4; i++)
+	size_t nfiles = sizeof(files) / sizeof(files[0]);
+	for (size_t i = 0; i < nfiles; i++)
 		cr_assert(tl_exists(dest, files[i]), "make install did not install %s", files[i]);
 	struct stat st;
 	cr_assert(stat(tl_at(dest, "opt/sb/bin/sbfs"), &st) == 0 && (st.st_mode & 0111));
@@ -86,10 +91,47 @@ Test(install, install_and_uninstall_under_destdir)
 	r = sh("make -s -C \"$1\" uninstall DESTDIR=\"$2\" PREFIX=/opt/sb", OPTS(repo, dest));
 	cr_assert_eq(r.status, 0, "make uninstall: %s%s", r.out, r.err);
 	tl_run_free(&r);
-	for (size_t i = 0; i < 4; i++)
+	for (size_t i = 0; i < nfiles; i++)
 		cr_assert(!tl_exists(dest, files[i]), "make uninstall left %s", files[i]);
 	free(repo);
 	free(dest);
+}
+
+/*
+ * The units make install puts in place pass systemd-analyze verify (the
+ * template as an instance), and the template runs the installed sbfs.
+ * Checked where systemd is; elsewhere skipped, saying why.
+ */
+Test(install, systemd_units_verify)
+{
+	struct tl_run r = sh("command -v systemd-analyze", NULL);
+	int have = r.status == 0;
+	tl_run_free(&r);
+	if (!have)
+		cr_skip_test("systemd-analyze is not installed: the systemd units are not checked");
+	char *repo = repo_dir(), *pfx = tl_join(env.base, "pfx");
+	r = sh("make -s -C \"$1\" install PREFIX=\"$2\"", OPTS(repo, pfx));
+	cr_assert_eq(r.status, 0, "make install: %s%s", r.out, r.err);
+	tl_run_free(&r);
+	char *unit = tl_read(pfx, "lib/systemd/system/sbfs-mount@.service"), *want = NULL;
+	cr_assert(unit);
+	cr_assert(asprintf(&want, "ExecStart=%s/bin/sbfs mount -f ", pfx) > 0);
+	cr_assert(strstr(unit, want) && strstr(unit, "EnvironmentFile=%E/sbfs/%i.conf"), "%s", unit);
+	free(want);
+	free(unit);
+	/* MANPATH: verify runs man for Documentation=man:sbfs(1) */
+	r = sh("cd \"$1\" && MANPATH=\"$1\"/share/man systemd-analyze verify "
+	       "lib/systemd/system/sbfs-mount@test.service share/doc/sbfs/examples/mnt-sbfs.mount 2>&1",
+	       OPTS(pfx));
+	cr_assert_eq(r.status, 0, "systemd-analyze verify: %s", r.out);
+	cr_assert_str_eq(r.out, "", "systemd-analyze verify warned:\n%s", r.out);
+	tl_run_free(&r);
+	r = sh("make -s -C \"$1\" uninstall PREFIX=\"$2\"", OPTS(repo, pfx));
+	cr_assert_eq(r.status, 0, "make uninstall: %s%s", r.out, r.err);
+	tl_run_free(&r);
+	cr_assert(!tl_exists(pfx, "lib/systemd/system/sbfs-mount@.service"));
+	free(pfx);
+	free(repo);
 }
 
 /* Every option the usage texts print, as troff writes it (\-\-name). */
