@@ -119,6 +119,11 @@ static void serve(struct control *c, int conn)
 	if (e)
 		fds[2] = -1;
 	if (in && o && e) {
+		/* Buffered as the client's own stdout and stderr would be: its
+		 * progress line, which ends in no newline, shows as it moves,
+		 * in its place among the other lines, not all at the end. */
+		setvbuf(e, NULL, _IONBF, 0);
+		setvbuf(o, NULL, isatty(fileno(o)) ? _IOLBF : _IOFBF, BUFSIZ);
 		struct ctx cx = { .cmd = cmd, .progress = isatty(fileno(e)) };
 		cli_in = in;
 		cli_out = o;

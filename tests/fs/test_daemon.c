@@ -166,3 +166,32 @@ Test(daemon, umount_of_a_busy_mount_names_the_holder)
 	tl_umount_wait(&mnt);
 	free(in);
 }
+
+/*
+ * A reconcile sent to the mount shows its progress line as it moves, as a
+ * local one does: on a terminal (script(1) gives it one), the scan's line
+ * comes before the analysis, not all of it after the result.
+ */
+Test(daemon, forwarded_progress_shows_in_its_place)
+{
+	tl_fuse_required();
+	tl_mount(&env, &mnt, NULL);
+	for (int i = 0; i < 2100; i++) {
+		char rel[32];
+		snprintf(rel, sizeof(rel), "f%04d", i);
+		tl_write(env.tgt, rel, "made on the target\n");
+	}
+	char *cmd = NULL;
+	cr_assert(asprintf(&cmd, "exec '%s' reconcile '%s'", getenv("SBFS_BIN"), mnt.dir) > 0);
+	tl_spawn_ex(&holder, &env, "script", 0, OPTS("-qefc", cmd, "/dev/null"));
+	struct tl_run r = tl_proc_wait(&holder, 0);
+	free(cmd);
+	cr_assert_eq(r.status, 0, "exit %d\n%s%s", r.status, r.out, r.err);
+	const char *scan = strstr(r.out, "Scanning: 1024 entries");
+	const char *analysis = strstr(r.out, "=== SYNC ANALYSIS ===");
+	cr_assert(scan && analysis, "%s", r.out);
+	cr_assert(scan < analysis, "the progress came after the analysis:\n%s", r.out);
+	cr_assert(strstr(r.out, "\r\033[KScanning: 2048 entries\r"), "a progress line was cut");
+	tl_run_free(&r);
+	tl_umount(&env, &mnt);
+}
