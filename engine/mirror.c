@@ -22,6 +22,8 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <stdio.h>
+
 #include "mirror_int.h"
 
 /* ------------------------------------------------------------ recorder */
@@ -330,4 +332,12 @@ int sb_mirror_readlink(struct sb_mirror *m, const char *path, char *buf, size_t 
 	int ret = sb_mirror_readlink_impl(m, path, buf, size);
 	UNSHARED(m);
 	return ret;
+}
+
+void sb_mi_log_oneside(struct sb_mirror *m, const char *what, const char *rel, int side,
+		       int err)
+{
+	char action[64];
+	snprintf(action, sizeof(action), "%s refused by the %s", what, side ? "target" : "source");
+	sb_log_op(m->p->log, m->p->id, action, rel, strlen(rel), 0, NULL, err);
 }

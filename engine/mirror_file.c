@@ -386,11 +386,12 @@ static long sb_file_write_impl(struct sb_file *f, const void *buf, size_t size, 
 	int ret = 0, par = f->fd[0] >= 0 && f->fd[1] >= 0 && size >= PARALLEL_WRITE && m->nwthr;
 
 	pthread_mutex_lock(&f->lock);
+	int bad = -1;	/* the side that refused, for the log */
 	if (par)
 		wjob_submit(m, &j);
 	for (int i = 0; i < (par ? 1 : 2) && ret == 0; i++)
-		if (f->fd[i] >= 0)
-			ret = sb_pwrite_all(f->fd[i], buf, size, off);
+		if (f->fd[i] >= 0 && (ret = sb_pwrite_all(f->fd[i], buf, size, off)) < 0)
+			bad = i;
 	if (ret == 0 && f->seq && (uint64_t)off == f->hoff) {
 		/* Hashed while written, as long as the writes come in order. */
 		sb_sha_update(f->sha, buf, size);
@@ -400,9 +401,11 @@ static long sb_file_write_impl(struct sb_file *f, const void *buf, size_t size, 
 	}
 	if (par) {
 		int r = wjob_wait(m, &j);	/* buf must outlive the job */
-		if (ret == 0)
-			ret = r;
+		if (ret == 0 && (ret = r) < 0)
+			bad = SB_TGT;
 	}
+	if (ret < 0 && bad >= 0 && !f->failed && f->fd[!bad] >= 0)
+		sb_mi_log_oneside(m, "write", f->rel, bad, ret);	/* once per open */
 	if (ret < 0 && !f->foreign) {
 		/* Failed on a side (a full disk): what it appended on either
 		 * side is taken back, so both end as the caller was told. */

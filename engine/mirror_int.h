@@ -134,6 +134,15 @@ int sb_mi_side_parent(struct sb_mirror *m, int i, const char *rel, int create,
 int sb_mi_resolve_paths(struct sb_mirror *m, const char *const *paths, size_t n,
 			int choice);
 
+/*
+ * A change the view asked of both sides that one side refused while the
+ * other took it (undone there where it can be): said once in the log as
+ * "WHAT refused by the source|target", with the path and the error, so
+ * that a full or read-only partner leaves a trace (mirror.c).
+ */
+void sb_mi_log_oneside(struct sb_mirror *m, const char *what, const char *rel, int side,
+		       int err);
+
 /* mirror_conf.c */
 /* Whether rel[0..len) is in conflict; called with clock held. */
 int sb_mi_in_conflict(struct sb_mirror *m, const char *rel, size_t len);

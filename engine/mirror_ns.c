@@ -46,6 +46,19 @@ int sb_mi_fold_clash(struct sb_mirror *m, int i, int dfd, const char *base, cons
 
 static int op_chmod(int dfd, const char *base, void *arg);
 static int op_chown(int dfd, const char *base, void *arg);
+static int op_mkdir(int dfd, const char *base, void *arg);
+static int op_symlink(int dfd, const char *base, void *arg);
+static int op_mknod(int dfd, const char *base, void *arg);
+static int op_utimens(int dfd, const char *base, void *arg);
+static int op_truncate(int dfd, const char *base, void *arg);
+
+/* For the log. */
+static const char *op_name(side_op op)
+{
+	return op == op_chmod ? "chmod" : op == op_chown ? "chown" : op == op_mkdir ? "mkdir"
+	       : op == op_symlink ? "symlink" : op == op_mknod ? "mknod"
+	       : op == op_utimens ? "utimens" : op == op_truncate ? "truncate" : "change";
+}
 
 /* 0 where side i's file system cannot hold what op sets (FAT answers chmod
  * with ENOSYS): the change is then made on the other side alone, and is no
@@ -96,6 +109,8 @@ static int on_sides(struct sb_mirror *m, const char *rel, int side, int create,
 	}
 	if (any && ret == -ENOENT && !create)
 		ret = 0;	/* present on one side only: done there */
+	if (ret < 0 && any && side < 0)
+		sb_mi_log_oneside(m, op_name(op), rel, !(*done & 1) ? SB_SRC : SB_TGT, ret);
 	return ret;
 }
 

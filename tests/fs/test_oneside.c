@@ -148,4 +148,12 @@ Test(oneside, full_target_leaves_both_at_what_the_writer_was_told)
 		free(p);
 	}
 	tl_umount(&env, &mnt);
+	/* and the log says so, once, naming the file and the side */
+	char *log = tl_read(env.state, "log.jsonl");
+	cr_assert(log, "no log at %s", env.log);
+	const char *l = strstr(log, "\"action\":\"write refused by the target\"");
+	cr_assert(l && strstr(l, "\"path\":\"big\"") && strstr(l, "No space left"), "%s", log);
+	cr_assert(!strstr(strchr(l, '\n'), "write refused by the target"), "said more than once:\n%s",
+		  log);
+	free(log);
 }
