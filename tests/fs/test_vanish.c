@@ -217,6 +217,17 @@ static void expect_gone(const struct tl_run *r, int status, const char *when)
 	free(want);
 }
 
+/* The partner back, the next run finishes the job: both sides whole. */
+static void next_run_finishes(const char *tgt_files)
+{
+	struct tl_run r = tl_cmd(&env, "reconcile", OPTS("-q"));
+	cr_assert_eq(r.status, 0, "the run after the target came back: exit %d:\n%s%s", r.status,
+		     r.out, r.err);
+	tl_run_free(&r);
+	expect_all(env.src, "the source after the second run");
+	expect_all(tgt_files, "the target after the second run");
+}
+
 /* ================================================================ tests */
 
 /* The USB disk unmounted (lazily: something holds it) mid-run; plugged
@@ -234,15 +245,10 @@ Test(vanish_ext4, umount_lazy_mid_run)
 
 	tl_fsimg_after_pull(&img);
 	tl_fsimg_mount(&img);
-	r = tl_cmd(&env, "reconcile", OPTS("-q"));
-	cr_assert_eq(r.status, 0, "the run after the remount: exit %d:\n%s%s", r.status, r.out,
-		     r.err);
-	tl_run_free(&r);
-	expect_all(env.src, "the source after the second run");
-	expect_all(env.tgt, "the target after the second run");
-	r = tl_cmd(&env, "status", OPTS("-q"));
-	cr_assert_eq(r.status, 0, "status after the second run: exit %d:\n%s", r.status, r.out);
-	tl_run_free(&r);
+	next_run_finishes(env.tgt);
+	struct tl_run r2 = tl_cmd(&env, "status", OPTS("-q"));
+	cr_assert_eq(r2.status, 0, "status after the second run: exit %d:\n%s", r2.status, r2.out);
+	tl_run_free(&r2);
 }
 
 /* sshfs dies mid-run (the network went, the server rebooted). */
@@ -255,12 +261,7 @@ Test(vanish_sshfs, sshfs_killed_mid_run)
 	expect_all(env.src, "the source after sshfs died");
 
 	tl_sshfs_respawn(&sfs);
-	r = tl_cmd(&env, "reconcile", OPTS("-q"));
-	cr_assert_eq(r.status, 0, "the run after sshfs came back: exit %d:\n%s%s", r.status, r.out,
-		     r.err);
-	tl_run_free(&r);
-	expect_all(env.src, "the source after the second run");
-	expect_all(served, "the target after the second run");
+	next_run_finishes(served);
 }
 
 /* sshfs dies while the scan lists the target, after a sync that recorded
