@@ -217,6 +217,19 @@ static int run_plan(struct ctx *c, struct sb_pship *p, const char *const *paths,
 	return 0;
 }
 
+/* One message for a partner that went away during the run (not one per
+ * path it left); EXIT_FAILED. */
+static int report_gone(struct sb_pship *p, const struct sb_apply_result *res)
+{
+	fflush(OUT);
+	error("the %s %s went away during the run (%s): %llu of %llu changes done, "
+	      "the rest left for the next run; nothing was lost",
+	      res->gone == 1 ? "source" : "target", sb_pship_root(p, res->gone - 1),
+	      sb_strerror(res->gone_err), (unsigned long long)res->done,
+	      (unsigned long long)(res->done + res->left + res->skipped + res->failed));
+	return EXIT_FAILED;
+}
+
 static int parse_policy(const char *s)
 {
 	static const char *const names[] = { "source", "target", "newer", "suggested" };
@@ -377,15 +390,8 @@ static int reconcile(struct ctx *c, int argc, char **argv, int status_only)
 	if (res.conflicts)
 		fprintf(OUT, "Resolve with: sbfs resolve %s %s\n", sb_pship_root(p, 0), sb_pship_root(p, 1));
 	ret = res.failed ? EXIT_FAILED : res.conflicts || res.skipped ? EXIT_PENDING : EXIT_SYNCED;
-	if (res.gone) {
-		fflush(OUT);
-		error("the %s %s went away during the run (%s): %llu of %llu changes done, "
-		      "the rest left for the next run; nothing was lost",
-		      res.gone == 1 ? "source" : "target", sb_pship_root(p, res.gone - 1),
-		      sb_strerror(res.gone_err), (unsigned long long)res.done,
-		      (unsigned long long)(res.done + res.left + res.skipped + res.failed));
-		ret = EXIT_FAILED;
-	}
+	if (res.gone)
+		ret = report_gone(p, &res);
 out:
 	for (size_t k = 0; k < c->ndirty; k++)
 		free(c->dirty[k]);
@@ -550,6 +556,8 @@ int cmd_resolve(struct ctx *c, int argc, char **argv)
 	       settled, (unsigned long long)res.done, (unsigned long long)res.skipped,
 	       (unsigned long long)res.failed, (unsigned long long)res.conflicts);
 	ret = res.failed ? EXIT_FAILED : res.conflicts || res.skipped ? EXIT_PENDING : EXIT_SYNCED;
+	if (res.gone)
+		ret = report_gone(p, &res);
 out:
 	for (size_t k = 0; paths && k < n; k++)
 		free(paths[k]);
