@@ -19,6 +19,10 @@
 
 #define BATCH_ITEMS 20000
 #define BATCH_NS (5LL * 1000000000)
+/* Items between two checks of the roots, besides one at each failure and
+ * each commit: umount -l makes no failure, and the writes it lets through
+ * to the unseen file system are not recorded anyway (gone_side). */
+#define CHECK_EVERY 64
 
 static const char *const action_names[][2] = {
 	[SB_OP_COPY] = { "copy-to-source", "copy-to-target" },
@@ -85,6 +89,11 @@ static int open_parent(struct apply *a, const char *path, size_t len,
 	for (int i = 0; i < 2; i++) {
 		const char *base;
 		mode_t mk = create == i + 1 ? 0755 : 0;
+		if (a->side_gone == i + 1) {
+			a->pfd[i] = -1;	/* only items not touching it get here */
+			a->perr[i] = -ENODEV;
+			continue;
+		}
 		ret = plen ? (mk ? sb_open_parent(a->p->rootfd[i], path, len, mk, &a->pfd[i], &base)
 				 : sb_open_dir(a->p->rootfd[i], path, plen, &a->pfd[i]))
 			   : ((a->pfd[i] = dup(a->p->rootfd[i])) < 0 ? -errno : 0);
@@ -309,6 +318,70 @@ static int missing_dir(struct apply *a, const struct sb_pitem *it, const char *p
 	return err;
 }
 
+/* ------------------------------------------------------------ a side gone */
+
+/* Whether item it reads, checks or writes side s (not only the state). */
+static int touches(const struct sb_pitem *it, int s)
+{
+	switch (it->op) {
+	case SB_OP_SKIP:
+	case SB_OP_CONFLICT:
+	case SB_OP_FORGET:
+		return 0;
+	case SB_OP_CLEANUP:
+	case SB_OP_DELETE:
+		return it->to == s;
+	default:
+		return 1;	/* copies, metadata, records, keep-both: both sides */
+	}
+}
+
+/*
+ * Side s stopped answering. Nothing more is tried there: each step would
+ * fail on its own (or, after umount -l, write to a file system nobody can
+ * see). What this batch did since its last commit is not recorded: its
+ * data was never synced, and may never have landed, so the state must not
+ * vouch for it; the next run finds each such path done (both sides alike,
+ * recorded as in a first sync) or still to do. Steps on the side that is
+ * left go on, but only those that do not read the gone one. Among them a
+ * deletion carried from the gone side (it deleted the file, the present
+ * side still has it as recorded) is still done: the plan came from a
+ * complete scan (a scan that met a gone side is refused), so the deletion
+ * was seen while that side answered, it is what the user did there, and
+ * sb_ap_delete re-checks that the present copy is the one scanned, so no
+ * version the user kept is lost. Leaving it would change nothing but
+ * delay it to the next run.
+ */
+static int gone_side(struct apply *a, int s)
+{
+	a->side_gone = s + 1;
+	close_parent(a);
+	a->dirty[s] = 0;
+	sb_txn_abort(a->txn);
+	a->txn = NULL;
+	a->res->done -= a->batch_done;
+	a->res->conflicts -= a->batch_conflicts;
+	a->res->left += a->batch_done + a->batch_conflicts;
+	a->batch_done = a->batch_conflicts = 0;
+	a->batch = 0;
+	return sb_state_begin(a->p->state, 0, &a->txn);
+}
+
+/* Marks the first side whose root stopped answering; 0 or a state error.
+ * err: what made us look (a write's EIO asks for the deep check). */
+static int check_roots(struct apply *a, int err)
+{
+	a->since_check = 0;
+	if (a->side_gone)
+		return 0;
+	for (int i = 0; i < 2; i++)
+		if (sb_pship_root_alive(a->p, i, err == -EIO) < 0)
+			return gone_side(a, i);
+	return 0;
+}
+
+/* ------------------------------------------------------------ commits */
+
 /* Data first, then the state that vouches for it: each file system that
  * was written is synced, once, before the commit. */
 int sb_sync_written(struct sb_pship *p, const int dirty[2])
@@ -324,12 +397,19 @@ int sb_sync_written(struct sb_pship *p, const int dirty[2])
 
 static int commit(struct apply *a, int reopen)
 {
-	int ret = sb_sync_written(a->p, a->dirty);
+	int ret = check_roots(a, 0), gone = a->side_gone;
+	if (ret == 0)
+		ret = sb_sync_written(a->p, a->dirty);
+	/* A side that went just before its syncfs: the other's batch only. */
+	if (ret < 0 && ret != -ENOMEM && !gone && check_roots(a, ret) == 0 && a->side_gone)
+		ret = sb_sync_written(a->p, a->dirty);
 	a->dirty[0] = a->dirty[1] = 0;
 	if (ret == 0)
 		ret = sb_txn_commit(a->txn);
 	else
 		sb_txn_abort(a->txn);
+	if (ret == 0)
+		a->batch_done = a->batch_conflicts = 0;
 	a->txn = NULL;
 	a->batch = 0;
 	a->batch_start = now_ns();
@@ -429,6 +509,7 @@ int sb_plan_apply(struct sb_pship *p, struct sb_plan *plan,
 	int ret;
 
 	memset(res, 0, sizeof(*res));
+	p->gone = 0;
 	a.pid_self = getpid();
 	a.scan_ns = sb_plan_started(plan);
 	for (int i = 0; i < 2; i++)
@@ -451,8 +532,24 @@ int sb_plan_apply(struct sb_pship *p, struct sb_plan *plan,
 	while ((ret = sb_plan_next_raw(plan, &it, &path)) > 0) {
 		uint8_t sha[SB_SHA_LEN];
 		int logsha = 0, quiet;
+		if (++a.since_check >= CHECK_EVERY && (ret = check_roots(&a, 0)) < 0)
+			goto out;
+		if (a.side_gone && touches(&it, a.side_gone - 1)) {
+			res->left += it.op != SB_OP_CLEANUP;	/* not tried: one message at the end */
+			continue;
+		}
 		a.pgone = 0;
 		int err = apply_item(&a, &it, path, sha, &logsha);
+		/* A failure may be the first sign of a side gone: then it is
+		 * no failure of this item's, which is left with the rest. */
+		if (err < 0 && err != -ENOMEM && !a.side_gone) {
+			if ((ret = check_roots(&a, err)) < 0)
+				goto out;
+			if (a.side_gone && touches(&it, a.side_gone - 1)) {
+				res->left += it.op != SB_OP_CLEANUP;
+				continue;
+			}
+		}
 		err = missing_dir(&a, &it, path, err, &quiet);
 		if (it.op != SB_OP_RECORD && it.op != SB_OP_FORGET && it.op != SB_OP_CONFLICT &&
 		    it.op != SB_OP_SKIP)
@@ -468,6 +565,7 @@ int sb_plan_apply(struct sb_pship *p, struct sb_plan *plan,
 			res->skipped++;
 		} else if (it.op == SB_OP_CONFLICT && err == 0) {
 			res->conflicts++;
+			a.batch_conflicts++;
 		} else if (err == -EAGAIN && a.pgone) {
 			res->skipped++;
 			if (!quiet)
@@ -484,6 +582,7 @@ int sb_plan_apply(struct sb_pship *p, struct sb_plan *plan,
 			warn(&a, path, it.len, err, action_names[it.op < SB_OP_CLEANUP ? it.op : SB_OP_SKIP][it.to ? 1 : 0]);
 		} else if (it.op != SB_OP_CLEANUP) {
 			res->done++;
+			a.batch_done++;
 		}
 		log_item(&a, &it, path, err, err == 0 && logsha ? sha : NULL);
 		if (hooks && hooks->progress && (++n & 255) == 0)
@@ -501,21 +600,39 @@ int sb_plan_apply(struct sb_pship *p, struct sb_plan *plan,
 		goto out;
 	close_parent(&a);
 	ret = commit(&a, 0);
-	if (ret == 0 && a.nfollow) {
+	if (ret == 0 && a.side_gone) {
+		int s = a.side_gone - 1;
+		res->gone = a.side_gone;
+		res->gone_err = p->gone_err;
+		/* One entry for the whole stop, in the operations' own format. */
+		sb_log_op(p->log, p->id, s ? "target-gone" : "source-gone", "", 0, 0, NULL,
+			  p->gone_err == SB_E_ROOT_MOVED ? -ENODEV : p->gone_err);
+	}
+	if (ret == 0 && a.nfollow && !a.side_gone) {
 		/* Keep-both left two names, each on one side only: sync them. */
 		struct sb_plan *sub = NULL;
 		struct sb_apply_result r2;
 		struct sb_hooks h2 = hooks ? *hooks : (struct sb_hooks){ 0 };
 		h2.choose = NULL;
+		memset(&r2, 0, sizeof(r2));
 		ret = sb_plan_build(p, (const char *const *)a.follow, a.nfollow, &h2, &sub);
 		if (ret == 0)
 			ret = sb_plan_apply(p, sub, &h2, 0, &r2);
 		sb_plan_free(sub);
+		if (ret == SB_E_GONE) {	/* the kept names wait for the next run */
+			r2.gone = p->gone;
+			r2.gone_err = p->gone_err;
+			r2.left = a.nfollow;
+			ret = 0;
+		}
 		if (ret == 0) {
 			res->done += r2.done;
 			res->skipped += r2.skipped;
 			res->failed += r2.failed;
 			res->conflicts += r2.conflicts;
+			res->left += r2.left;
+			res->gone = r2.gone;
+			res->gone_err = r2.gone_err;
 		}
 	}
 out:

@@ -43,6 +43,11 @@ struct apply {
 	char *mkdir_failed;	/* a directory that could not be created, */
 	int mkdir_err;		/* and why */
 	char *gone;		/* the directory last reported as missing */
+	/* A side whose root stopped answering (see gone_side in apply.c). */
+	int side_gone;		/* 1 + that side, 0 while both answer */
+	uint64_t batch_done;	/* res->done's part not yet committed, */
+	uint64_t batch_conflicts;	/* and res->conflicts' */
+	unsigned since_check;	/* items since the roots were last checked */
 };
 
 static inline struct timespec ts_of(int64_t ns)

@@ -19,6 +19,7 @@ struct sb_pship {
 	int8_t fine[2];		/* fp.c: changes stamped finely there; -1 not probed */
 	int8_t have_caps[2];	/* caps.c: caps[side] is known */
 	struct sb_caps caps[2];
+	int gone, gone_err;	/* see sb_pship_gone; reset by each scan and apply */
 };
 
 /*
@@ -31,6 +32,20 @@ struct sb_pship {
  * can hold is probed again. 1 if reopened, 0 if not needed, or -errno.
  */
 int sb_pship_refresh_root(struct sb_pship *p, int side, int recaps);
+
+/*
+ * Whether side's root still answers as the directory the run opened: 0, or
+ * why not (the descriptor's fstat or openat fails: ENOTCONN when a FUSE
+ * server died, EIO when the disk went, ESTALE, ENODEV; SB_E_ROOT_MOVED when
+ * the path names another directory, as after umount -l, where the old
+ * descriptor still works on a file system nobody can see any more). The
+ * first side found gone is recorded for sb_pship_gone. With deep (after a
+ * write there failed with EIO) a directory is made and removed in the root
+ * too: a disk that failed under a mounted file system, or one shut down,
+ * still answers fstat and open from the cache, and fails writes with EIO
+ * or EROFS.
+ */
+int sb_pship_root_alive(struct sb_pship *p, int side, int deep);
 
 /* Temporary files are created under this prefix in the destination
  * directory; scans never show them and the next run removes stale ones. */

@@ -214,7 +214,9 @@ int sb_mi_resolve_paths(struct sb_mirror *m, const char *const *paths, size_t n,
 	ret = sb_plan_build(m->p, paths, n, &h, &plan);
 	if (ret == 0)
 		ret = sb_plan_apply(m->p, plan, &h, 0, &res);
-	if (ret == 0 && res.failed)
+	if (ret == 0 && res.gone)	/* a partner went: the mount's own errno for it */
+		ret = res.gone_err > -4096 ? res.gone_err : -ENODEV;
+	else if (ret == 0 && res.failed)
 		ret = -EIO;
 	sb_plan_free(plan);
 	sb_mirror_exclusive(m, 0);

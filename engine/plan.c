@@ -72,8 +72,24 @@ static int emit(struct walk *w, int op, int to, const struct sb_ent *e,
 	return 0;
 }
 
+/*
+ * Whether a failure is a whole side gone (a disk pulled, sshfs dead) rather
+ * than one unreadable entry: what such a side could not show is not known
+ * to be deleted, nor to be there, so the scan stops and is refused instead
+ * of skipping one directory after another and planning from the rest.
+ */
+static int side_gone(struct walk *w)
+{
+	for (int i = 0; i < 2; i++)
+		if (sb_pship_root_alive(w->p, i, 0) < 0)
+			return SB_E_GONE;
+	return 0;
+}
+
 static int skip(struct walk *w, const struct sb_ent *e, int err, const char *what)
 {
+	if (err < 0 && err != -ENOMEM && side_gone(w))
+		return SB_E_GONE;
 	if (w->h && w->h->warn)
 		w->h->warn(w->h->arg, w->path, w->len, err, what);
 	w->why = what;
@@ -574,8 +590,12 @@ static int walk_dir(struct walk *w, const int fd[2], uint64_t dir_id,
 		if ((ret = list_side(w, fd[s], s, &l[s])) < 0) {
 			if (w->len == 0 && dir_id == SB_ROOT_ID)
 				w->plan->st.unlisted[s] = ret;	/* see sb_plan_check_mass */
-			if (ret == -ENOMEM || ret == -EIO)
+			if (ret == -ENOMEM)
 				goto out;
+			if (ret == -EIO) {
+				ret = side_gone(w) ? SB_E_GONE : ret;
+				goto out;
+			}
 			ret = skip(w, NULL, ret, "cannot list directory");
 			++*kept;
 			goto out;
@@ -709,6 +729,7 @@ int sb_plan_build(struct sb_pship *p, const char *const *paths, size_t npaths,
 	*out = NULL;
 	if (!plan)
 		goto out;
+	p->gone = 0;
 	w.plan = plan;
 	/* Before the scan's transaction: a first probe stores its findings. */
 	w.caps[0] = sb_pship_caps(p, 0);
@@ -734,9 +755,19 @@ int sb_plan_build(struct sb_pship *p, const char *const *paths, size_t npaths,
 		ret = -EIO;
 		goto out;
 	}
+	/* A side that went away without an error (umount -l leaves the
+	 * descriptors working on a file system nobody sees) is refused too:
+	 * the run would find it gone at its first step. */
+	if (side_gone(&w)) {
+		ret = SB_E_GONE;
+		goto out;
+	}
 	*out = plan;
 	plan = NULL;
 out:
+	/* Whatever went wrong, a side that went meanwhile is the cause. */
+	if (ret < 0 && ret != -ENOMEM && ret != SB_E_GONE && w.plan && side_gone(&w))
+		ret = SB_E_GONE;
 	sb_txn_abort(w.txn);
 	free(w.path);
 	sb_plan_free(plan);

@@ -358,6 +358,47 @@ int sb_pship_refresh_root(struct sb_pship *p, int side, int recaps)
 	return ret;
 }
 
+int sb_pship_root_alive(struct sb_pship *p, int side, int deep)
+{
+	struct stat a, b;
+	int fd, ret = 0;
+
+	if (fstat(p->rootfd[side], &a) < 0) {
+		ret = -errno;
+	} else if ((fd = openat(p->rootfd[side], ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+		ret = -errno;	/* ext4 after a forced shutdown answers fstat, not open */
+	} else {
+		close(fd);
+		if (stat(p->root[side], &b) < 0)
+			ret = errno == ENOENT || errno == ENOTDIR ? SB_E_ROOT_MOVED : -errno;
+		else if (a.st_dev != b.st_dev || a.st_ino != b.st_ino)
+			ret = SB_E_ROOT_MOVED;
+	}
+	if (ret == 0 && deep) {
+		char name[64];
+		snprintf(name, sizeof(name), SB_TMP_PREFIX "alive.%ld", (long)getpid());
+		if (mkdirat(p->rootfd[side], name, 0700) < 0 && errno != EEXIST)
+			ret = errno == EIO || errno == EROFS ? -errno : 0;
+		else
+			unlinkat(p->rootfd[side], name, AT_REMOVEDIR);
+	}
+	/* Our own shortage says nothing about the partner. */
+	if (ret == -ENOMEM || ret == -EMFILE || ret == -ENFILE || ret == -EINTR)
+		ret = 0;
+	if (ret < 0 && !p->gone) {
+		p->gone = side + 1;
+		p->gone_err = ret;
+	}
+	return ret;
+}
+
+int sb_pship_gone(const struct sb_pship *p, int *err)
+{
+	if (err)
+		*err = p->gone_err;
+	return p->gone;
+}
+
 int sb_pship_lock(struct sb_pship *p, int wait, long *holder)
 {
 	char *path = NULL, buf[32];

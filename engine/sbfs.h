@@ -30,6 +30,8 @@ enum {
 	SB_E_STATE_WRITABLE = -10009, /* a state directory is writable by group or others */
 	SB_E_STATE_SYMLINK = -10010, /* a state directory or file is a symbolic link */
 	SB_E_BADPATTERN = -10011, /* an ignore pattern that cannot be used (ignore.h) */
+	SB_E_ROOT_MOVED = -10012, /* a root's path now names another directory */
+	SB_E_GONE = -10013,	 /* a side went away during the scan (sb_pship_gone) */
 };
 
 /* Text for an errno or SB_E_* code (never NULL). */
@@ -105,6 +107,12 @@ int sb_pship_open(const char *source, const char *target,
 void sb_pship_close(struct sb_pship *p);	/* NULL-safe; releases the lock */
 const char *sb_pship_root(const struct sb_pship *p, int side); /* canonical */
 const char *sb_pship_id(const struct sb_pship *p);
+/*
+ * 1 + the side whose root stopped answering during the last scan or apply
+ * (0 if none), *err why: a negative errno, or SB_E_ROOT_MOVED when the
+ * root's path now names another directory (unmounted, even lazily).
+ */
+int sb_pship_gone(const struct sb_pship *p, int *err);
 /* This partnership's state directory (holds "roots", and "mount" while mounted). */
 const char *sb_pship_dir(const struct sb_pship *p);
 /*
@@ -246,6 +254,11 @@ int sb_plan_check_mass(const struct sb_plan *plan, int *side);
 
 struct sb_apply_result {
 	uint64_t done, skipped, failed, conflicts;
+	/* A side went away (1 + the side, 0 if none; gone_err why, as for
+	 * sb_pship_gone): left counts what was not done, or done but not
+	 * verified, and is left for the next run. */
+	uint64_t left;
+	int gone, gone_err;
 };
 
 /*

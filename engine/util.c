@@ -18,6 +18,8 @@ const char *sb_strerror(int code)
 	case SB_E_STATE_WRITABLE: return "refusing a state directory writable by group or others";
 	case SB_E_STATE_SYMLINK: return "refusing a state directory or file that is a symbolic link";
 	case SB_E_BADPATTERN: return "not a usable ignore pattern";
+	case SB_E_ROOT_MOVED: return "no longer mounted there: its path names another directory";
+	case SB_E_GONE: return "a partner went away during the scan";
 	}
 	if (code < 0)
 		return strerror(-code);

@@ -208,12 +208,33 @@ static int run_plan(struct ctx *c, struct sb_pship *p, const char *const *paths,
 		state_hint(ret, sb_pship_root(p, 0), sb_pship_root(p, 1));
 		return EXIT_USAGE;
 	}
+	if (ret == SB_E_GONE) {
+		int err, side = sb_pship_gone(p, &err) - 1;
+		/* What it could not show is neither deleted nor there: no plan. */
+		error("the %s %s went away during the scan (%s): nothing was changed; "
+		      "run again once it is back", side ? "target" : "source",
+		      sb_pship_root(p, side), sb_strerror(err));
+		return EXIT_USAGE;
+	}
 	if (ret < 0) {
 		error("scanning %s and %s failed: %s", sb_pship_root(p, 0),
 		      sb_pship_root(p, 1), sb_strerror(ret));
 		return ret == SB_E_BADPATH ? EXIT_USAGE : EXIT_FAILED;
 	}
 	return 0;
+}
+
+/* One message for a partner that went away during the run (not one per
+ * path it left); EXIT_FAILED. */
+static int report_gone(struct sb_pship *p, const struct sb_apply_result *res)
+{
+	fflush(OUT);
+	error("the %s %s went away during the run (%s): %llu of %llu changes done, "
+	      "the rest left for the next run; nothing was lost",
+	      res->gone == 1 ? "source" : "target", sb_pship_root(p, res->gone - 1),
+	      sb_strerror(res->gone_err), (unsigned long long)res->done,
+	      (unsigned long long)(res->done + res->left + res->skipped + res->failed));
+	return EXIT_FAILED;
 }
 
 static int parse_policy(const char *s)
@@ -391,6 +412,8 @@ static int reconcile(struct ctx *c, int argc, char **argv, int status_only)
 	if (res.conflicts)
 		fprintf(OUT, "Resolve with: sbfs resolve %s %s\n", sb_pship_root(p, 0), sb_pship_root(p, 1));
 	ret = res.failed ? EXIT_FAILED : res.conflicts || res.skipped ? EXIT_PENDING : EXIT_SYNCED;
+	if (res.gone)
+		ret = report_gone(p, &res);
 out:
 	for (size_t k = 0; k < c->ndirty; k++)
 		free(c->dirty[k]);
@@ -555,6 +578,8 @@ int cmd_resolve(struct ctx *c, int argc, char **argv)
 	       settled, (unsigned long long)res.done, (unsigned long long)res.skipped,
 	       (unsigned long long)res.failed, (unsigned long long)res.conflicts);
 	ret = res.failed ? EXIT_FAILED : res.conflicts || res.skipped ? EXIT_PENDING : EXIT_SYNCED;
+	if (res.gone)
+		ret = report_gone(p, &res);
 out:
 	for (size_t k = 0; paths && k < n; k++)
 		free(paths[k]);

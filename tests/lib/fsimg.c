@@ -412,6 +412,7 @@ static const struct fstype {
 	[TL_EXFAT] = { "exfat", "mkfs.exfat", "mount.exfat-fuse", "mount.exfat-fus" },
 	[TL_FAT32] = { "fat32", "mkfs.vfat", "fusefat", "fusefat" },
 	[TL_NTFS] = { "ntfs", "mkfs.ntfs", "ntfs-3g", "ntfs-3g" },
+	[TL_EXT4] = { "ext4", "mkfs.ext4", NULL, NULL },	/* the kernel's */
 };
 
 const char *tl_fstype_name(enum tl_fstype t)
@@ -437,13 +438,15 @@ int fsi_have_prog(const char *prog)
 
 void tl_fsimg_required(enum tl_fstype t)
 {
-	tl_fuse_required();
+	if (fstypes[t].driver)
+		tl_fuse_required();
 	cr_assert(access("/dev/loop-control", R_OK | W_OK) == 0,
 		  "/dev/loop-control: %s: the %s tests need loop devices and cannot run "
 		  "(and must not pass)", strerror(errno), fstypes[t].name);
-	cr_assert(fsi_have_prog(fstypes[t].mkfs) && fsi_have_prog(fstypes[t].driver),
+	cr_assert(fsi_have_prog(fstypes[t].mkfs) &&
+		  (!fstypes[t].driver || fsi_have_prog(fstypes[t].driver)),
 		  "%s or %s not found: run scripts/install-deps", fstypes[t].mkfs,
-		  fstypes[t].driver);
+		  fstypes[t].driver ? fstypes[t].driver : "(the kernel)");
 }
 
 void tl_fsimg_make(struct tl_fsimg *f, enum tl_fstype t, const char *base, const char *dir,
@@ -474,8 +477,10 @@ void tl_fsimg_make(struct tl_fsimg *f, enum tl_fstype t, const char *base, const
 		st = fsi_run_logged(f->log, (const char *[]){ "mkfs.exfat", f->img, NULL });
 	else if (t == TL_FAT32)
 		st = fsi_run_logged(f->log, (const char *[]){ "mkfs.vfat", "-F", "32", f->img, NULL });
-	else
+	else if (t == TL_NTFS)
 		st = fsi_run_logged(f->log, (const char *[]){ "mkfs.ntfs", "-F", "-Q", f->img, NULL });
+	else
+		st = fsi_run_logged(f->log, (const char *[]){ "mkfs.ext4", "-q", "-F", f->img, NULL });
 	if (st != 0) {
 		char *l = fsi_log_text(f->log);
 		cr_assert_fail("%s %s exited %d:\n%s", fstypes[t].mkfs, f->img, st, l);
@@ -492,6 +497,16 @@ void tl_fsimg_mount(struct tl_fsimg *f)
 	free(msg);
 
 	int st;
+	if (!t->driver) {
+		if (mount(f->loop, f->dir, t->name, 0, NULL) < 0)
+			cr_assert_fail("mount -t %s %s %s: %s", t->name, f->loop, f->dir,
+				       strerror(errno));
+		/* The kernel holds the device: autoclear detaches it once the
+		 * file system is unmounted and let go of. */
+		close(f->loop_fd);
+		f->loop_fd = -1;
+		return;
+	}
 	if (f->type == TL_FAT32)	/* rw+: read-write; plain rw is refused */
 		st = fsi_run_logged(f->log, (const char *[]){ t->driver, "-o", "rw+", f->loop, f->dir,
 							  NULL });
@@ -522,8 +537,8 @@ void tl_fsimg_umount(struct tl_fsimg *f)
 	const struct fstype *t = &fstypes[f->type];
 	if (umount2(f->dir, 0) < 0)
 		cr_assert_fail("umount %s (%s): %s", f->dir, t->name, strerror(errno));
-	int wst;
-	if (!fsi_wait_gone(f->driver, t->comm, 30000, &wst))
+	int wst = -1;
+	if (f->driver && !fsi_wait_gone(f->driver, t->comm, 30000, &wst))
 		cr_assert_fail("%s (pid %d) did not exit within 30 s of the unmount of %s",
 			       t->driver, (int)f->driver, f->dir);
 	f->driver = 0;
@@ -537,6 +552,28 @@ void tl_fsimg_umount(struct tl_fsimg *f)
 		fsi_sleep_ms(10);
 	if (tl_loop_is(f->loop, f->img))
 		cr_assert_fail("%s still attached to %s after %s exited", f->loop, f->img, t->driver);
+	f->loop[0] = '\0';
+	fsi_guard_tell(&f->guard, "X\n");
+}
+
+void tl_fsimg_pull(struct tl_fsimg *f)
+{
+	if (umount2(f->dir, MNT_DETACH) < 0)
+		cr_assert_fail("umount -l %s: %s", f->dir, strerror(errno));
+}
+
+void tl_fsimg_after_pull(struct tl_fsimg *f)
+{
+	const struct fstype *t = &fstypes[f->type];
+	if (f->driver && !fsi_wait_gone(f->driver, t->comm, 30000, NULL))
+		cr_assert_fail("%s (pid %d) still runs 30 s after %s was pulled", t->driver,
+			       (int)f->driver, f->dir);
+	f->driver = 0;
+	long end = fsi_now_ms() + 30000;
+	while (tl_loop_any(f->img) && fsi_now_ms() < end)
+		fsi_sleep_ms(10);
+	if (tl_loop_any(f->img))
+		cr_assert_fail("%s still attached 30 s after %s was pulled", f->img, f->dir);
 	f->loop[0] = '\0';
 	fsi_guard_tell(&f->guard, "X\n");
 }

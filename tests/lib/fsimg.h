@@ -28,7 +28,9 @@ struct tl_guard {
 	int fd;			/* the pipe's write end; -1 if none */
 };
 
-enum tl_fstype { TL_EXFAT, TL_FAT32, TL_NTFS };
+/* TL_EXT4: the kernel's own ext4 on a loop image (no FUSE driver), for a
+ * disk that goes away under a running reconcile (test_vanish.c). */
+enum tl_fstype { TL_EXFAT, TL_FAT32, TL_NTFS, TL_EXT4 };
 
 struct tl_fsimg {
 	enum tl_fstype type;
@@ -56,6 +58,14 @@ void tl_fsimg_mount(struct tl_fsimg *f);
 /* Unmounts (asserting it was not busy), waits for the driver to exit 0 and
  * for the loop device to be detached. */
 void tl_fsimg_umount(struct tl_fsimg *f);
+/*
+ * The disk pulled under whoever uses it: a lazy unmount (the file system
+ * lives on, unseen, for those holding it open). tl_fsimg_after_pull waits
+ * up to 30 s for them to let go (the driver exits, the loop device is
+ * detached), after which tl_fsimg_mount mounts it again.
+ */
+void tl_fsimg_pull(struct tl_fsimg *f);
+void tl_fsimg_after_pull(struct tl_fsimg *f);
 /* A replugged USB disk: unmount, wait for the driver, attach, mount. */
 void tl_fsimg_remount(struct tl_fsimg *f);
 /* For .fini: never asserts, idempotent. Lazy unmount if needed, waits for
@@ -111,6 +121,10 @@ void tl_sshfs_remount(struct tl_sshfs *m);
  * (something may still hold it) and mounts the same directory again.
  */
 void tl_sshfs_reconnect(struct tl_sshfs *m);
+/* sshfs killed (SIGKILL): its mount answers ENOTCONN until unmounted,
+ * which this does lazily; tl_sshfs_respawn mounts it again. */
+void tl_sshfs_kill(struct tl_sshfs *m);
+void tl_sshfs_respawn(struct tl_sshfs *m);
 void tl_sshfs_cleanup(struct tl_sshfs *m);	/* for .fini, never asserts */
 
 #endif

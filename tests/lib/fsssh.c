@@ -259,6 +259,23 @@ void tl_sshfs_reconnect(struct tl_sshfs *m)
 	sshfs_spawn(m);
 }
 
+void tl_sshfs_kill(struct tl_sshfs *m)
+{
+	if (m->pid)
+		kill(m->pid, SIGKILL);
+	if (!fsi_wait_gone(m->pid, "sshfs", 10000, NULL))
+		cr_assert_fail("sshfs (pid %d) still runs 10 s after SIGKILL", (int)m->pid);
+	m->pid = 0;
+	if (tl_mounted(m->dir))
+		umount2(m->dir, MNT_DETACH);
+	fsi_guard_tell(&m->guard, "X\n");
+}
+
+void tl_sshfs_respawn(struct tl_sshfs *m)
+{
+	sshfs_spawn(m);
+}
+
 void tl_sshfs_cleanup(struct tl_sshfs *m)
 {
 	if (!m->dir)
