@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "apply_int.h"
+#include "versions.h"
 
 #define BATCH_ITEMS 20000
 #define BATCH_NS (5LL * 1000000000)
@@ -442,7 +443,8 @@ int sb_plan_apply(struct sb_pship *p, struct sb_plan *plan,
 		ret = -ENOMEM;
 		goto out;
 	}
-	if ((ret = sb_sha_new(&a.sha)) < 0 || (ret = sb_plan_rewind(plan)) < 0 ||
+	if ((ret = sb_sha_new(&a.sha)) < 0 || (ret = sb_vrun_new(p, hooks, &a.vers)) < 0 ||
+	    (ret = sb_plan_rewind(plan)) < 0 ||
 	    (ret = sb_state_begin(p->state, 0, &a.txn)) < 0)
 		goto out;
 	a.batch_start = now_ns();
@@ -452,7 +454,10 @@ int sb_plan_apply(struct sb_pship *p, struct sb_plan *plan,
 		uint8_t sha[SB_SHA_LEN];
 		int logsha = 0, quiet;
 		a.pgone = 0;
+		a.cur = path;
+		a.curlen = it.len;
 		int err = apply_item(&a, &it, path, sha, &logsha);
+		int verr = sb_vrun_failed(a.vers);
 		err = missing_dir(&a, &it, path, err, &quiet);
 		if (it.op != SB_OP_RECORD && it.op != SB_OP_FORGET && it.op != SB_OP_CONFLICT &&
 		    it.op != SB_OP_SKIP)
@@ -466,6 +471,11 @@ int sb_plan_apply(struct sb_pship *p, struct sb_plan *plan,
 			sb_state_conflict_del(a.txn, path, it.len);
 		if (it.op == SB_OP_SKIP) {
 			res->skipped++;
+		} else if (verr && err == verr) {
+			/* Never lose a version: without its copy kept, no change. */
+			res->skipped++;
+			warn(&a, path, it.len, err, "not applied: the version it would replace or "
+			     "delete could not be kept in " SB_VERSIONS_DIR);
 		} else if (it.op == SB_OP_CONFLICT && err == 0) {
 			res->conflicts++;
 		} else if (err == -EAGAIN && a.pgone) {
@@ -520,6 +530,7 @@ int sb_plan_apply(struct sb_pship *p, struct sb_plan *plan,
 	}
 out:
 	close_parent(&a);
+	sb_vrun_finish(a.vers);
 	sb_txn_abort(a.txn);
 	for (size_t i = 0; i < a.nfollow; i++)
 		free(a.follow[i]);

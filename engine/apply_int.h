@@ -43,6 +43,10 @@ struct apply {
 	char *mkdir_failed;	/* a directory that could not be created, */
 	int mkdir_err;		/* and why */
 	char *gone;		/* the directory last reported as missing */
+	struct sb_vrun *vers;	/* versions.c: what is replaced or deleted is kept */
+	const char *cur;	/* the current item's path, for its version's name */
+	size_t curlen;
+	int retried;		/* the copy is already the one retry after ENOSPC */
 };
 
 static inline struct timespec ts_of(int64_t ns)
