@@ -261,9 +261,10 @@ static int add_version(struct walk *w, int fd, const char *name, size_t plen, in
 		free(vn);
 		return -ENOMEM;
 	}
-	memcpy(path, w->buf, w->len);
-	if (w->len)
+	if (w->len) {
+		memcpy(path, w->buf, w->len);
 		path[w->len] = '/';
+	}
 	memcpy(path + full - plen, name, plen);
 	path[full] = '\0';
 	if (!relevant(w, path, full, 0)) {

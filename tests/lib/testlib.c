@@ -439,6 +439,12 @@ size_t tl_count(const char *dir)
 	if (fd < 0)
 		return 0;
 	size_t n = count_at(fd);
+	/* the root's old versions are that side's own (engine/versions.c) */
+	int vd = openat(fd, ".sbfs-versions", O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+	if (vd >= 0) {
+		n -= 1 + count_at(vd);
+		close(vd);
+	}
 	close(fd);
 	return n;
 }
