@@ -67,6 +67,15 @@ static int count_versions(const char *root, const char *dir, const char *prefix,
 	return n;
 }
 
+/* rel under root holds exactly want. */
+static void expect(const char *root, const char *rel, const char *want)
+{
+	char *got = tl_read(root, rel);
+	cr_assert(got && !strcmp(got, want), "%s/%s: %s, not %s", root, rel, got ? got : "(absent)",
+		  want);
+	free(got);
+}
+
 static char *version_content(const char *root, const char *name)
 {
 	char rel[512];
@@ -81,7 +90,7 @@ Test(versions, update_keeps_the_old_version)
 	cr_assert_eq(run("reconcile", NULL), 0);
 	tl_write(env.src, "notes/a.txt", "new content\n");
 	cr_assert_eq(run("reconcile", NULL), 0);
-	cr_assert_str_eq(tl_read(env.tgt, "notes/a.txt"), "new content\n");
+	expect(env.tgt, "notes/a.txt", "new content\n");
 	cr_assert_eq(count_versions(env.tgt, "notes", "a.txt~", name), 1);
 	/* PATH~YYYYMMDD-HHMMSS */
 	cr_assert_eq(strlen(name), strlen("a.txt~20260101-120000"), "%s", name);
@@ -187,15 +196,15 @@ Test(versions, restore_brings_it_back_and_reconcile_carries_it)
 	cr_assert_eq(run("reconcile", NULL), 0);
 	tl_write(env.src, "doc", "second\n");
 	cr_assert_eq(run("reconcile", NULL), 0);
-	cr_assert_str_eq(tl_read(env.tgt, "doc"), "second\n");
+	expect(env.tgt, "doc", "second\n");
 	struct tl_run r = tl_sbfs_run(&env, NULL, OPTS("restore", env.src, env.tgt, "doc"));
 	cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
 	tl_run_free(&r);
-	cr_assert_str_eq(tl_read(env.tgt, "doc"), "first\n");
+	expect(env.tgt, "doc", "first\n");
 	/* what it replaced is a version in turn */
 	cr_assert_eq(count_versions(env.tgt, "", "doc~", NULL), 2);
 	cr_assert_eq(run("reconcile", NULL), 0);
-	cr_assert_str_eq(tl_read(env.src, "doc"), "first\n");
+	expect(env.src, "doc", "first\n");
 	r = tl_sbfs_run(&env, NULL, OPTS("restore", env.src, env.tgt, "nothing"));
 	cr_assert_eq(r.status, 2, "%s", r.err);
 	tl_run_free(&r);
@@ -212,7 +221,7 @@ Test(versions, off_keeps_nothing)
 	cr_assert_eq(run("reconcile", OPTS("--keep-versions", "0", "--keep-days", "0")), 0);
 	cr_assert(!tl_exists(env.tgt, VD));
 	cr_assert(!tl_exists(env.tgt, "g"));
-	cr_assert_str_eq(tl_read(env.tgt, "f"), "2\n");
+	expect(env.tgt, "f", "2\n");
 }
 
 Test(versions, a_version_that_cannot_be_kept_leaves_the_item)
@@ -225,7 +234,7 @@ Test(versions, a_version_that_cannot_be_kept_leaves_the_item)
 	cr_assert_eq(r.status, 1, "%s%s", r.out, r.err);
 	cr_assert(strstr(r.err, "could not be kept"), "%s", r.err);
 	tl_run_free(&r);
-	cr_assert_str_eq(tl_read(env.tgt, "f"), "1\n");
+	expect(env.tgt, "f", "1\n");
 }
 
 static void fill(const char *root, const char *rel, char c, size_t n)
