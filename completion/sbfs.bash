@@ -20,7 +20,7 @@ _sbfs()
 {
 	local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}
 	local prog=${COMP_WORDS[0]} cmd="" i
-	local cmds="reconcile status conflicts resolve mount umount forget ignore"
+	local cmds="reconcile status conflicts resolve mount umount forget ignore versions restore"
 	COMPREPLY=()
 	for ((i = 1; i < COMP_CWORD; i++)); do
 		case ${COMP_WORDS[i]} in
@@ -42,7 +42,7 @@ _sbfs()
 	--state-dir)
 		COMPREPLY=($(compgen -d -- "$cur"))
 		return ;;
-	--ignore | --add | --remove)
+	--ignore | --add | --remove | --keep-versions | --keep-days)
 		return ;;
 	-o)
 		COMPREPLY=($(compgen -W "ro allow_other allow_root default_permissions" -- "$cur"))

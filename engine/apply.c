@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "apply_int.h"
+#include "versions.h"
 
 #define BATCH_ITEMS 20000
 #define BATCH_NS (5LL * 1000000000)
@@ -523,7 +524,8 @@ int sb_plan_apply(struct sb_pship *p, struct sb_plan *plan,
 		ret = -ENOMEM;
 		goto out;
 	}
-	if ((ret = sb_sha_new(&a.sha)) < 0 || (ret = sb_plan_rewind(plan)) < 0 ||
+	if ((ret = sb_sha_new(&a.sha)) < 0 || (ret = sb_vrun_new(p, hooks, &a.vers)) < 0 ||
+	    (ret = sb_plan_rewind(plan)) < 0 ||
 	    (ret = sb_state_begin(p->state, 0, &a.txn)) < 0)
 		goto out;
 	a.batch_start = now_ns();
@@ -539,6 +541,8 @@ int sb_plan_apply(struct sb_pship *p, struct sb_plan *plan,
 			continue;
 		}
 		a.pgone = 0;
+		a.cur = path;
+		a.curlen = it.len;
 		int err = apply_item(&a, &it, path, sha, &logsha);
 		/* A failure may be the first sign of a side gone: then it is
 		 * no failure of this item's, which is left with the rest. */
@@ -550,6 +554,7 @@ int sb_plan_apply(struct sb_pship *p, struct sb_plan *plan,
 				continue;
 			}
 		}
+		int verr = sb_vrun_failed(a.vers);
 		err = missing_dir(&a, &it, path, err, &quiet);
 		if (it.op != SB_OP_RECORD && it.op != SB_OP_FORGET && it.op != SB_OP_CONFLICT &&
 		    it.op != SB_OP_SKIP)
@@ -563,6 +568,11 @@ int sb_plan_apply(struct sb_pship *p, struct sb_plan *plan,
 			sb_state_conflict_del(a.txn, path, it.len);
 		if (it.op == SB_OP_SKIP) {
 			res->skipped++;
+		} else if (verr && err == verr) {
+			/* Never lose a version: without its copy kept, no change. */
+			res->skipped++;
+			warn(&a, path, it.len, err, "not applied: the version it would replace or "
+			     "delete could not be kept in " SB_VERSIONS_DIR);
 		} else if (it.op == SB_OP_CONFLICT && err == 0) {
 			res->conflicts++;
 			a.batch_conflicts++;
@@ -637,6 +647,7 @@ int sb_plan_apply(struct sb_pship *p, struct sb_plan *plan,
 	}
 out:
 	close_parent(&a);
+	sb_vrun_finish(a.vers);
 	sb_txn_abort(a.txn);
 	for (size_t i = 0; i < a.nfollow; i++)
 		free(a.follow[i]);

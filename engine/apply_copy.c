@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "apply_int.h"
+#include "versions.h"
 
 /* 0 if side's entry is still what the scan saw, -EAGAIN if it changed. */
 int sb_ap_unchanged(int pfd, const char *name, const struct sb_scan *s)
@@ -33,42 +34,6 @@ int sb_ap_unchanged(int pfd, const char *name, const struct sb_scan *s)
 	if (!sb_fp_equal(&fp, &s->fp) || (st.st_mode & 07777) != s->rawmode)
 		return -EAGAIN;
 	return 0;
-}
-
-/* Removes a tree beneath dirfd without following symlinks. */
-static int rmtree(int dirfd, const char *name)
-{
-	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	int ret = 0;
-	DIR *d;
-	struct dirent *de;
-
-	if (fd < 0) {
-		if (errno == ENOTDIR || errno == ELOOP)
-			return unlinkat(dirfd, name, 0) < 0 ? -errno : 0;
-		return -errno;
-	}
-	if (!(d = fdopendir(fd))) {
-		close(fd);
-		return -errno;
-	}
-	while ((de = readdir(d))) {
-		const char *n = de->d_name;
-		if (n[0] == '.' && (!n[1] || (n[1] == '.' && !n[2])))
-			continue;
-		if (unlinkat(fd, n, 0) == 0)
-			continue;
-		if (errno != EISDIR && errno != EPERM)
-			ret = -errno;
-		else
-			ret = rmtree(fd, n);
-		if (ret < 0)
-			break;
-	}
-	closedir(d);
-	if (ret == 0 && unlinkat(dirfd, name, AT_REMOVEDIR) < 0)
-		ret = -errno;
-	return ret;
 }
 
 /* Unique per run and per file; O_EXCL catches the impossible clash. */
@@ -464,21 +429,39 @@ static int copy_node(struct apply *a, const struct sb_scan *s, int dfd, char tmp
 	return 0;
 }
 
-/* Puts the finished temporary in place of name, if name is still as scanned. */
-static int install(int dfd, const char *tmp, const char *name,
+/* What a replacement or deletion keeps as a version: files and symlinks,
+ * and a directory going whole (one the plan empties first holds nothing). */
+static int kept_kind(int type, int whole)
+{
+	return type == SB_FILE || type == SB_LINK || (type == SB_DIR && whole);
+}
+
+/*
+ * Puts the finished temporary in place of name, if name is still as
+ * scanned. The version it replaces is kept first (versions.c), at the very
+ * point it would be renamed over or removed: kept by a link, the rename
+ * over it stays atomic; moved away (a directory, or no hard links), the
+ * name is free for the rename.
+ */
+static int install(struct apply *a, int to, const char *tmp, const char *name,
 		   const struct sb_scan *was, int rmtree_ok)
 {
+	int dfd = a->pfd[to], gone = 0;
 	/* An absent destination needs no look: RENAME_NOREPLACE refuses a newcomer. */
 	int ret = was->info.type == SB_NONE ? 0 : sb_ap_unchanged(dfd, name, was);
 	if (ret < 0)
 		return ret;
-	if (was->info.type == SB_DIR) {
-		ret = rmtree_ok ? rmtree(dfd, name)
+	if (kept_kind(was->info.type, rmtree_ok) &&
+	    (gone = sb_vrun_keep(a->vers, to, dfd, name, a->cur, a->curlen,
+				 was->info.type == SB_DIR ? SB_VK_MOVE : SB_VK_LINK)) < 0)
+		return gone;
+	if (was->info.type == SB_DIR && !gone) {
+		ret = rmtree_ok ? sb_rmtree(dfd, name)
 			: unlinkat(dfd, name, AT_REMOVEDIR) < 0 ? -errno : 0;
 		if (ret < 0)
 			return ret == -ENOTEMPTY ? -EAGAIN : ret;
 	}
-	if (was->info.type == SB_NONE || was->info.type == SB_DIR) {
+	if (was->info.type == SB_NONE || was->info.type == SB_DIR || gone) {
 		if (renameat2(dfd, tmp, dfd, name, RENAME_NOREPLACE) == 0)
 			return 0;
 		if (errno == EEXIST)
@@ -597,7 +580,12 @@ int sb_ap_copy(struct apply *a, const struct sb_pitem *it, const char *name,
 		if ((ret = sb_ap_unchanged(a->pfd[to], name, dst)) < 0)
 			return ret;
 		if (dst->info.type != SB_NONE && dst->info.type != SB_DIR) {
-			if (unlinkat(a->pfd[to], name, 0) < 0)
+			int gone = !kept_kind(dst->info.type, 0) ? 0
+				: sb_vrun_keep(a->vers, to, a->pfd[to], name, a->cur, a->curlen,
+					       SB_VK_MOVE);
+			if (gone < 0)
+				return gone;
+			if (!gone && unlinkat(a->pfd[to], name, 0) < 0)
 				return -errno;
 		}
 		int made = mkdirat(a->pfd[to], name, 0700) == 0;
@@ -627,6 +615,14 @@ int sb_ap_copy(struct apply *a, const struct sb_pitem *it, const char *name,
 		? copy_link(a, a->pfd[from], name, src, a->pfd[to], tmp, sha, &wrote)
 		: copy_file(a, a->pfd[from], name, src, to, tmp, sha, fresh,
 			    &out, &wrote);
+	/* A full disk: the oldest versions there go first, then once more. */
+	if (ret == -ENOSPC && src->info.type == SB_FILE && !a->retried &&
+	    sb_vrun_make_room(a->vers, to, src->info.size) > 0) {
+		a->retried = 1;
+		ret = sb_ap_copy(a, it, name, sha, tofp);
+		a->retried = 0;
+		return ret;
+	}
 	if (ret < 0)
 		return ret;
 	int unnamed = !tmp[0];
@@ -636,7 +632,7 @@ int sb_ap_copy(struct apply *a, const struct sb_pitem *it, const char *name,
 		ret = -EAGAIN;
 	if (ret == 0)
 		ret = unnamed ? link_anon(a, out, a->pfd[to], name)
-			: install(a->pfd[to], tmp, name, dst, it->flags & SB_IF_RMTREE);
+			: install(a, to, tmp, name, dst, it->flags & SB_IF_RMTREE);
 	if (ret == 0)
 		installed(a, out, a->pfd[to], name, &wrote, to, before, tofp);
 	if (out >= 0)
@@ -701,10 +697,15 @@ int sb_ap_delete(struct apply *a, const struct sb_pitem *it, const char *name)
 		return ret;
 	if (it->s[to].info.type == SB_NONE)
 		return 0;
+	/* Kept rather than deleted, unless versions are off (0). */
+	if (kept_kind(it->s[to].info.type, it->flags & SB_IF_RMTREE) &&
+	    (ret = sb_vrun_keep(a->vers, to, a->pfd[to], name, a->cur, a->curlen,
+				SB_VK_MOVE)) != 0)
+		return ret < 0 ? ret : 0;
 	if (it->s[to].info.type != SB_DIR)
 		return unlinkat(a->pfd[to], name, 0) < 0 ? -errno : 0;
 	if (it->flags & SB_IF_RMTREE)
-		return rmtree(a->pfd[to], name);
+		return sb_rmtree(a->pfd[to], name);
 	if (unlinkat(a->pfd[to], name, AT_REMOVEDIR) < 0)
 		return errno == ENOTEMPTY || errno == EEXIST ? -EAGAIN : -errno;
 	return 0;

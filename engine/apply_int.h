@@ -48,6 +48,10 @@ struct apply {
 	uint64_t batch_done;	/* res->done's part not yet committed, */
 	uint64_t batch_conflicts;	/* and res->conflicts' */
 	unsigned since_check;	/* items since the roots were last checked */
+	struct sb_vrun *vers;	/* versions.c: what is replaced or deleted is kept */
+	const char *cur;	/* the current item's path, for its version's name */
+	size_t curlen;
+	int retried;		/* the copy is already the one retry after ENOSPC */
 };
 
 static inline struct timespec ts_of(int64_t ns)

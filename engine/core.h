@@ -4,6 +4,8 @@
 #ifndef SBFS_CORE_H
 #define SBFS_CORE_H
 
+#include <string.h>
+
 #include "internal.h"
 #include "caps.h"
 
@@ -20,6 +22,7 @@ struct sb_pship {
 	int8_t have_caps[2];	/* caps.c: caps[side] is known */
 	struct sb_caps caps[2];
 	int gone, gone_err;	/* see sb_pship_gone; reset by each scan and apply */
+	unsigned keep_versions, keep_days;	/* versions.c */
 };
 
 /*
@@ -50,6 +53,15 @@ int sb_pship_root_alive(struct sb_pship *p, int side, int deep);
 /* Temporary files are created under this prefix in the destination
  * directory; scans never show them and the next run removes stale ones. */
 #define SB_TMP_PREFIX ".sbfs-tmp."
+
+/* Old versions live here at each root (versions.c); never scanned,
+ * synced or shown by the mount. */
+#define SB_VERSIONS_DIR SB_VERSIONS_NAME
+static inline int sb_versions_reserved(const char *rel, size_t len)
+{
+	size_t n = sizeof(SB_VERSIONS_DIR) - 1;
+	return len >= n && !memcmp(rel, SB_VERSIONS_DIR, n) && (len == n || rel[n] == '/');
+}
 
 /* Internal plan ops, beyond enum sb_op; sb_plan_next() never shows them. */
 enum { SB_OP_CLEANUP = 100 };

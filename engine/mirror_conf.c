@@ -171,6 +171,11 @@ static int map_conf(struct sb_mirror *m, const char *path, char **out, int *side
 	*out = NULL;
 	if (!buf)
 		return -ENOMEM;
+	/* Each side's old versions are its own, not part of the view. */
+	if (sb_versions_reserved(path, len)) {
+		free(buf);
+		return -ENOENT;
+	}
 	pthread_rwlock_rdlock(&m->clock);
 	if (!m->nconf && !m->nfold) {
 		memcpy(buf, path, len + 1);

@@ -196,7 +196,8 @@ static int dread_side(struct sb_mirror *m, struct dread *r, int i, const char *r
 	while (ret == 0 && (de = readdir(d))) {
 		const char *n = de->d_name;
 		if ((n[0] == '.' && (!n[1] || (n[1] == '.' && !n[2]))) ||
-		    !strncmp(n, SB_TMP_PREFIX, sizeof(SB_TMP_PREFIX) - 1))
+		    !strncmp(n, SB_TMP_PREFIX, sizeof(SB_TMP_PREFIX) - 1) ||
+		    (!*rel && !strcmp(n, SB_VERSIONS_DIR)))
 			continue;
 		size_t nl = strlen(n);
 		uint64_t ino = SB_VIEW_INO((uint64_t)de->d_ino, i);

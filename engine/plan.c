@@ -572,6 +572,15 @@ static int list_side(struct walk *w, int fd, int side, struct sb_names *out)
 	for (size_t i = 0; i < tmp.n && e == 0; i++)
 		e = cleanup_item(w, tmp.v[i], side);
 	sb_names_free(&tmp);
+	/* The root's old versions are that side's own: never synced, never
+	 * taken as deleted (and not counted as ignored: no pattern asks). */
+	for (size_t i = 0; w->len == 0 && i < out->n; i++)
+		if (!strcmp(out->v[i], SB_VERSIONS_DIR)) {
+			free(out->v[i]);
+			memmove(&out->v[i], &out->v[i + 1], (out->n - i - 1) * sizeof(*out->v));
+			out->n--;
+			break;
+		}
 	return e ? e : ret;
 }
 
@@ -673,6 +682,8 @@ static int plan_path(struct walk *w, const char *rel, size_t len)
 	}
 	if (!sb_path_valid(rel, len))
 		return SB_E_BADPATH;
+	if (sb_versions_reserved(rel, len))
+		return 0;	/* each side's old versions: see list_side */
 	if ((ret = path_set(w, rel, len)) < 0)
 		return ret;
 	for (int i = 0; i < 2; i++) {

@@ -179,6 +179,8 @@ int sb_pship_open(const char *source, const char *target,
 		goto out;
 	p->rootfd[0] = p->rootfd[1] = p->lockfd = -1;
 	p->fine[0] = p->fine[1] = -1;
+	p->keep_versions = SB_KEEP_VERSIONS;
+	p->keep_days = SB_KEEP_DAYS;
 	const char *given[2] = { source, target };
 	for (int i = 0; i < 2; i++) {
 		ret = open_root(given[i], &p->root[i], &p->rootfd[i], &st[i], err);

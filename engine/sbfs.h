@@ -148,6 +148,47 @@ char *sb_state_root(const char *given);
 int sb_pship_lock(struct sb_pship *p, int wait, long *holder);
 
 /*
+ * Old versions kept (versions.c): what a reconcile or resolve replaces or
+ * deletes on a side is kept in ROOT/.sbfs-versions/PATH~YYYYMMDD-HHMMSS
+ * there. keep: versions kept per path and side (0: no limit), days: how
+ * long (0: no limit); both 0: versions off, nothing kept. Defaults below.
+ */
+#define SB_VERSIONS_NAME ".sbfs-versions"
+#define SB_KEEP_VERSIONS 5
+#define SB_KEEP_DAYS 30
+void sb_pship_set_versions(struct sb_pship *p, unsigned keep, unsigned days);
+void sb_pship_get_versions(const struct sb_pship *p, unsigned *keep, unsigned *days);
+
+struct sb_version {
+	int side;		/* the side it was kept on */
+	char *path;		/* the path it was a version of */
+	size_t len;
+	char *vname;		/* its name in the folder: NAME~STAMP */
+	char stamp[24];		/* YYYYMMDD-HHMMSS[-NN], what restore takes */
+	int64_t time;		/* when it was kept (s, UTC) */
+	uint8_t type;		/* enum sb_type (a deleted directory: SB_DIR) */
+	uint32_t mode;
+	uint64_t size;
+	int64_t mtime_ns;	/* the version's own mtime */
+};
+struct sb_version_list {
+	size_t n;
+	struct sb_version *v;	/* by path, side, newest first */
+};
+/* The versions kept of rel and what is beneath it (NULL or "": all). */
+int sb_versions_list(struct sb_pship *p, const char *rel, struct sb_version_list *out);
+void sb_versions_free(struct sb_version_list *l);
+/* Retention over every kept version; *removed counts what went. */
+int sb_versions_prune(struct sb_pship *p, uint64_t *removed);
+/*
+ * Copies version ver over its path on the side it was kept on (the parent
+ * directories made again), the current entry kept as a version in turn:
+ * a change on that side the next reconcile carries. Files and symlinks;
+ * -EISDIR for a directory. The caller holds the lock.
+ */
+int sb_version_restore(struct sb_pship *p, const struct sb_version *ver);
+
+/*
  * Moves the partnership's state directory aside (renamed
  * DIR.forgotten-YYYYMMDD-HHMMSS, never deleted), so that the next
  * reconcile is a first sync, which copies and records but never deletes.

@@ -39,7 +39,8 @@ const char *suggest_name(int s);
 enum cli_opt_id {
 	OPT_DRY_RUN, OPT_QUIET, OPT_HELP, OPT_AUTO, OPT_MASS, OPT_LOG, OPT_STATE,
 	OPT_JSON, OPT_SRC, OPT_TGT, OPT_KEEP, OPT_FG, OPT_FUSE, OPT_IGNORE, OPT_NO_DEF_IGN,
-	OPT_ADD, OPT_REMOVE, OPT_WATCH, OPT_LAZY, CLI_NOPTS
+	OPT_ADD, OPT_REMOVE, OPT_WATCH, OPT_LAZY, OPT_KEEP_VERSIONS, OPT_KEEP_DAYS, OPT_PRUNE,
+	CLI_NOPTS
 };
 struct ctx;
 struct cli_cmd {
@@ -88,6 +89,8 @@ struct ctx {
 	const struct cli_cmd *cmd;
 	struct cli_ign ign;
 	int dry_run, json, quiet, allow_mass;
+	int keep_given;		/* 1: --keep-versions, 2: --keep-days given */
+	unsigned keep_versions, keep_days, prune;
 	int policy;		/* SB_CHOOSE_* for resolve flags; see auto_policy */
 	int auto_policy;	/* 0 none, 1 source, 2 target, 3 newer, 4 suggested */
 	const char *log_file, *state_dir;
@@ -145,6 +148,14 @@ int cmd_mount(struct ctx *c, int argc, char **argv);
 int cmd_umount(struct ctx *c, int argc, char **argv);
 int cmd_forget(struct ctx *c, int argc, char **argv);	/* main.c */
 int cmd_ignore(struct ctx *c, int argc, char **argv);	/* ignore.c */
+/* main.c: a PATH operand, relative or absolute inside a root (malloc'd). */
+char *rel_path(struct sb_pship *p, const char *arg);
+int cmd_versions(struct ctx *c, int argc, char **argv);	/* versions.c */
+int cmd_restore(struct ctx *c, int argc, char **argv);
+/* --keep-versions and --keep-days onto p for this command; the limits p
+ * had, for versions_put_back(). */
+void versions_apply(const struct ctx *c, struct sb_pship *p, unsigned saved[2]);
+void versions_put_back(struct sb_pship *p, const unsigned saved[2]);
 
 /* busy.c: the processes using what is under mnt, as "  PID COMMAND"
  * lines to f after a heading; their count, and in *hidden that of the

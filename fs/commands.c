@@ -11,6 +11,13 @@
 #include "cli.h"
 
 /* The ignore options, as every command that scans takes them. */
+/* The retention options of a command that may keep old versions. */
+#define KEEP_HELP \
+"      --keep-versions N    old versions kept per path in .sbfs-versions (default 5;\n" \
+"                           0: no limit)\n" \
+"      --keep-days D        and for how many days (default 30; 0: no limit);\n" \
+"                           both 0: nothing is kept\n"
+
 #define IGNORE_HELP \
 "      --ignore PATTERN     leave paths matching PATTERN alone (gitignore syntax;\n" \
 "                           repeatable; see sbfs ignore)\n" \
@@ -29,6 +36,7 @@ static const char usage_reconcile[] =
 "      --state-dir DIR      state directory (default $SBFS_STATE_DIR, else\n"
 "                           ${XDG_STATE_HOME:-$HOME/.local/state}/sbfs)\n"
 IGNORE_HELP
+KEEP_HELP
 "  -q, --quiet              do not list each planned action\n"
 "      --json               print the plan as JSON (see sbfs status --json)\n"
 "  -h, --help\n";
@@ -51,8 +59,26 @@ static const char usage_resolve[] =
 "version is kept as NAME.target-YYYYMMDD-HHMMSS.EXT on both sides), skip;\n"
 "Enter takes the suggestion. Answers are read from standard input.\n"
 "  --source, --target, --keep-both   apply that choice to every PATH\n"
-"  --log-file FILE, --state-dir DIR, --ignore PATTERN, --no-default-ignores\n"
-"                                    as for reconcile\n";
+"  --log-file FILE, --state-dir DIR, --ignore PATTERN, --no-default-ignores,\n"
+"  --keep-versions N, --keep-days D  as for reconcile\n";
+
+static const char usage_versions[] =
+"Usage: sbfs versions [--json] [--prune] [--keep-versions N] [--keep-days D]\n"
+"                     [--state-dir DIR] SOURCE TARGET [PATH]\n"
+"Lists the old versions reconcile, resolve and restore kept (of PATH and what is\n"
+"beneath it, or all): side, path, version, when it was kept, size. They live\n"
+"in ROOT/.sbfs-versions/PATH~YYYYMMDD-HHMMSS on the side they were kept on.\n"
+"      --json               one JSON document\n"
+"      --prune              first apply the retention limits to every version\n"
+KEEP_HELP;
+
+static const char usage_restore[] =
+"Usage: sbfs restore [--keep-versions N] [--keep-days D] [--state-dir DIR]\n"
+"                    SOURCE TARGET PATH [VERSION]\n"
+"Copies a kept version of PATH (VERSION as sbfs versions lists it,\n"
+"YYYYMMDD-HHMMSS[-NN]; default the newest) over PATH on the side it was kept\n"
+"on, the current file kept as a version in turn. The next reconcile carries it.\n"
+KEEP_HELP;
 
 static const char usage_mount[] =
 "Usage: sbfs mount [-f] [--watch] [-o OPTIONS] [--auto-resolve POLICY] SOURCE TARGET\n"
@@ -107,6 +133,8 @@ const char cli_usage_main[] =
 "  forget SOURCE TARGET      move the partnership's state aside: the next\n"
 "                            reconcile is a first sync, which never deletes\n"
 "  ignore SOURCE TARGET      show or edit the paths left alone\n"
+"  versions SOURCE TARGET [PATH]  list the old versions kept in .sbfs-versions\n"
+"  restore SOURCE TARGET PATH [VERSION]  bring a kept version back\n"
 "\n"
 "  sbfs COMMAND --help   options of a command\n"
 "  sbfs --version\n"
@@ -141,20 +169,26 @@ static const struct cli_opt opts[CLI_NOPTS] = {
 	[OPT_REMOVE] = { "--remove", 0, 1 },
 	[OPT_WATCH] = { "--watch", 0, 0 },
 	[OPT_LAZY] = { "--lazy", 'z', 0 },
+	[OPT_KEEP_VERSIONS] = { "--keep-versions", 0, 1 },
+	[OPT_KEEP_DAYS] = { "--keep-days", 0, 1 },
+	[OPT_PRUNE] = { "--prune", 0, 0 },
 };
 
 #define O(x) (1u << (x))
 #define COMMON (O(OPT_HELP) | O(OPT_STATE))
 #define SCANS (O(OPT_IGNORE) | O(OPT_NO_DEF_IGN))	/* what scans takes the ignore options */
+#define KEEPS (O(OPT_KEEP_VERSIONS) | O(OPT_KEEP_DAYS))	/* what may keep old versions */
 
 static const struct cli_cmd cmds[] = {
 	{ "reconcile", usage_reconcile, cmd_reconcile, 1,
 	  COMMON | SCANS | O(OPT_DRY_RUN) | O(OPT_QUIET) | O(OPT_AUTO) | O(OPT_MASS) |
-	  O(OPT_LOG) | O(OPT_JSON) },
+	  O(OPT_LOG) | O(OPT_JSON) | KEEPS },
 	{ "status", usage_status, cmd_status, 1, COMMON | SCANS | O(OPT_JSON) | O(OPT_QUIET) },
 	{ "conflicts", usage_conflicts, cmd_conflicts, 1, COMMON | O(OPT_JSON) },
 	{ "resolve", usage_resolve, cmd_resolve, 1,
-	  COMMON | SCANS | O(OPT_SRC) | O(OPT_TGT) | O(OPT_KEEP) | O(OPT_LOG) },
+	  COMMON | SCANS | KEEPS | O(OPT_SRC) | O(OPT_TGT) | O(OPT_KEEP) | O(OPT_LOG) },
+	{ "versions", usage_versions, cmd_versions, 0, COMMON | KEEPS | O(OPT_JSON) | O(OPT_PRUNE) },
+	{ "restore", usage_restore, cmd_restore, 0, COMMON | KEEPS },
 	{ "mount", usage_mount, cmd_mount, 0,
 	  COMMON | SCANS | O(OPT_FG) | O(OPT_FUSE) | O(OPT_AUTO) | O(OPT_WATCH) },
 	{ "forget", usage_forget, cmd_forget, 0, COMMON },

@@ -266,6 +266,19 @@ static int set_opt(void *arg, int id, char *val)
 	case OPT_SRC: c->policy = SB_CHOOSE_SOURCE; break;
 	case OPT_TGT: c->policy = SB_CHOOSE_TARGET; break;
 	case OPT_KEEP: c->policy = SB_CHOOSE_KEEP_BOTH; break;
+	case OPT_KEEP_VERSIONS: case OPT_KEEP_DAYS: {
+		char *end;
+		errno = 0;
+		unsigned long n = strtoul(val, &end, 10);
+		if (*end || errno || n > 1000000 || val[0] == '-') {
+			error("%s '%s': not a number from 0 to 1000000", cli_opt_spelling(id), val);
+			return -3;
+		}
+		c->keep_given |= id == OPT_KEEP_VERSIONS ? 1 : 2;
+		*(id == OPT_KEEP_VERSIONS ? &c->keep_versions : &c->keep_days) = (unsigned)n;
+		break;
+	}
+	case OPT_PRUNE: c->prune = 1; break;
 	case OPT_IGNORE: case OPT_NO_DEF_IGN: case OPT_ADD: case OPT_REMOVE:
 		return cli_ign_opt(&c->ign, id, val);
 	}
@@ -395,7 +408,10 @@ static int reconcile(struct ctx *c, int argc, char **argv, int status_only)
 		ret = EXIT_SYNCED;
 		goto out;
 	}
+	unsigned saved[2];
+	versions_apply(c, p, saved);
 	ret = sb_plan_apply(p, plan, &h, !c->paths, &res);
+	versions_put_back(p, saved);
 	clear_progress(c);
 	tell_changed(c, plan);
 	if (ret < 0) {
@@ -476,7 +492,7 @@ out:
 }
 
 /* A PATH operand: relative, or absolute inside one of the roots. */
-static char *rel_path(struct sb_pship *p, const char *arg)
+char *rel_path(struct sb_pship *p, const char *arg)
 {
 	const char *r = arg;
 	for (int s = 0; s < 2 && arg[0] == '/'; s++) {
@@ -566,7 +582,10 @@ int cmd_resolve(struct ctx *c, int argc, char **argv)
 	sb_plan_rewind(plan);
 	while (sb_plan_next(plan, &it) > 0)
 		settled += it.resolved;
+	unsigned saved[2];
+	versions_apply(c, p, saved);
 	ret = sb_plan_apply(p, plan, &h, 0, &res);
+	versions_put_back(p, saved);
 	clear_progress(c);
 	tell_changed(c, plan);
 	if (ret < 0) {

@@ -229,7 +229,8 @@ static void walk_at(int fd, const char *rel, int which, struct walkres *w)
 	cr_assert(d);
 	while ((de = readdir(d))) {
 		const char *n = de->d_name;
-		if (!strcmp(n, ".") || !strcmp(n, ".."))
+		/* the root's old versions are kept, not synced (engine/versions.c) */
+		if (!strcmp(n, ".") || !strcmp(n, "..") || (!*rel && !strcmp(n, ".sbfs-versions")))
 			continue;
 		char *sub = NULL;
 		cr_assert(asprintf(&sub, "%s%s%s", rel, *rel ? "/" : "", n) > 0);

@@ -141,7 +141,8 @@ Test(install, man_page_has_every_option_and_renders_cleanly)
 	char *page = tl_read("/", man + 1);
 	cr_assert(page, "%s: missing", man);
 	static const char *const cmds[] = { "reconcile", "status", "conflicts", "resolve",
-					    "mount", "umount", "forget", "ignore" };
+					    "mount", "umount", "forget", "ignore", "versions",
+					    "restore" };
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
 		struct tl_run r = tl_sbfs_run(&env, NULL, OPTS(cmds[i], "--help"));
 		cr_assert_eq(r.status, 0, "sbfs %s --help: %d", cmds[i], r.status);

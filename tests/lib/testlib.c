@@ -335,6 +335,18 @@ static int eq_at(int a, int b, const char *rel, char **why)
 	char **la = list(a, &na), **lb = list(b, &nb);
 	int ok = 1;
 
+	/* Each side's old versions are its own: reconcile never syncs them. */
+	for (int s = 0; !strcmp(rel, ".") && s < 2; s++) {
+		char **l = s ? lb : la;
+		size_t *n = s ? &nb : &na;
+		for (size_t k = 0; k < *n; k++)
+			if (!strcmp(l[k], ".sbfs-versions")) {
+				free(l[k]);
+				memmove(&l[k], &l[k + 1], (*n - k - 1) * sizeof(*l));
+				--*n;
+				break;
+			}
+	}
 	for (size_t i = 0, j = 0; ok && (i < na || j < nb);) {
 		int c = i >= na ? 1 : j >= nb ? -1 : strcmp(la[i], lb[j]);
 		if (c) {
@@ -427,6 +439,12 @@ size_t tl_count(const char *dir)
 	if (fd < 0)
 		return 0;
 	size_t n = count_at(fd);
+	/* the root's old versions are that side's own (engine/versions.c) */
+	int vd = openat(fd, ".sbfs-versions", O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+	if (vd >= 0) {
+		n -= 1 + count_at(vd);
+		close(vd);
+	}
 	close(fd);
 	return n;
 }

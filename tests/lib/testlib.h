@@ -62,7 +62,8 @@ void tl_set_mtime(const char *dir, const char *rel, long sec);
  * first difference described in *why (malloc'd) when why is not NULL.
  */
 int tl_trees_equal(const char *a, const char *b, char **why);
-/* Count of entries beneath dir (not counting dir itself). */
+/* Count of entries beneath dir (not counting dir itself), but for a
+ * root's .sbfs-versions, as tl_trees_equal leaves it out too. */
 size_t tl_count(const char *dir);
 
 /* ------------------------------------------------------------------
