@@ -247,55 +247,43 @@ static void ll_readlink(fuse_req_t req, fuse_ino_t ino)
 		fuse_reply_readlink(req, buf);
 }
 
-static void ll_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+/* What ll_mkdir, ll_symlink and ll_mknod make: S_IFDIR, S_IFLNK (to target)
+ * or another type (mode's); then the entry, as a lookup would give it. */
+static void make_entry(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		       dev_t rdev, const char *target)
 {
 	const struct fuse_ctx *cx = fuse_req_ctx(req);
 	struct view *v = V(req);
 	struct stat st;
 	char *p;
 
-	view_umask(req);
+	if (!target)
+		view_umask(req);
 	int ret = itab_path(v->t, parent, name, &p);
 	if (ret == 0)
-		ret = sb_mirror_mkdir(v->m, p, mode, cx->uid, cx->gid);
+		ret = target ? sb_mirror_symlink(v->m, target, p, cx->uid, cx->gid)
+		      : S_ISDIR(mode) ? sb_mirror_mkdir(v->m, p, mode & 07777, cx->uid, cx->gid)
+				      : sb_mirror_mknod(v->m, p, mode, rdev, cx->uid, cx->gid);
 	if (ret == 0)
 		ret = sb_mirror_getattr(v->m, p, &st);
 	free(p);
 	reply_entry(req, parent, name, ret, &st);
 }
 
+static void ll_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	make_entry(req, parent, name, S_IFDIR | mode, 0, NULL);
+}
+
 static void ll_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, const char *name)
 {
-	const struct fuse_ctx *cx = fuse_req_ctx(req);
-	struct view *v = V(req);
-	struct stat st;
-	char *p;
-
-	int ret = itab_path(v->t, parent, name, &p);
-	if (ret == 0)
-		ret = sb_mirror_symlink(v->m, target, p, cx->uid, cx->gid);
-	if (ret == 0)
-		ret = sb_mirror_getattr(v->m, p, &st);
-	free(p);
-	reply_entry(req, parent, name, ret, &st);
+	make_entry(req, parent, name, S_IFLNK, 0, target);
 }
 
 static void ll_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		     dev_t rdev)
 {
-	const struct fuse_ctx *cx = fuse_req_ctx(req);
-	struct view *v = V(req);
-	struct stat st;
-	char *p;
-
-	view_umask(req);
-	int ret = itab_path(v->t, parent, name, &p);
-	if (ret == 0)
-		ret = sb_mirror_mknod(v->m, p, mode, rdev, cx->uid, cx->gid);
-	if (ret == 0)
-		ret = sb_mirror_getattr(v->m, p, &st);
-	free(p);
-	reply_entry(req, parent, name, ret, &st);
+	make_entry(req, parent, name, mode, rdev, NULL);
 }
 
 static void ll_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char *name)
